@@ -1,0 +1,1 @@
+//! placeholder: the provisioning and release state machines (pure transitions).

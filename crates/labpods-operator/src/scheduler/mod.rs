@@ -1,0 +1,1 @@
+//! placeholder: the scheduler (pure: observed objects + clock -> decisions).
