@@ -1,1 +1,17 @@
-//! placeholder, replaced by the crate owner
+//! The labpods API: the `labpods.dev` custom resources, their condition helpers and the
+//! validation rules a CRD schema cannot express. Pure types and functions, no IO.
+//!
+//! Each version lives in its own module (`v1alpha1`) and the current one is re-exported at the
+//! crate root, so adding `v1beta1` later means one more module and a `merge_crds` in [`crds()`](crate::crds()).
+
+pub mod conditions;
+pub mod crds;
+pub mod patterns;
+pub mod v1alpha1;
+pub mod validation;
+
+pub use crds::{CrdFile, crd_files, crds};
+pub use v1alpha1::*;
+
+/// The API group of every labpods resource.
+pub const GROUP: &str = "labpods.dev";

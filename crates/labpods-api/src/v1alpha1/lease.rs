@@ -1,0 +1,209 @@
+//! Lease: the operator's binding of a PodRequest to concrete hosts for a window.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::ImageSpec;
+use super::labhost::{HostState, ProvisioningStep};
+
+/// The binding of a PodRequest to concrete LabHosts for a time window.
+///
+/// Namespaced, created and owned by the operator (ownerReference to its PodRequest, same
+/// name). The kind shares its plural with `leases.coordination.k8s.io`: use
+/// `kubectl get leases.labpods.dev`, the short name `lablease`, or `kubectl get lab`.
+// kube's `printcolumn(...)` repeats keys by design; clippy mistakes them for duplicates.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "labpods.dev",
+    version = "v1alpha1",
+    kind = "Lease",
+    namespaced,
+    status = "LeaseStatus",
+    shortname = "lablease",
+    shortname = "llease",
+    category = "lab",
+    derive = "PartialEq",
+    doc = "The binding of a PodRequest to concrete LabHosts for a time window, created by the operator. Shares its plural with leases.coordination.k8s.io: use kubectl get leases.labpods.dev or the short name lablease.",
+    printcolumn(
+        name = "Phase",
+        type_ = "string",
+        json_path = ".status.phase",
+        description = "Where the lease is in its life"
+    ),
+    printcolumn(
+        name = "Hosts",
+        type_ = "integer",
+        json_path = ".status.hostCount",
+        description = "Number of hosts bound"
+    ),
+    printcolumn(
+        name = "Start",
+        type_ = "string",
+        json_path = ".spec.start",
+        description = "Start of the window"
+    ),
+    printcolumn(
+        name = "End",
+        type_ = "string",
+        json_path = ".spec.end",
+        description = "End of the window"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaseSpec {
+    /// The PodRequest this lease serves.
+    pub request_ref: RequestRef,
+    /// The hosts bound, one entry per host, sorted by host.
+    #[schemars(length(min = 1))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["host"]))]
+    pub hosts: Vec<LeaseHost>,
+    /// Start of the window: provisioning begins then.
+    pub start: Time,
+    /// End of the window: the hosts are released then.
+    pub end: Time,
+    /// The image every host boots.
+    pub image: ImageSpec,
+}
+
+/// A reference to the PodRequest (same namespace) a lease serves.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestRef {
+    /// Name of the PodRequest.
+    pub name: String,
+    /// UID of the PodRequest.
+    pub uid: String,
+}
+
+/// One host bound by a lease.
+#[derive(
+    Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaseHost {
+    /// Name of the LabHost.
+    pub host: String,
+    /// The role it fills in the PodRequest.
+    pub role: String,
+}
+
+/// Observed state of a Lease, written by the operator.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaseStatus {
+    /// Pending, Bound, Provisioning, Ready, Degraded, Releasing or Released.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<LeasePhase>,
+    /// Progress of each host, sorted by host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["host"]))]
+    pub hosts: Vec<HostProgress>,
+    /// Number of hosts bound (the length of `spec.hosts`, for `kubectl get`: a printer
+    /// column cannot count a list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_count: Option<u32>,
+    /// When every host was back in the pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub released_at: Option<Time>,
+    /// The metadata.generation this status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Standard conditions (Ready, Degraded, ...), sorted by type.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}
+
+/// Where a Lease is in its life: Pending, Bound, Provisioning, Ready, Degraded, Releasing or
+/// Released.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema,
+)]
+pub enum LeasePhase {
+    /// Created; not every host is bound yet.
+    Pending,
+    /// Every host is bound; waiting for the start.
+    Bound,
+    /// Hosts are being reimaged.
+    Provisioning,
+    /// Every host runs the image.
+    Ready,
+    /// Some host failed and no spare fitted; see the conditions.
+    Degraded,
+    /// Hosts are being powered off.
+    Releasing,
+    /// Every host is back in the pool.
+    Released,
+}
+
+/// Progress of one host of a lease.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HostProgress {
+    /// Name of the LabHost.
+    pub host: String,
+    /// The host's lifecycle state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<HostState>,
+    /// The provisioning step the host is at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<ProvisioningStep>,
+    /// For humans: what the host is doing or why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl LeaseSpec {
+    /// A lease of `hosts` for `[start, end)`; the hosts are sorted so the spec is the same
+    /// whatever order the scheduler picked them in.
+    pub fn new(
+        request_ref: RequestRef,
+        hosts: impl IntoIterator<Item = LeaseHost>,
+        start: Time,
+        end: Time,
+        image: ImageSpec,
+    ) -> Self {
+        let mut hosts: Vec<LeaseHost> = hosts.into_iter().collect();
+        hosts.sort();
+        Self {
+            request_ref,
+            hosts,
+            start,
+            end,
+            image,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::jiff::Timestamp;
+
+    #[test]
+    fn new_sorts_hosts_and_serializes_camel_case() {
+        let host = |h: &str, r: &str| LeaseHost {
+            host: h.into(),
+            role: r.into(),
+        };
+        let t = |s: &str| Time(s.parse::<Timestamp>().expect("fixed instant"));
+        let spec = LeaseSpec::new(
+            RequestRef {
+                name: "ci-pod".into(),
+                uid: "u1".into(),
+            },
+            [host("host-03", "node"), host("host-01", "jumphost")],
+            t("2026-12-01T09:00:00Z"),
+            t("2026-12-04T09:00:00Z"),
+            ImageSpec::new("http://images.lab/x.iso"),
+        );
+        let names: Vec<_> = spec.hosts.iter().map(|h| h.host.as_str()).collect();
+        assert_eq!(names, ["host-01", "host-03"]);
+        let json = serde_json::to_value(&spec).expect("serializes");
+        assert_eq!(json["requestRef"]["name"], "ci-pod");
+        assert_eq!(json["start"], "2026-12-01T09:00:00Z");
+    }
+}
