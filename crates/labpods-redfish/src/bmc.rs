@@ -1,0 +1,180 @@
+//! What the operator needs from a BMC, as a trait it can substitute in its tests.
+
+use std::fmt;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use serde::Serialize;
+use url::Url;
+
+use crate::credentials::Credentials;
+use crate::error::Result;
+use crate::tls::TlsOptions;
+
+/// ComputerSystem.PowerState.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum PowerState {
+    On,
+    Off,
+    PoweringOn,
+    PoweringOff,
+    Paused,
+    /// Not reported, or a value this client does not know.
+    Unknown,
+}
+
+impl PowerState {
+    pub(crate) fn parse(value: Option<&str>) -> Self {
+        match value {
+            Some("On") => Self::On,
+            Some("Off") => Self::Off,
+            Some("PoweringOn") => Self::PoweringOn,
+            Some("PoweringOff") => Self::PoweringOff,
+            Some("Paused") => Self::Paused,
+            _ => Self::Unknown,
+        }
+    }
+}
+
+impl fmt::Display for PowerState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// What a reset should achieve; the client picks the ResetType the BMC allows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResetKind {
+    On,
+    ForceOff,
+    GracefulShutdown,
+    ForceRestart,
+}
+
+impl ResetKind {
+    /// Redfish ResetType values that achieve this, best first.
+    pub(crate) fn candidates(self) -> &'static [&'static str] {
+        match self {
+            Self::On => &["On", "ForceOn"],
+            Self::ForceOff => &["ForceOff"],
+            Self::GracefulShutdown => &["GracefulShutdown"],
+            Self::ForceRestart => &["ForceRestart", "PowerCycle", "GracefulRestart"],
+        }
+    }
+}
+
+/// BootSourceOverrideTarget values the operator uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum BootTarget {
+    Cd,
+    Pxe,
+    Hdd,
+}
+
+/// BootSourceOverrideEnabled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum BootEnabled {
+    Once,
+    Continuous,
+}
+
+/// BootSourceOverrideMode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum BootMode {
+    #[serde(rename = "UEFI")]
+    Uefi,
+    Legacy,
+}
+
+impl BootMode {
+    pub(crate) fn as_redfish(self) -> &'static str {
+        match self {
+            Self::Uefi => "UEFI",
+            Self::Legacy => "Legacy",
+        }
+    }
+}
+
+/// Boot override as the BMC reports it (raw strings: vendors add values).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BootOverride {
+    pub target: Option<String>,
+    pub enabled: Option<String>,
+    pub mode: Option<String>,
+}
+
+/// The virtual CD/DVD drive.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MediaState {
+    pub inserted: bool,
+    pub image: Option<String>,
+}
+
+/// One disk.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Disk {
+    pub name: Option<String>,
+    pub model: Option<String>,
+    pub capacity_bytes: Option<u64>,
+}
+
+/// Hardware facts read from the BMC.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Inventory {
+    pub system_id: String,
+    pub uuid: Option<String>,
+    pub manufacturer: Option<String>,
+    pub model: Option<String>,
+    pub serial_number: Option<String>,
+    pub cpu_count: Option<u32>,
+    pub cpu_model: Option<String>,
+    pub memory_gib: Option<f64>,
+    /// Lower-case, sorted, without duplicates.
+    pub nic_macs: Vec<String>,
+    /// Empty when the BMC does not report storage.
+    pub disks: Vec<Disk>,
+}
+
+/// One server's BMC, as the operator drives it.
+pub trait Bmc: Send + Sync + fmt::Debug {
+    fn power_state(&self) -> BoxFuture<'_, Result<PowerState>>;
+    fn reset(&self, kind: ResetKind) -> BoxFuture<'_, Result<()>>;
+    /// BootProgress.LastState; None when the BMC does not report it.
+    fn boot_progress(&self) -> BoxFuture<'_, Result<Option<String>>>;
+    fn boot_override(&self) -> BoxFuture<'_, Result<BootOverride>>;
+    fn set_boot_override(
+        &self,
+        target: BootTarget,
+        enabled: BootEnabled,
+        mode: BootMode,
+    ) -> BoxFuture<'_, Result<()>>;
+    fn insert_media<'a>(&'a self, image: &'a Url) -> BoxFuture<'a, Result<()>>;
+    /// Succeeds when nothing is inserted.
+    fn eject_media(&self) -> BoxFuture<'_, Result<()>>;
+    fn media_state(&self) -> BoxFuture<'_, Result<MediaState>>;
+    fn inventory(&self) -> BoxFuture<'_, Result<Inventory>>;
+    /// Ends the session with the BMC (shared by all systems behind the same endpoint).
+    fn logout(&self) -> BoxFuture<'_, Result<()>>;
+}
+
+/// Where a BMC is and how to talk to it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct BmcTarget {
+    pub endpoint: Url,
+    /// Id (or UUID) of the ComputerSystem; optional when the BMC manages exactly one.
+    pub system_id: Option<String>,
+    pub credentials: Credentials,
+    pub tls: TlsOptions,
+}
+
+/// Hands out BMC clients; the operator holds one, tests substitute their own.
+pub trait BmcConnector: Send + Sync + fmt::Debug {
+    /// The client for a target, shared by everyone asking for the same target.
+    fn connect<'a>(&'a self, target: &'a BmcTarget) -> BoxFuture<'a, Result<Arc<dyn Bmc>>>;
+    /// Logs out of every BMC session (on shutdown); returns how many logouts failed.
+    fn logout_all(&self) -> BoxFuture<'_, usize>;
+}

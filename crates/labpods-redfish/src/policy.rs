@@ -1,0 +1,92 @@
+//! How hard the client pushes a BMC: timeouts, retries, concurrency, pacing.
+
+use std::time::Duration;
+
+use rand::Rng;
+
+/// Limits applied to every BMC a client talks to. The defaults suit real BMCs, which are
+/// slow, hold few sessions and hang when hammered.
+#[derive(Clone, Debug)]
+pub struct ClientPolicy {
+    /// Whole-request timeout for one HTTP call.
+    pub request_timeout: Duration,
+    /// TCP/TLS connect timeout.
+    pub connect_timeout: Duration,
+    /// Retries after the first attempt for transient failures.
+    pub max_retries: u32,
+    /// First retry delay; doubled per attempt, with full jitter.
+    pub backoff_base: Duration,
+    /// Upper bound of one retry delay (also caps a BMC's Retry-After).
+    pub backoff_max: Duration,
+    /// Calls in flight per BMC endpoint.
+    pub max_concurrent_per_bmc: usize,
+    /// Minimum time between two power actions on one system.
+    pub min_power_action_interval: Duration,
+    /// How often a Task monitor is polled after a 202.
+    pub task_poll_interval: Duration,
+    /// How long a Task may run before the call gives up.
+    pub task_timeout: Duration,
+}
+
+impl Default for ClientPolicy {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            max_retries: 4,
+            backoff_base: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+            max_concurrent_per_bmc: 2,
+            min_power_action_interval: Duration::from_secs(2),
+            task_poll_interval: Duration::from_secs(2),
+            task_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+impl ClientPolicy {
+    /// Delay before retry number `attempt` (0-based). A BMC's Retry-After wins when given,
+    /// bounded by `backoff_max`; otherwise exponential backoff with full jitter, so a lab of
+    /// BMCs that failed together does not retry together.
+    pub(crate) fn retry_delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        if let Some(wait) = retry_after {
+            return wait.min(self.backoff_max);
+        }
+        let ceiling = self
+            .backoff_base
+            .saturating_mul(2u32.saturating_pow(attempt))
+            .min(self.backoff_max);
+        let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+        Duration::from_millis(rand::rng().random_range(0..=millis))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let policy = ClientPolicy {
+            backoff_base: Duration::from_millis(100),
+            backoff_max: Duration::from_millis(1000),
+            ..ClientPolicy::default()
+        };
+        for attempt in 0..10 {
+            let ceiling =
+                Duration::from_millis(100 * 2u64.pow(attempt)).min(Duration::from_millis(1000));
+            for _ in 0..50 {
+                assert!(policy.retry_delay(attempt, None) <= ceiling);
+            }
+        }
+        assert_eq!(
+            policy.retry_delay(0, Some(Duration::from_secs(120))),
+            Duration::from_millis(1000),
+            "Retry-After is honoured but bounded"
+        );
+        assert_eq!(
+            policy.retry_delay(3, Some(Duration::from_millis(300))),
+            Duration::from_millis(300)
+        );
+    }
+}
