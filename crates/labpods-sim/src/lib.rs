@@ -1,1 +1,36 @@
-//! placeholder, replaced by the crate owner
+//! labpods-sim: a fleet of simulated Redfish BMCs in one process, for tests, benchmarks and
+//! the demo.
+//!
+//! Each BMC is its own Redfish service on its own listener (own service root, own sessions),
+//! serving one ComputerSystem `/redfish/v1/Systems/1`, its Manager `/redfish/v1/Managers/1`
+//! with VirtualMedia `Cd` under the Manager, a Chassis and the SessionService. Host indices
+//! are **1-based**: host `i` listens on `port_base + i` (or an OS-assigned port when
+//! `port_base` is 0).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), labpods_sim::SimError> {
+//! use labpods_sim::{Sim, SimConfig};
+//! let sim = Sim::start(SimConfig { hosts: 4, ..SimConfig::default() }).await?;
+//! let url = sim.endpoint(1); // http://127.0.0.1:PORT/
+//! sim.host(2).set_power_stuck(true);
+//! let booted = sim.host(1).boots(); // [(source, image)]
+//! sim.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+mod admin;
+mod config;
+mod error;
+mod fleet;
+pub mod labhosts;
+mod limits;
+mod listener;
+mod model;
+mod redfish;
+mod tls;
+
+pub use config::{Faults, SimConfig};
+pub use error::SimError;
+pub use fleet::{HostHandle, Sim, SimHandle};
+pub use model::{BootOverride, Event, HostState, Media, PowerState, SessionEnd};
+pub use redfish::SYSTEM_ID;

@@ -1,0 +1,229 @@
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+
+fn s(secs: u64) -> Duration {
+    Duration::from_secs(secs)
+}
+
+fn bmc() -> Bmc {
+    Bmc::new(Timing {
+        power_delay: s(2),
+        boot_time: s(9),
+        session_timeout: s(60),
+        session_limit: 2,
+    })
+}
+
+fn boots(b: &Bmc) -> Vec<(String, Option<String>)> {
+    b.history()
+        .iter()
+        .filter_map(|e| match e {
+            Event::Boot { source, image, .. } => Some((source.clone(), image.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn power_on_passes_through_powering_on_after_the_delay() {
+    let mut b = bmc();
+    assert_eq!(b.power_state(s(0)), PowerState::Off);
+    b.reset(s(10), "On", false, false).unwrap();
+    assert_eq!(b.power_state(s(11)), PowerState::PoweringOn);
+    assert_eq!(b.power_state(s(12)), PowerState::On);
+    b.reset(s(20), "GracefulShutdown", false, false).unwrap();
+    assert_eq!(b.power_state(s(21)), PowerState::PoweringOff);
+    assert_eq!(b.power_state(s(22)), PowerState::Off);
+}
+
+#[test]
+fn force_off_is_immediate_and_stops_the_boot() {
+    let mut b = bmc();
+    b.reset(s(0), "On", false, false).unwrap();
+    b.reset(s(5), "ForceOff", false, false).unwrap();
+    assert_eq!(b.power_state(s(5)), PowerState::Off);
+    assert_eq!(b.boot_progress(s(100)), "None");
+}
+
+#[test]
+fn unknown_reset_type_is_refused() {
+    let mut b = bmc();
+    assert!(matches!(
+        b.reset(s(0), "Explode", false, false),
+        Err(Refusal::NotAllowed { .. })
+    ));
+    assert!(b.history().is_empty());
+}
+
+#[test]
+fn boot_progress_walks_to_os_running_and_installs_the_cd_image() {
+    let mut b = bmc();
+    b.insert_media(s(0), "http://img/os.iso".into(), true)
+        .unwrap();
+    b.patch_boot(
+        s(0),
+        BootPatch {
+            target: Some("Cd".into()),
+            enabled: Some("Once".into()),
+            mode: None,
+        },
+    )
+    .unwrap();
+    b.reset(s(0), "On", false, false).unwrap();
+    // power settles at 2 s; the boot takes 9 s from there.
+    let walk: Vec<&str> = [1, 2, 5, 8, 11]
+        .iter()
+        .map(|n| b.boot_progress(s(*n)))
+        .collect();
+    assert_eq!(
+        walk,
+        [
+            "None",
+            "PrimaryProcessorInitializationStarted",
+            "SystemHardwareInitializationComplete",
+            "OSBootStarted",
+            "OSRunning"
+        ]
+    );
+    assert_eq!(
+        b.state(s(11)).current_image.as_deref(),
+        Some("http://img/os.iso")
+    );
+}
+
+#[test]
+fn once_override_is_consumed_by_the_next_boot_only() {
+    let mut b = bmc();
+    b.insert_media(s(0), "os.iso".into(), true).unwrap();
+    let etag = b.etag();
+    b.patch_boot(
+        s(0),
+        BootPatch {
+            target: Some("Cd".into()),
+            enabled: Some("Once".into()),
+            mode: None,
+        },
+    )
+    .unwrap();
+    assert_ne!(b.etag(), etag, "a changed override changes the ETag");
+    b.reset(s(0), "On", false, false).unwrap();
+    assert_eq!(b.boot_override().boot_source_override_enabled, "Disabled");
+    // restarted before the install finished: the disk is still blank.
+    b.reset(s(5), "ForceRestart", false, false).unwrap();
+    assert_eq!(
+        boots(&b),
+        [("Cd".into(), Some("os.iso".into())), ("Hdd".into(), None)]
+    );
+    assert_eq!(b.state(s(40)).current_image, None);
+}
+
+#[test]
+fn hdd_boot_runs_the_installed_image() {
+    let mut b = bmc();
+    b.insert_media(s(0), "os.iso".into(), true).unwrap();
+    b.patch_boot(
+        s(0),
+        BootPatch {
+            target: Some("Cd".into()),
+            enabled: Some("Once".into()),
+            mode: None,
+        },
+    )
+    .unwrap();
+    b.reset(s(0), "On", false, false).unwrap();
+    assert_eq!(b.state(s(20)).boot_progress, "OSRunning");
+    b.eject_media(s(20));
+    b.reset(s(21), "PowerCycle", false, false).unwrap();
+    assert_eq!(boots(&b)[1], ("Hdd".into(), Some("os.iso".into())));
+    assert_eq!(b.boot_progress(s(40)), "OSRunning");
+}
+
+#[test]
+fn cd_boot_without_media_never_reaches_the_os() {
+    let mut b = bmc();
+    b.patch_boot(
+        s(0),
+        BootPatch {
+            target: Some("Cd".into()),
+            enabled: Some("Continuous".into()),
+            mode: None,
+        },
+    )
+    .unwrap();
+    b.reset(s(0), "On", false, false).unwrap();
+    assert_eq!(
+        b.boot_progress(s(100)),
+        "SystemHardwareInitializationComplete"
+    );
+}
+
+#[test]
+fn faults_stick_power_and_hang_boots() {
+    let mut b = bmc();
+    b.reset(s(0), "On", true, false).unwrap();
+    assert_eq!(b.power_state(s(10)), PowerState::Off);
+    assert!(matches!(
+        b.history()[0],
+        Event::PowerAction { applied: false, .. }
+    ));
+    b.reset(s(10), "On", false, true).unwrap();
+    assert_eq!(b.boot_progress(s(100)), "OSBootStarted");
+}
+
+#[test]
+fn media_must_be_ejected_before_a_new_insert() {
+    let mut b = bmc();
+    b.insert_media(s(0), "a.iso".into(), true).unwrap();
+    assert_eq!(
+        b.insert_media(s(1), "b.iso".into(), true),
+        Err(Refusal::MediaInserted)
+    );
+    b.eject_media(s(2));
+    assert_eq!(
+        b.state(s(2)).media,
+        Media {
+            image: None,
+            inserted: false,
+            write_protected: true
+        }
+    );
+    assert!(matches!(&b.history()[1], Event::MediaEjected { image: Some(i), .. } if i == "a.iso"));
+}
+
+#[test]
+fn sessions_are_limited_expire_and_free_their_slot() {
+    let mut b = bmc();
+    b.open_session(s(0), "admin", "t1".into()).unwrap();
+    let second = b.open_session(s(0), "admin", "t2".into()).unwrap();
+    assert_eq!(
+        b.open_session(s(0), "admin", "t3".into()),
+        Err(Refusal::SessionLimit(2))
+    );
+    assert!(b.close_session(s(1), second));
+    assert_eq!(b.touch_session(s(1), "t2"), None);
+    assert!(b.touch_session(s(30), "t1").is_some());
+    // t1 was used at 30 s: alive at 90 s, expired at 91 s.
+    assert!(b.touch_session(s(90), "t1").is_some());
+    assert_eq!(b.touch_session(s(151), "t1"), None);
+    assert!(matches!(
+        b.history().last(),
+        Some(Event::SessionClosed {
+            reason: SessionEnd::Expired,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn bad_boot_patch_changes_nothing() {
+    let mut b = bmc();
+    let before = b.boot_override().clone();
+    let bad = BootPatch {
+        target: Some("Cd".into()),
+        enabled: Some("Sometimes".into()),
+        mode: None,
+    };
+    assert!(b.patch_boot(s(0), bad).is_err());
+    assert_eq!(b.boot_override(), &before);
+}
