@@ -1,0 +1,206 @@
+//! What every controller needs, built once per controller set (STYLE.md 5): the client, one
+//! event Recorder per controller, metrics, configuration, the clock, the BMC connector, the
+//! leadership flag and per-object error backoff.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use k8s_openapi::jiff::Timestamp;
+use kube::{
+    Client,
+    runtime::events::{Recorder, Reporter},
+};
+
+use crate::{
+    config::Config,
+    error::{Error, Result},
+    http::PhoneHomeTokens,
+    leader::Leadership,
+    metrics::Metrics,
+};
+
+/// Source of "now", injected so that tests control time.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    fn now(&self) -> Timestamp;
+}
+
+/// The system clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+}
+
+/// A clock that moves only when told to.
+#[derive(Debug)]
+pub struct ManualClock(Mutex<Timestamp>);
+
+impl ManualClock {
+    pub fn new(start: Timestamp) -> Self {
+        Self(Mutex::new(start))
+    }
+
+    pub fn advance(&self, by: Duration) {
+        if let Ok(mut now) = self.0.lock()
+            && let Ok(next) = now.checked_add(by)
+        {
+            *now = next;
+        }
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        self.0
+            .lock()
+            .map(|t| *t)
+            .unwrap_or_else(|p| *p.into_inner())
+    }
+}
+
+/// Consecutive failures per object, for exponential backoff that survives between
+/// reconciles (a BMC down for hours is retried every few minutes, not every few seconds).
+#[derive(Debug, Default)]
+pub struct Backoffs(Mutex<HashMap<String, u32>>);
+
+impl Backoffs {
+    /// Records a failure of `key` and returns the delay before the next attempt:
+    /// base * 2^(failures-1), capped, plus up to 10% jitter.
+    pub fn failed(&self, key: &str, base: Duration, max: Duration) -> Duration {
+        let failures = self
+            .0
+            .lock()
+            .map(|mut m| {
+                let n = m.entry(key.to_string()).or_insert(0);
+                *n = n.saturating_add(1);
+                *n
+            })
+            .unwrap_or(1);
+        let delay = backoff_delay(failures, base, max);
+        delay + delay.mul_f64(rand::random::<f64>() * 0.1)
+    }
+
+    /// Forgets the failures of `key` after a success.
+    pub fn succeeded(&self, key: &str) {
+        if let Ok(mut m) = self.0.lock() {
+            m.remove(key);
+        }
+    }
+}
+
+/// base * 2^(failures-1), capped at `max` (pure, for tests).
+pub fn backoff_delay(failures: u32, base: Duration, max: Duration) -> Duration {
+    let exp = failures.saturating_sub(1).min(20);
+    base.saturating_mul(1u32 << exp).min(max)
+}
+
+/// The event recorders, one per controller, created once.
+#[derive(Clone)]
+pub struct Recorders {
+    pub labhost: Recorder,
+    pub podrequest: Recorder,
+    pub lease: Recorder,
+}
+
+impl std::fmt::Debug for Recorders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Recorders")
+    }
+}
+
+impl Recorders {
+    pub fn new(client: &Client, instance: &str) -> Self {
+        let recorder = |controller: &str| {
+            Recorder::new(
+                client.clone(),
+                Reporter {
+                    controller: controller.into(),
+                    instance: Some(instance.into()),
+                },
+            )
+        };
+        Self {
+            labhost: recorder("labpods-labhost"),
+            podrequest: recorder("labpods-podrequest"),
+            lease: recorder("labpods-lease"),
+        }
+    }
+}
+
+/// Shared by the controllers of one leadership term.
+pub struct Context {
+    pub client: Client,
+    pub recorders: Recorders,
+    pub metrics: Arc<Metrics>,
+    pub config: Arc<Config>,
+    pub clock: Arc<dyn Clock>,
+    pub bmc: Arc<dyn labpods_redfish::BmcConnector>,
+    /// Redfish calls in flight across all BMCs (`bmc.globalConcurrency`); the per-BMC limit
+    /// is the client's.
+    pub bmc_limit: tokio::sync::Semaphore,
+    pub leadership: Leadership,
+    pub backoffs: Backoffs,
+    pub phone_home: PhoneHomeTokens,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// Call before every write (Kubernetes or BMC): a replica that lost the lease must not
+    /// act on what it decided while it was leading.
+    pub fn ensure_leader(&self) -> Result<()> {
+        if self.leadership.is_leader() {
+            Ok(())
+        } else {
+            Err(Error::NotLeader)
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let base = Duration::from_secs(5);
+        let max = Duration::from_secs(300);
+        let delays: Vec<_> = (1..=8)
+            .map(|n| backoff_delay(n, base, max).as_secs())
+            .collect();
+        assert_eq!(delays, vec![5, 10, 20, 40, 80, 160, 300, 300]);
+        assert_eq!(backoff_delay(1000, base, max), max);
+    }
+
+    #[test]
+    fn success_resets_the_backoff() {
+        let b = Backoffs::default();
+        let base = Duration::from_secs(1);
+        let max = Duration::from_secs(60);
+        b.failed("h", base, max);
+        let second = b.failed("h", base, max);
+        assert!(second >= Duration::from_secs(2));
+        b.succeeded("h");
+        assert!(b.failed("h", base, max) < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn manual_clock_moves_only_when_told() {
+        let start = Timestamp::from_second(1_800_000_000).unwrap();
+        let clock = ManualClock::new(start);
+        assert_eq!(clock.now(), start);
+        clock.advance(Duration::from_secs(90));
+        assert_eq!(clock.now().as_second(), 1_800_000_090);
+    }
+}

@@ -1,0 +1,126 @@
+//! The LabHost's BMC: credentials from its Secrets, one client per host (the connector shares
+//! sessions per endpoint), and what one pass observes. Every call is timed into the Redfish
+//! metrics under a bounded operation name and bounded by the global concurrency limit.
+
+use std::{collections::HashMap, future::Future, sync::Arc, time::Instant};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use labpods_api::v1alpha1::{BmcSpec, LabHost, SecretReference};
+use labpods_redfish::{Bmc, BmcTarget, Credentials, TlsOptions};
+use tokio::sync::Mutex;
+use url::Url;
+
+use crate::{
+    context::Context,
+    error::{Error, Result},
+};
+
+/// A host's client and the spec it was built from (a spec change reconnects).
+type Connected = (BmcSpec, Arc<dyn Bmc>);
+
+/// Clients per LabHost name.
+#[derive(Debug, Default)]
+pub struct BmcClients {
+    clients: Mutex<HashMap<String, Connected>>,
+}
+
+impl BmcClients {
+    /// The host's client, connecting (and reading its Secrets) only when needed.
+    pub async fn get(&self, ctx: &Context, host: &LabHost) -> Result<Arc<dyn Bmc>> {
+        let name = host.metadata.name.clone().unwrap_or_default();
+        if let Some((spec, client)) = self.clients.lock().await.get(&name)
+            && *spec == host.spec.bmc
+        {
+            return Ok(client.clone());
+        }
+        let target = target(ctx, &host.spec.bmc).await?;
+        let client = ctx.bmc.connect(&target).await?;
+        self.clients
+            .lock()
+            .await
+            .insert(name, (host.spec.bmc.clone(), client.clone()));
+        Ok(client)
+    }
+
+    /// Drops the host's client, so the next pass re-reads the Secret (credentials rotated).
+    pub async fn forget(&self, host: &str) -> Option<Arc<dyn Bmc>> {
+        self.clients.lock().await.remove(host).map(|(_, c)| c)
+    }
+}
+
+async fn target(ctx: &Context, bmc: &BmcSpec) -> Result<BmcTarget> {
+    let endpoint = Url::parse(&bmc.address).map_err(|e| {
+        Error::Bmc(labpods_redfish::Error::InvalidEndpoint(format!(
+            "spec.bmc.address {}: {e}",
+            bmc.address
+        )))
+    })?;
+    let secret = read_secret(ctx, &bmc.credentials_secret_ref).await?;
+    let username = secret_key(&secret, &bmc.credentials_secret_ref, "username")?;
+    let password = secret_key(&secret, &bmc.credentials_secret_ref, "password")?;
+    let ca_pem = match &bmc.tls.ca_bundle_secret_ref {
+        Some(r) => Some(secret_key(&read_secret(ctx, r).await?, r, "ca.crt")?),
+        None => None,
+    };
+    Ok(BmcTarget {
+        endpoint,
+        system_id: bmc.system_id.clone(),
+        credentials: Credentials::new(
+            String::from_utf8_lossy(&username),
+            String::from_utf8_lossy(&password),
+        ),
+        tls: TlsOptions {
+            ca_pem,
+            insecure_skip_verify: bmc.tls.insecure_skip_verify,
+        },
+    })
+}
+
+async fn read_secret(ctx: &Context, r: &SecretReference) -> Result<Secret> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &r.namespace);
+    api.get_opt(&r.name).await?.ok_or_else(|| Error::Secret {
+        namespace: r.namespace.clone(),
+        name: r.name.clone(),
+        message: "not found; create it or fix the reference".into(),
+    })
+}
+
+/// One key of a Secret. The value never appears in errors or logs.
+fn secret_key(secret: &Secret, r: &SecretReference, key: &str) -> Result<Vec<u8>> {
+    secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|v| v.0.clone())
+        .or_else(|| {
+            secret
+                .string_data
+                .as_ref()
+                .and_then(|d| d.get(key))
+                .map(|v| v.clone().into_bytes())
+        })
+        .ok_or_else(|| Error::Secret {
+            namespace: r.namespace.clone(),
+            name: r.name.clone(),
+            message: format!("has no key `{key}`"),
+        })
+}
+
+/// Runs one Redfish call under the global concurrency limit and records its latency and
+/// errors under `operation` (a fixed name, never object data).
+pub async fn call<T>(
+    ctx: &Context,
+    operation: &'static str,
+    fut: impl Future<Output = labpods_redfish::Result<T>>,
+) -> labpods_redfish::Result<T> {
+    // The semaphore is never closed, so acquiring only fails if it were; run unbounded then.
+    let _permit = ctx.bmc_limit.acquire().await.ok();
+    let started = Instant::now();
+    let result = fut.await;
+    ctx.metrics.observe_redfish(operation, started.elapsed());
+    if let Err(e) = &result {
+        ctx.metrics.redfish_failed(operation, e.metric_label());
+    }
+    result
+}

@@ -1,0 +1,559 @@
+//! The LabHost controller: keeps each host's BMC checked and its power right, and drives the
+//! provisioning and release state machines for the host's claim.
+//!
+//! Pipeline per reconcile (STYLE.md 2): fetch (host, its claim's Lease) -> plan (pure,
+//! [`plan`]) -> act on the BMC (one idle check, or steps of the state machine) -> write status
+//! (pure [`status`] + one server-side apply, skipped when unchanged).
+
+pub mod bmc;
+pub mod phone_home;
+pub mod plan;
+pub mod status;
+mod steps;
+
+use std::{
+    future::Future,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{Patch, PatchParams},
+    core::DeserializeGuard,
+    runtime::{
+        Controller, WatchStreamExt,
+        controller::Action,
+        events::{Event as KubeEvent, EventType},
+        finalizer::{Error as FinalizerError, Event, finalizer},
+        reflector::{self, ObjectRef, Store},
+        watcher,
+    },
+};
+use labpods_api::v1alpha1::{HostState, LabHost, LabHostStatus, Lease, Operation};
+use serde_json::json;
+
+use self::{
+    bmc::{BmcClients, call},
+    plan::{HostFacts, LeaseView, Plan},
+};
+use crate::{
+    context::Context,
+    error::{Error, Result},
+};
+
+/// Name in metrics and logs.
+pub const CONTROLLER: &str = "labhost";
+/// Guards the BMC state (media, boot override, power) the operator set up.
+pub const FINALIZER: &str = "labpods.dev/labhost-cleanup";
+
+/// The controller's state for one leadership term.
+pub struct LabHostController {
+    ctx: Arc<Context>,
+    leases: Store<DeserializeGuard<Lease>>,
+    clients: BmcClients,
+}
+
+impl std::fmt::Debug for LabHostController {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LabHostController").finish_non_exhaustive()
+    }
+}
+
+/// Runs the controller until `stop` resolves. `on_ready` is called once both caches (LabHosts
+/// and Leases) are synced, with the LabHost cache (e.g. for the metrics' counts).
+pub async fn run(
+    ctx: Arc<Context>,
+    stop: impl Future<Output = ()> + Send + Sync + 'static,
+    on_ready: impl FnOnce(Store<DeserializeGuard<LabHost>>) + Send + 'static,
+) {
+    let client = ctx.client.clone();
+    let hosts: Api<DeserializeGuard<LabHost>> = Api::all(client.clone());
+    let leases: Api<DeserializeGuard<Lease>> = Api::all(client);
+    let (lease_store, lease_writer) = reflector::store();
+    let lease_events =
+        reflector::reflector(lease_writer, watcher(leases, watcher::Config::default()))
+            .touched_objects();
+
+    let controller = Controller::new(hosts, watcher::Config::default());
+    let host_store = controller.store();
+    // A Lease change concerns the hosts it lists and the hosts that claim it (a host a spare
+    // replaced is no longer listed but still claims the Lease).
+    let mapper_store = host_store.clone();
+    let controller =
+        controller.watches_stream(lease_events, move |lease: DeserializeGuard<Lease>| {
+            let (ns, name) = (lease.namespace(), lease.name_any());
+            let mut refs: Vec<ObjectRef<DeserializeGuard<LabHost>>> = lease
+                .0
+                .as_ref()
+                .map(|l| {
+                    l.spec
+                        .hosts
+                        .iter()
+                        .map(|h| ObjectRef::new(&h.host))
+                        .collect()
+                })
+                .unwrap_or_default();
+            refs.extend(
+                mapper_store
+                    .state_filter(|h| {
+                        h.0.as_ref()
+                            .ok()
+                            .and_then(|h| h.spec.claim_ref.as_ref())
+                            .is_some_and(|c| Some(&c.namespace) == ns.as_ref() && c.lease == name)
+                    })
+                    .iter()
+                    .map(|h| ObjectRef::from_obj(h.as_ref())),
+            );
+            refs
+        });
+
+    let this = Arc::new(LabHostController {
+        ctx: ctx.clone(),
+        leases: lease_store.clone(),
+        clients: BmcClients::default(),
+    });
+    let ready_hosts = host_store.clone();
+    tokio::spawn(async move {
+        if synced(&ready_hosts).await && synced(&lease_store).await {
+            on_ready(ready_hosts);
+        }
+    });
+    controller
+        .graceful_shutdown_on(stop)
+        .run(reconcile, error_policy, this)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "labhost reconcile loop");
+            }
+        })
+        .await;
+}
+
+/// Waits until a cache has its first full list. Re-polls on a timer: kube-runtime 5's
+/// `wait_until_ready` wakes only the last of several concurrent waiters, and the Controller's
+/// own runner waits on the same host cache, so a single long wait here can hang forever.
+async fn synced<K>(store: &Store<K>) -> bool
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        match tokio::time::timeout(Duration::from_millis(500), store.wait_until_ready()).await {
+            Ok(result) => return result.is_ok(),
+            Err(_elapsed) => continue,
+        }
+    }
+}
+
+#[tracing::instrument(skip_all, fields(host = %obj.name_any()))]
+async fn reconcile(
+    obj: Arc<DeserializeGuard<LabHost>>,
+    this: Arc<LabHostController>,
+) -> Result<Action> {
+    let host = match &obj.0 {
+        Ok(host) => Arc::new(host.clone()),
+        Err(invalid) => {
+            tracing::warn!(error = %invalid.error, "LabHost cannot be read; fix it with kubectl edit");
+            return Err(Error::InvalidObject(invalid.error.clone()));
+        }
+    };
+    this.ctx.ensure_leader()?;
+    let started = Instant::now();
+    let name = host.name_any();
+    let api: Api<LabHost> = Api::all(this.ctx.client.clone());
+    let result = finalizer(&api, FINALIZER, host, |event| async {
+        match event {
+            Event::Apply(host) => this.apply(&host).await,
+            Event::Cleanup(host) => this.cleanup(&host).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        FinalizerError::ApplyFailed(e) | FinalizerError::CleanupFailed(e) => e,
+        FinalizerError::AddFinalizer(e) | FinalizerError::RemoveFinalizer(e) => Error::Kube(e),
+        other => Error::Finalizer(other.to_string()),
+    });
+    this.ctx
+        .metrics
+        .observe_reconcile(CONTROLLER, started.elapsed());
+    if result.is_ok() {
+        this.ctx.backoffs.succeeded(&name);
+    }
+    result
+}
+
+fn error_policy(
+    obj: Arc<DeserializeGuard<LabHost>>,
+    error: &Error,
+    this: Arc<LabHostController>,
+) -> Action {
+    let ctx = &this.ctx;
+    ctx.metrics
+        .reconcile_failed(CONTROLLER, error.metric_label());
+    match error {
+        // Nothing to retry: the object changes (and triggers us) when someone fixes it.
+        Error::InvalidObject(_) => Action::await_change(),
+        Error::NotLeader => Action::await_change(),
+        _ => {
+            let polling = &ctx.config.polling;
+            let delay = if error.is_transient() {
+                ctx.backoffs.failed(
+                    &obj.name_any(),
+                    polling.error_backoff_base,
+                    polling.error_backoff_max,
+                )
+            } else {
+                // Someone must fix a Secret, a URL or credentials (the status says which):
+                // look again rarely rather than hammer the BMC with a bad login.
+                polling.error_backoff_max
+            };
+            tracing::warn!(host = %obj.name_any(), %error, retry_in = ?delay, "reconcile failed");
+            Action::requeue(delay)
+        }
+    }
+}
+
+impl LabHostController {
+    async fn apply(&self, host: &LabHost) -> Result<Action> {
+        let ctx = &self.ctx;
+        let name = host.name_any();
+        let claim = host.spec.claim_ref.as_ref();
+        let lease = match claim {
+            Some(c) => self.lease(&c.namespace, &c.lease).await?,
+            None => None,
+        };
+        let view = plan::lease_view(&name, claim, lease.as_ref());
+        let current = host.status.clone();
+        let mut status = current.clone().unwrap_or_default();
+        let facts = HostFacts {
+            state: status.state,
+            progress: status.provisioning.as_ref(),
+            maintenance: host.spec.maintenance,
+            claimed: claim.is_some(),
+        };
+        let decision = plan::plan(facts, &view, claim.map(|c| c.lease.as_str()));
+        tracing::debug!(?view, ?decision, "planned");
+        let now = Time(ctx.clock.now());
+        let outcome = self.execute(host, decision, &view, &mut status, &now).await;
+        if let Err(error) = &outcome {
+            self.note_failure(host, &mut status, error).await;
+        }
+        status::finish(&mut status, host.metadata.generation, &now);
+        if status::apply(ctx, host, current.as_ref(), &status).await? {
+            self.publish_transition(host, current.as_ref(), &status)
+                .await;
+        }
+        outcome.map(Action::requeue)
+    }
+
+    /// The claim's Lease: from the cache, or from the apiserver when the cache has none yet
+    /// (only the apiserver may say a Lease is gone: releasing on a stale miss would drop a
+    /// fresh claim).
+    async fn lease(&self, namespace: &str, name: &str) -> Result<Option<Lease>> {
+        let cached = self
+            .leases
+            .get(&ObjectRef::new(name).within(namespace))
+            .and_then(|g| g.0.as_ref().ok().cloned());
+        if cached.is_some() {
+            return Ok(cached);
+        }
+        let api: Api<Lease> = Api::namespaced(self.ctx.client.clone(), namespace);
+        Ok(api.get_opt(name).await?)
+    }
+
+    async fn execute(
+        &self,
+        host: &LabHost,
+        decision: Plan,
+        view: &LeaseView,
+        status: &mut LabHostStatus,
+        now: &Time,
+    ) -> Result<Duration> {
+        let config = &self.ctx.config;
+        match decision {
+            Plan::Idle { state, keep_off } => self.idle(host, state, keep_off, status).await,
+            Plan::StartProvision { image, lease } => {
+                status.provisioning =
+                    Some(steps::start(Operation::Provision, Some(image), lease, now));
+                status.state = Some(HostState::Provisioning);
+                self.advance(host, view, status).await
+            }
+            Plan::StartRelease { lease } => {
+                let wipe = config
+                    .provisioning
+                    .wipe_images
+                    .get(&host.spec.profile)
+                    .map(ToString::to_string);
+                status.provisioning = Some(steps::start(Operation::Release, wipe, lease, now));
+                status.state = Some(HostState::Releasing);
+                self.advance(host, view, status).await
+            }
+            Plan::Continue => self.advance(host, view, status).await,
+            Plan::ClearClaim => {
+                self.clear_claim(host).await?;
+                if status.state != Some(HostState::Error) {
+                    status.provisioning = None;
+                    status.state = Some(if host.spec.maintenance {
+                        HostState::Maintenance
+                    } else {
+                        HostState::Available
+                    });
+                }
+                Ok(self.idle_interval())
+            }
+        }
+    }
+
+    /// The slow health check: power (and inventory until known); keeps a free host off.
+    async fn idle(
+        &self,
+        host: &LabHost,
+        state: HostState,
+        keep_off: bool,
+        status: &mut LabHostStatus,
+    ) -> Result<Duration> {
+        let ctx = &self.ctx;
+        let bmc = self.clients.get(ctx, host).await?;
+        let mut power = call(ctx, "power_state", bmc.power_state()).await?;
+        if status.inventory.is_none() {
+            let inventory = call(ctx, "inventory", bmc.inventory()).await?;
+            status.inventory = Some(status::inventory(&inventory));
+        }
+        if keep_off
+            && matches!(
+                power,
+                labpods_redfish::PowerState::On | labpods_redfish::PowerState::PoweringOn
+            )
+        {
+            ctx.ensure_leader()?;
+            call(
+                ctx,
+                "reset",
+                bmc.reset(labpods_redfish::ResetKind::ForceOff),
+            )
+            .await?;
+            tracing::info!("powered off a free host that was on");
+            self.publish(
+                host,
+                EventType::Normal,
+                "PowerDriftCorrected",
+                "PowerOff",
+                "the host is free but was powered on; powered it off".into(),
+            )
+            .await;
+            power = labpods_redfish::PowerState::PoweringOff;
+        }
+        status.power = Some(status::power(&power));
+        status::record_success(status);
+        if state != HostState::Error {
+            status.provisioning = None;
+        }
+        status.state = Some(state);
+        Ok(self.idle_interval())
+    }
+
+    /// Runs the stored step (and the steps it leads to at once) of the state machine.
+    async fn advance(
+        &self,
+        host: &LabHost,
+        view: &LeaseView,
+        status: &mut LabHostStatus,
+    ) -> Result<Duration> {
+        let bmc = self.clients.get(&self.ctx, host).await?;
+        match steps::advance(&self.ctx, host, bmc.as_ref(), status).await? {
+            steps::Finished::Waiting(recheck) => Ok(recheck),
+            steps::Finished::Provisioned => {
+                self.publish(
+                    host,
+                    EventType::Normal,
+                    "Provisioned",
+                    "Provision",
+                    format!(
+                        "booted {}",
+                        status.current_image.clone().unwrap_or_default()
+                    ),
+                )
+                .await;
+                Ok(self.idle_interval())
+            }
+            steps::Finished::Released => {
+                // The hardware is safe: give the host back to the pool.
+                if !matches!(view, LeaseView::Active { .. }) && host.spec.claim_ref.is_some() {
+                    self.clear_claim(host).await?;
+                }
+                status.state = Some(if host.spec.maintenance {
+                    HostState::Maintenance
+                } else {
+                    HostState::Available
+                });
+                Ok(self.idle_interval())
+            }
+            steps::Finished::Failed => Ok(self.idle_interval()),
+        }
+    }
+
+    /// Drops `spec.claimRef`, on the resourceVersion we read: if the Lease controller changed
+    /// the claim meanwhile, the apiserver refuses (409) and the next pass re-plans.
+    async fn clear_claim(&self, host: &LabHost) -> Result<()> {
+        self.ctx.ensure_leader()?;
+        let api: Api<LabHost> = Api::all(self.ctx.client.clone());
+        let patch = json!({
+            "metadata": { "resourceVersion": host.metadata.resource_version },
+            "spec": { "claimRef": null },
+        });
+        api.patch(
+            &host.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+        tracing::info!("released the claim");
+        Ok(())
+    }
+
+    /// Counts a failed pass into the status; too many in a row put an idle host in Error.
+    async fn note_failure(&self, host: &LabHost, status: &mut LabHostStatus, error: &Error) {
+        let bmc_down = match error {
+            Error::Bmc(e) => {
+                if matches!(e, labpods_redfish::Error::Unauthorized { .. }) {
+                    // Credentials may have rotated: re-read the Secret next time.
+                    self.clients.forget(&host.name_any()).await;
+                }
+                true
+            }
+            Error::Secret { .. } => false,
+            // Kubernetes-side or leadership problems say nothing about the host.
+            _ => return,
+        };
+        if status.state == Some(HostState::Error) && status.provisioning.is_some() {
+            // A failed run: keep its reason (what the lab operator must fix), only note
+            // that the BMC is still down.
+            status.bmc_reachable = Some(!bmc_down);
+            return;
+        }
+        let max = self.ctx.config.provisioning.max_consecutive_failures;
+        let exceeded = status::record_failure(status, error.to_string(), bmc_down, max);
+        if exceeded && status.provisioning.is_none() {
+            status.state = Some(HostState::Error);
+        } else if status.state.is_none() {
+            status.state = Some(HostState::Registering);
+        }
+    }
+
+    /// Cleanup on delete: undo only what the operator set up (a run in progress: media and
+    /// boot override, power off), never a user's running host; tolerate a host whose apply
+    /// never ran or whose BMC is gone (the LabHost must still be deletable).
+    async fn cleanup(&self, host: &LabHost) -> Result<Action> {
+        let name = host.name_any();
+        let in_progress = host
+            .status
+            .as_ref()
+            .and_then(|s| s.provisioning.as_ref())
+            .is_some();
+        if in_progress {
+            match self.clients.get(&self.ctx, host).await {
+                Ok(bmc) => {
+                    self.ctx.ensure_leader()?;
+                    let off = call(
+                        &self.ctx,
+                        "reset",
+                        bmc.reset(labpods_redfish::ResetKind::ForceOff),
+                    )
+                    .await;
+                    let eject = call(&self.ctx, "eject_media", bmc.eject_media()).await;
+                    if let Err(e) = off.and(eject) {
+                        tracing::warn!(error = %e, "cleanup of the BMC failed; deleting anyway");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot reach the BMC for cleanup; deleting anyway")
+                }
+            }
+        }
+        if let Some(bmc) = self.clients.forget(&name).await
+            && let Err(e) = bmc.logout().await
+        {
+            tracing::debug!(error = %e, "BMC logout on delete failed");
+        }
+        self.ctx.backoffs.succeeded(&name);
+        Ok(Action::await_change())
+    }
+
+    fn idle_interval(&self) -> Duration {
+        let polling = &self.ctx.config.polling;
+        let jitter = rand::random::<f64>() * polling.idle_jitter;
+        polling.idle_interval.mul_f64(1.0 + jitter)
+    }
+
+    /// An Event for a state change a user cares about.
+    async fn publish_transition(
+        &self,
+        host: &LabHost,
+        before: Option<&LabHostStatus>,
+        after: &LabHostStatus,
+    ) {
+        let (old, new) = (before.and_then(|s| s.state), after.state);
+        let Some(new) = new else { return };
+        if old == Some(new) {
+            return;
+        }
+        let (type_, note) = match new {
+            HostState::Error => (
+                EventType::Warning,
+                after.last_error.clone().unwrap_or_else(|| "failed".into()),
+            ),
+            HostState::Provisioning => (
+                EventType::Normal,
+                format!(
+                    "provisioning {} for lease {}",
+                    after
+                        .provisioning
+                        .as_ref()
+                        .and_then(|p| p.image.clone())
+                        .unwrap_or_default(),
+                    after
+                        .provisioning
+                        .as_ref()
+                        .map(|p| p.lease.as_str())
+                        .unwrap_or_default()
+                ),
+            ),
+            other => (
+                EventType::Normal,
+                format!("{:?} -> {other:?}", old.unwrap_or(HostState::Registering)),
+            ),
+        };
+        // Provisioned has its own event with the image.
+        if new != HostState::Provisioned {
+            self.publish(host, type_, &format!("{new:?}"), "StateChange", note)
+                .await;
+        }
+    }
+
+    async fn publish(
+        &self,
+        host: &LabHost,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let event = KubeEvent {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: action.into(),
+            secondary: None,
+        };
+        // kube-apiserver 1.20 refuses an Event whose regarding object has no namespace
+        // (LabHosts are cluster-scoped): file it under "default", where the recorder puts it.
+        let mut regarding = host.object_ref(&());
+        regarding.namespace = Some("default".into());
+        if let Err(e) = self.ctx.recorders.labhost.publish(&event, &regarding).await {
+            tracing::warn!(error = %e, "cannot publish event");
+        }
+    }
+}

@@ -1,0 +1,409 @@
+//! What to do with a LabHost, decided from observed state only (pure, unit-tested).
+//!
+//! Inputs: the host's own state and stored step, its maintenance flag and claim, and the
+//! claim's Lease as the Lease controller left it ([`LeaseView`]). Output: one [`Plan`].
+
+use labpods_api::v1alpha1::{
+    ClaimRef, HostState, Lease, LeasePhase, Operation, ProvisioningProgress,
+};
+
+/// The claim's Lease, as far as this host is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseView {
+    /// The host has no claim.
+    Unclaimed,
+    /// The Lease has not started (Pending, Bound): keep the host ready and off.
+    Waiting,
+    /// The Lease runs (Provisioning, Ready, Degraded): the host must run `image`.
+    Active { image: String },
+    /// The Lease ends (Releasing, Released), is gone, belongs to another request (uid), or no
+    /// longer lists this host (a spare replaced it): release the host and drop the claim.
+    Ending,
+}
+
+/// Derives the view. `lease` must come from a fresh read when the cache has none (a claim
+/// can appear before the cache sees its Lease; only the apiserver can say it is gone).
+pub fn lease_view(host: &str, claim: Option<&ClaimRef>, lease: Option<&Lease>) -> LeaseView {
+    let Some(claim) = claim else {
+        return LeaseView::Unclaimed;
+    };
+    let Some(lease) = lease else {
+        return LeaseView::Ending;
+    };
+    if lease.spec.request_ref.uid != claim.uid || lease.metadata.deletion_timestamp.is_some() {
+        return LeaseView::Ending;
+    }
+    let phase = lease
+        .status
+        .as_ref()
+        .and_then(|s| s.phase)
+        .unwrap_or(LeasePhase::Pending);
+    let listed = lease.spec.hosts.iter().any(|h| h.host == host);
+    match phase {
+        // While binding, the Lease may not list every claimed host yet.
+        LeasePhase::Pending => LeaseView::Waiting,
+        _ if !listed => LeaseView::Ending,
+        LeasePhase::Bound => LeaseView::Waiting,
+        LeasePhase::Provisioning | LeasePhase::Ready | LeasePhase::Degraded => LeaseView::Active {
+            image: lease.spec.image.url.clone(),
+        },
+        LeasePhase::Releasing | LeasePhase::Released => LeaseView::Ending,
+    }
+}
+
+/// The host facts the decision needs.
+#[derive(Debug, Clone, Copy)]
+pub struct HostFacts<'a> {
+    pub state: Option<HostState>,
+    pub progress: Option<&'a ProvisioningProgress>,
+    pub maintenance: bool,
+    pub claimed: bool,
+}
+
+/// The decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// Check the BMC (power, inventory); report `state`; force the power off if `keep_off`.
+    Idle { state: HostState, keep_off: bool },
+    /// Begin provisioning `image` for `lease`.
+    StartProvision { image: String, lease: String },
+    /// Begin the release after `lease` (abandons a provisioning in progress).
+    StartRelease { lease: String },
+    /// Run the stored step.
+    Continue,
+    /// Nothing (left) to undo on the hardware: drop `spec.claimRef`.
+    ClearClaim,
+}
+
+pub fn plan(facts: HostFacts<'_>, view: &LeaseView, lease_name: Option<&str>) -> Plan {
+    let lease = || lease_name.unwrap_or_default().to_string();
+    // A failed operation leaves the host in Error with its step kept for the post-mortem;
+    // only the lab operator brings it back (maintenance on, fix, maintenance off).
+    if facts.state == Some(HostState::Error) && facts.progress.is_some() {
+        return match view {
+            LeaseView::Ending | LeaseView::Unclaimed if facts.claimed => Plan::ClearClaim,
+            _ if facts.maintenance && !facts.claimed => Plan::Idle {
+                state: HostState::Maintenance,
+                keep_off: false,
+            },
+            _ => Plan::Idle {
+                state: HostState::Error,
+                keep_off: false,
+            },
+        };
+    }
+    if let Some(progress) = facts.progress {
+        return match (progress.operation, view) {
+            (Operation::Provision, LeaseView::Ending | LeaseView::Unclaimed) => {
+                Plan::StartRelease {
+                    lease: progress.lease.clone(),
+                }
+            }
+            _ => Plan::Continue,
+        };
+    }
+    match view {
+        LeaseView::Unclaimed if facts.maintenance => Plan::Idle {
+            state: HostState::Maintenance,
+            keep_off: false,
+        },
+        LeaseView::Unclaimed => Plan::Idle {
+            state: HostState::Available,
+            keep_off: true,
+        },
+        LeaseView::Waiting => Plan::Idle {
+            state: HostState::Claimed,
+            keep_off: true,
+        },
+        LeaseView::Active { .. } if facts.state == Some(HostState::Provisioned) => Plan::Idle {
+            state: HostState::Provisioned,
+            keep_off: false,
+        },
+        LeaseView::Active { image } => Plan::StartProvision {
+            image: image.clone(),
+            lease: lease(),
+        },
+        LeaseView::Ending => match facts.state {
+            // Never touched for this claim: nothing to undo.
+            None
+            | Some(
+                HostState::Registering
+                | HostState::Available
+                | HostState::Claimed
+                | HostState::Maintenance
+                | HostState::Error,
+            ) => Plan::ClearClaim,
+            Some(HostState::Provisioning | HostState::Provisioned | HostState::Releasing) => {
+                Plan::StartRelease { lease: lease() }
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use labpods_api::v1alpha1::{
+        ImageSpec, LeaseHost, LeaseSpec, LeaseStatus, ProvisioningStep, RequestRef,
+    };
+
+    use super::*;
+
+    const IMAGE: &str = "http://images.lab/ubuntu.iso";
+
+    fn claim() -> ClaimRef {
+        ClaimRef {
+            namespace: "team-a".into(),
+            name: "pod-1".into(),
+            uid: "uid-1".into(),
+            lease: "pod-1".into(),
+        }
+    }
+
+    fn lease(phase: Option<LeasePhase>, hosts: &[&str]) -> Lease {
+        let mut lease = Lease::new(
+            "pod-1",
+            LeaseSpec {
+                request_ref: RequestRef {
+                    name: "pod-1".into(),
+                    uid: "uid-1".into(),
+                },
+                hosts: hosts
+                    .iter()
+                    .map(|h| LeaseHost {
+                        host: (*h).into(),
+                        role: "node".into(),
+                    })
+                    .collect(),
+                start: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+                end: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+                image: ImageSpec::new(IMAGE),
+            },
+        );
+        lease.status = phase.map(|p| LeaseStatus {
+            phase: Some(p),
+            ..LeaseStatus::default()
+        });
+        lease
+    }
+
+    fn progress(operation: Operation) -> ProvisioningProgress {
+        let t = Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
+        ProvisioningProgress {
+            operation,
+            step: ProvisioningStep::WaitBooted,
+            image: Some(IMAGE.into()),
+            attempts: 1,
+            started_at: t.clone(),
+            step_started_at: t,
+            lease: "pod-1".into(),
+        }
+    }
+
+    fn facts(state: Option<HostState>, progress: Option<&ProvisioningProgress>) -> HostFacts<'_> {
+        HostFacts {
+            state,
+            progress,
+            maintenance: false,
+            claimed: true,
+        }
+    }
+
+    #[test]
+    fn lease_view_follows_the_lease_phase() {
+        let c = claim();
+        let cases = [
+            (Some(LeasePhase::Pending), LeaseView::Waiting),
+            (None, LeaseView::Waiting),
+            (Some(LeasePhase::Bound), LeaseView::Waiting),
+            (
+                Some(LeasePhase::Provisioning),
+                LeaseView::Active {
+                    image: IMAGE.into(),
+                },
+            ),
+            (
+                Some(LeasePhase::Ready),
+                LeaseView::Active {
+                    image: IMAGE.into(),
+                },
+            ),
+            (
+                Some(LeasePhase::Degraded),
+                LeaseView::Active {
+                    image: IMAGE.into(),
+                },
+            ),
+            (Some(LeasePhase::Releasing), LeaseView::Ending),
+            (Some(LeasePhase::Released), LeaseView::Ending),
+        ];
+        for (phase, want) in cases {
+            assert_eq!(
+                lease_view("h1", Some(&c), Some(&lease(phase, &["h1"]))),
+                want,
+                "{phase:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn gone_foreign_or_unlisting_leases_end_the_claim() {
+        let c = claim();
+        assert_eq!(lease_view("h1", Some(&c), None), LeaseView::Ending);
+        let mut other = lease(Some(LeasePhase::Ready), &["h1"]);
+        other.spec.request_ref.uid = "uid-2".into();
+        assert_eq!(lease_view("h1", Some(&c), Some(&other)), LeaseView::Ending);
+        let swapped = lease(Some(LeasePhase::Provisioning), &["h2"]);
+        assert_eq!(
+            lease_view("h1", Some(&c), Some(&swapped)),
+            LeaseView::Ending
+        );
+        // ... but not while the Lease is still binding its hosts.
+        let binding = lease(Some(LeasePhase::Pending), &[]);
+        assert_eq!(
+            lease_view("h1", Some(&c), Some(&binding)),
+            LeaseView::Waiting
+        );
+        assert_eq!(lease_view("h1", None, Some(&binding)), LeaseView::Unclaimed);
+    }
+
+    #[test]
+    fn free_hosts_are_kept_off_and_maintenance_is_left_alone() {
+        let mut f = facts(Some(HostState::Available), None);
+        f.claimed = false;
+        assert_eq!(
+            plan(f, &LeaseView::Unclaimed, None),
+            Plan::Idle {
+                state: HostState::Available,
+                keep_off: true
+            }
+        );
+        f.maintenance = true;
+        assert_eq!(
+            plan(f, &LeaseView::Unclaimed, None),
+            Plan::Idle {
+                state: HostState::Maintenance,
+                keep_off: false
+            }
+        );
+    }
+
+    #[test]
+    fn claimed_host_waits_off_then_provisions_once() {
+        let f = facts(Some(HostState::Available), None);
+        assert_eq!(
+            plan(f, &LeaseView::Waiting, Some("pod-1")),
+            Plan::Idle {
+                state: HostState::Claimed,
+                keep_off: true
+            }
+        );
+        let active = LeaseView::Active {
+            image: IMAGE.into(),
+        };
+        assert_eq!(
+            plan(
+                facts(Some(HostState::Claimed), None),
+                &active,
+                Some("pod-1")
+            ),
+            Plan::StartProvision {
+                image: IMAGE.into(),
+                lease: "pod-1".into()
+            }
+        );
+        let p = progress(Operation::Provision);
+        assert_eq!(
+            plan(
+                facts(Some(HostState::Provisioning), Some(&p)),
+                &active,
+                None
+            ),
+            Plan::Continue
+        );
+        assert_eq!(
+            plan(facts(Some(HostState::Provisioned), None), &active, None),
+            Plan::Idle {
+                state: HostState::Provisioned,
+                keep_off: false
+            }
+        );
+    }
+
+    #[test]
+    fn ending_lease_releases_what_was_touched_and_drops_the_rest() {
+        let p = progress(Operation::Provision);
+        assert_eq!(
+            plan(
+                facts(Some(HostState::Provisioning), Some(&p)),
+                &LeaseView::Ending,
+                None
+            ),
+            Plan::StartRelease {
+                lease: "pod-1".into()
+            }
+        );
+        assert_eq!(
+            plan(
+                facts(Some(HostState::Provisioned), None),
+                &LeaseView::Ending,
+                Some("pod-1")
+            ),
+            Plan::StartRelease {
+                lease: "pod-1".into()
+            }
+        );
+        assert_eq!(
+            plan(
+                facts(Some(HostState::Claimed), None),
+                &LeaseView::Ending,
+                Some("pod-1")
+            ),
+            Plan::ClearClaim
+        );
+        let r = progress(Operation::Release);
+        assert_eq!(
+            plan(
+                facts(Some(HostState::Releasing), Some(&r)),
+                &LeaseView::Ending,
+                None
+            ),
+            Plan::Continue
+        );
+    }
+
+    #[test]
+    fn failed_host_stays_in_error_until_maintenance() {
+        let p = progress(Operation::Provision);
+        let active = LeaseView::Active {
+            image: IMAGE.into(),
+        };
+        assert_eq!(
+            plan(facts(Some(HostState::Error), Some(&p)), &active, None),
+            Plan::Idle {
+                state: HostState::Error,
+                keep_off: false
+            }
+        );
+        // The Lease swapped in a spare: let go of the claim, stay in Error.
+        assert_eq!(
+            plan(
+                facts(Some(HostState::Error), Some(&p)),
+                &LeaseView::Ending,
+                None
+            ),
+            Plan::ClearClaim
+        );
+        let mut f = facts(Some(HostState::Error), Some(&p));
+        f.claimed = false;
+        f.maintenance = true;
+        assert_eq!(
+            plan(f, &LeaseView::Unclaimed, None),
+            Plan::Idle {
+                state: HostState::Maintenance,
+                keep_off: false
+            }
+        );
+    }
+}

@@ -1,0 +1,283 @@
+//! The LabHost status this controller writes (pure), and the write itself: server-side apply
+//! on /status under the field manager `labpods-labhost`, skipped when nothing changed.
+//!
+//! Deterministic by construction: no "last checked" timestamps, sorted lists, conditions whose
+//! lastTransitionTime moves only when their status flips, so an idle pass writes nothing.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::{
+    Api,
+    api::{Patch, PatchParams},
+};
+use labpods_api::{
+    conditions::{self, BMC_REACHABLE, READY},
+    v1alpha1::{Disk, HostState, Inventory, LabHost, LabHostStatus, PowerState},
+};
+use serde_json::json;
+
+use crate::{context::Context, error::Result};
+
+pub const FIELD_MANAGER: &str = "labpods-labhost";
+
+/// Maps the client's power state to the API's.
+pub fn power(p: &labpods_redfish::PowerState) -> PowerState {
+    use labpods_redfish::PowerState as R;
+    match p {
+        R::On => PowerState::On,
+        R::Off => PowerState::Off,
+        R::PoweringOn => PowerState::PoweringOn,
+        R::PoweringOff => PowerState::PoweringOff,
+        R::Paused | R::Unknown => PowerState::Unknown,
+    }
+}
+
+/// Maps the client's inventory to the API's, sorted for deterministic status.
+pub fn inventory(i: &labpods_redfish::Inventory) -> Inventory {
+    let mut disks: Vec<Disk> = i
+        .disks
+        .iter()
+        .enumerate()
+        .map(|(n, d)| Disk {
+            name: d.name.clone().unwrap_or_else(|| format!("disk{n}")),
+            capacity_bytes: d.capacity_bytes.and_then(|c| i64::try_from(c).ok()),
+            media_type: None,
+        })
+        .collect();
+    disks.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut macs = i.nic_macs.clone();
+    macs.sort();
+    Inventory {
+        manufacturer: i.manufacturer.clone(),
+        model: i.model.clone(),
+        serial_number: i.serial_number.clone(),
+        cpu_count: i.cpu_count,
+        cpu_model: i.cpu_model.clone(),
+        // Whole GiB: BMCs report e.g. 15.6 for 16 GiB modules.
+        memory_gib: i
+            .memory_gib
+            .map(|g| g.round().clamp(0.0, f64::from(u32::MAX)) as u32),
+        mac_addresses: macs,
+        disks,
+    }
+}
+
+/// A successful BMC pass: the host answered.
+pub fn record_success(status: &mut LabHostStatus) {
+    status.bmc_reachable = Some(true);
+    status.consecutive_failures = None;
+    status.last_error = None;
+}
+
+/// A failed pass. Returns true when the failures in a row reached `max`.
+pub fn record_failure(
+    status: &mut LabHostStatus,
+    message: String,
+    bmc_down: bool,
+    max: u32,
+) -> bool {
+    if bmc_down {
+        status.bmc_reachable = Some(false);
+    }
+    let n = status.consecutive_failures.unwrap_or(0).saturating_add(1);
+    status.consecutive_failures = Some(n);
+    status.last_error = Some(message);
+    n >= max
+}
+
+/// Sets observedGeneration and the conditions from the rest of the status.
+pub fn finish(status: &mut LabHostStatus, generation: Option<i64>, now: &Time) {
+    status.observed_generation = generation;
+    if let Some(reachable) = status.bmc_reachable {
+        let (reason, message) = if reachable {
+            ("Answered", "the BMC answered the last call".to_string())
+        } else {
+            (
+                "Unreachable",
+                status
+                    .last_error
+                    .clone()
+                    .unwrap_or_else(|| "the BMC did not answer".into()),
+            )
+        };
+        let c =
+            conditions::new_condition(BMC_REACHABLE, reachable, reason, message, generation, now);
+        conditions::set_condition(&mut status.conditions, c, now);
+    }
+    let state = status.state.unwrap_or(HostState::Registering);
+    let (ready, message) = match state {
+        HostState::Available => (true, "in the pool, powered off".to_string()),
+        HostState::Claimed => (true, "bound to a lease that has not started".to_string()),
+        HostState::Provisioned => (true, "running the lease's image".to_string()),
+        HostState::Maintenance => (true, "out of the pool for maintenance".to_string()),
+        HostState::Registering => (false, "waiting for the BMC's first answer".to_string()),
+        HostState::Provisioning | HostState::Releasing => {
+            let step = status
+                .provisioning
+                .as_ref()
+                .map(|p| format!("{:?}", p.step))
+                .unwrap_or_default();
+            (false, format!("at step {step}"))
+        }
+        HostState::Error => (
+            false,
+            status
+                .last_error
+                .clone()
+                .unwrap_or_else(|| "failed; see events".into()),
+        ),
+    };
+    let reason = format!("{state:?}");
+    let c = conditions::new_condition(READY, ready, &reason, message, generation, now);
+    conditions::set_condition(&mut status.conditions, c, now);
+}
+
+/// Top-level status keys `current` has and `desired` drops.
+pub fn removed_keys(current: &LabHostStatus, desired: &LabHostStatus) -> Vec<String> {
+    let keys = |s: &LabHostStatus| match serde_json::to_value(s) {
+        Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+        _ => Vec::new(),
+    };
+    let kept = keys(desired);
+    keys(current)
+        .into_iter()
+        .filter(|k| !kept.contains(k))
+        .collect()
+}
+
+/// Applies `desired` unless it equals `current`.
+pub async fn apply(
+    ctx: &Context,
+    host: &LabHost,
+    current: Option<&LabHostStatus>,
+    desired: &LabHostStatus,
+) -> Result<bool> {
+    if current == Some(desired) {
+        return Ok(false);
+    }
+    ctx.ensure_leader()?;
+    let name = host.metadata.name.clone().unwrap_or_default();
+    let api: Api<LabHost> = Api::all(ctx.client.clone());
+    // kube-apiserver 1.20's server-side apply turns a field dropped from the applied status
+    // into an explicit null, which the schema rejects ("must be of type object"); remove such
+    // fields with a merge patch first.
+    let removed = current
+        .map(|c| removed_keys(c, desired))
+        .unwrap_or_default();
+    if !removed.is_empty() {
+        let nulls: serde_json::Map<String, serde_json::Value> = removed
+            .into_iter()
+            .map(|k| (k, serde_json::Value::Null))
+            .collect();
+        let patch = json!({ "status": nulls });
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+    }
+    let patch = json!({
+        "apiVersion": "labpods.dev/v1alpha1",
+        "kind": "LabHost",
+        "status": desired,
+    });
+    // Forced: the status belongs to this controller alone, and a conflict with a stale owner
+    // (e.g. a previous operator version's manager) must not wedge the host.
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    api.patch_status(&name, &params, &Patch::Apply(&patch))
+        .await?;
+    Ok(true)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use k8s_openapi::jiff::Timestamp;
+
+    use super::*;
+
+    fn at(secs: i64) -> Time {
+        Time(Timestamp::from_second(secs).unwrap())
+    }
+
+    #[test]
+    fn unchanged_state_gives_identical_status() {
+        let mut first = LabHostStatus {
+            state: Some(HostState::Available),
+            ..LabHostStatus::default()
+        };
+        record_success(&mut first);
+        finish(&mut first, Some(3), &at(100));
+        let mut second = first.clone();
+        record_success(&mut second);
+        finish(&mut second, Some(3), &at(200));
+        assert_eq!(
+            first, second,
+            "a later idle pass must not change the status"
+        );
+    }
+
+    #[test]
+    fn failures_accumulate_then_reset() {
+        let mut s = LabHostStatus::default();
+        assert!(!record_failure(&mut s, "timeout".into(), true, 3));
+        assert!(!record_failure(&mut s, "timeout".into(), true, 3));
+        assert!(record_failure(&mut s, "timeout".into(), true, 3));
+        assert_eq!(s.bmc_reachable, Some(false));
+        finish(&mut s, Some(1), &at(10));
+        let c = conditions::find_condition(&s.conditions, BMC_REACHABLE).unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.message.as_str()),
+            ("False", "timeout")
+        );
+        record_success(&mut s);
+        finish(&mut s, Some(1), &at(20));
+        let c = conditions::find_condition(&s.conditions, BMC_REACHABLE).unwrap();
+        assert_eq!(c.status, "True");
+        assert_eq!(c.last_transition_time, at(20));
+        assert_eq!(s.consecutive_failures, None);
+        assert_eq!(s.last_error, None);
+    }
+
+    #[test]
+    fn ready_condition_carries_generation_and_error() {
+        let mut s = LabHostStatus {
+            state: Some(HostState::Error),
+            last_error: Some("step PowerOn failed 5 times: BMC answered 500".into()),
+            ..LabHostStatus::default()
+        };
+        finish(&mut s, Some(7), &at(1));
+        let c = conditions::find_condition(&s.conditions, READY).unwrap();
+        assert_eq!(c.status, "False");
+        assert_eq!(c.reason, "Error");
+        assert_eq!(c.observed_generation, Some(7));
+        assert!(c.message.contains("PowerOn"));
+    }
+
+    #[test]
+    fn dropped_fields_are_found() {
+        let current = LabHostStatus {
+            current_image: Some("x".into()),
+            last_error: Some("e".into()),
+            state: Some(HostState::Provisioning),
+            ..LabHostStatus::default()
+        };
+        let desired = LabHostStatus {
+            current_image: Some("x".into()),
+            state: Some(HostState::Provisioned),
+            ..LabHostStatus::default()
+        };
+        assert_eq!(
+            removed_keys(&current, &desired),
+            vec!["lastError".to_string()]
+        );
+    }
+
+    #[test]
+    fn inventory_is_sorted_and_rounded() {
+        let i = labpods_redfish::Inventory {
+            memory_gib: Some(15.6),
+            nic_macs: vec!["bb".into(), "aa".into()],
+            ..labpods_redfish::Inventory::default()
+        };
+        let inv = inventory(&i);
+        assert_eq!(inv.memory_gib, Some(16));
+        assert_eq!(inv.mac_addresses, vec!["aa", "bb"]);
+    }
+}

@@ -1,0 +1,396 @@
+//! Adapter between the pure provisioning/release state machines (`crate::provisioning`) and
+//! the hardware: observes what the stored step needs from the BMC, asks the step's handler,
+//! performs the action, and stores the next step in the status (the caller writes it), so a
+//! restarted operator resumes at the same step.
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
+use labpods_api::v1alpha1::{
+    BootMode, HostState, LabHost, LabHostStatus, Operation, ProvisioningProgress, ProvisioningStep,
+};
+use labpods_redfish::{Bmc, BootOverride, MediaState};
+
+use super::{bmc::call, phone_home, status};
+use crate::{
+    context::Context,
+    error::Result,
+    provisioning::{
+        self, AfterFailure, BmcAction, Completion, FIRST_STEP, Observed, Outcome, RetryPolicy,
+        StepInput, Timeouts,
+    },
+};
+
+/// Steps run back to back in one pass at most (a pass normally stops at the first wait).
+const MAX_STEPS_PER_PASS: usize = 16;
+
+/// How a pass through the state machine ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finished {
+    /// A step waits on the hardware, or a retry waits out its backoff: look again then.
+    Waiting(Duration),
+    Provisioned,
+    Released,
+    /// The host went to Error; the reason is in the status.
+    Failed,
+}
+
+/// The apiserver stores Time to the second: cut so that the record reads back equal.
+fn to_second(t: Timestamp) -> Time {
+    Time(Timestamp::from_second(t.as_second()).unwrap_or(t))
+}
+
+fn chrono(t: &Time) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.0.as_second(), t.0.subsec_nanosecond().unsigned_abs())
+        .unwrap_or_default()
+}
+
+fn delta(d: Duration) -> TimeDelta {
+    TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
+}
+
+/// A fresh run record at the first step.
+pub fn start(
+    operation: Operation,
+    image: Option<String>,
+    lease: String,
+    now: &Time,
+) -> ProvisioningProgress {
+    let now = to_second(now.0);
+    ProvisioningProgress {
+        operation,
+        step: FIRST_STEP,
+        image,
+        attempts: 1,
+        started_at: now.clone(),
+        step_started_at: now,
+        lease,
+    }
+}
+
+/// Stores `next`: a new step restarts its clock with attempts 1; the same step counts one
+/// more attempt (a follow-up action within the step).
+fn enter(progress: &mut ProvisioningProgress, next: ProvisioningStep, now: &Time) {
+    if next == progress.step {
+        progress.attempts = progress.attempts.saturating_add(1);
+    } else {
+        progress.step = next;
+        progress.attempts = 1;
+        progress.step_started_at = to_second(now.0);
+    }
+}
+
+fn timeouts(ctx: &Context) -> Timeouts {
+    let c = &ctx.config;
+    Timeouts {
+        graceful_off: delta(c.provisioning.graceful_shutdown_timeout),
+        forced_off: delta(c.provisioning.forced_power_off_timeout),
+        boot: delta(c.provisioning.timeout),
+        wipe: delta(c.provisioning.wipe_timeout),
+        poll: delta(c.polling.busy_interval),
+    }
+}
+
+fn retry_policy(ctx: &Context) -> RetryPolicy {
+    let c = &ctx.config;
+    RetryPolicy {
+        max_failures: c.provisioning.max_attempts,
+        backoff_base: delta(c.polling.error_backoff_base),
+        backoff_max: delta(c.polling.error_backoff_max),
+    }
+}
+
+/// Reads what the step's handler looks at, and only that (each read is a Redfish call; the
+/// handlers ignore the other fields for these steps).
+async fn observe(
+    ctx: &Context,
+    bmc: &dyn Bmc,
+    host: &LabHost,
+    progress: &ProvisioningProgress,
+) -> labpods_redfish::Result<Observed> {
+    use ProvisioningStep as S;
+    let step = progress.step;
+    let power = call(ctx, "power_state", bmc.power_state()).await?;
+    let media = if matches!(
+        step,
+        S::EjectMedia | S::InsertMedia | S::EjectAfterBoot | S::WipeInsertMedia | S::WaitWiped
+    ) {
+        call(ctx, "media_state", bmc.media_state()).await?
+    } else {
+        MediaState::default()
+    };
+    let boot_override = if matches!(step, S::SetBootOnce | S::WipeBoot) {
+        call(ctx, "boot_override", bmc.boot_override()).await?
+    } else {
+        BootOverride::default()
+    };
+    let boot_progress = if step == S::WaitBooted {
+        call(ctx, "boot_progress", bmc.boot_progress()).await?
+    } else {
+        None
+    };
+    Ok(Observed {
+        power,
+        boot_progress,
+        media,
+        boot_override,
+        phoned_home: phone_home::received(host, progress),
+    })
+}
+
+async fn perform(ctx: &Context, bmc: &dyn Bmc, action: &BmcAction) -> Result<()> {
+    ctx.ensure_leader()?;
+    match action {
+        BmcAction::Reset(kind) => call(ctx, "reset", bmc.reset(*kind)).await?,
+        BmcAction::InsertMedia(image) => {
+            let url = url::Url::parse(image).map_err(|e| {
+                labpods_redfish::Error::InvalidEndpoint(format!("image URL {image}: {e}"))
+            })?;
+            call(ctx, "insert_media", bmc.insert_media(&url)).await?;
+        }
+        BmcAction::EjectMedia => call(ctx, "eject_media", bmc.eject_media()).await?,
+        BmcAction::SetBootOverride {
+            target,
+            enabled,
+            mode,
+        } => {
+            call(
+                ctx,
+                "set_boot_override",
+                bmc.set_boot_override(*target, *enabled, *mode),
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs the stored step and the ones it leads to at once, until a wait, the end, or a
+/// failure. Kubernetes errors and lost leadership propagate; BMC failures and step failures
+/// go through the retry policy (`provisioning::after_failure`).
+pub async fn advance(
+    ctx: &Context,
+    host: &LabHost,
+    bmc: &dyn Bmc,
+    status: &mut LabHostStatus,
+) -> Result<Finished> {
+    let timeouts = timeouts(ctx);
+    let completion = Completion::After(delta(
+        ctx.config
+            .provisioning
+            .boot_fallback_for(&host.spec.profile),
+    ));
+    let boot_mode = match host.spec.boot_mode {
+        BootMode::Uefi => labpods_redfish::BootMode::Uefi,
+        BootMode::Legacy => labpods_redfish::BootMode::Legacy,
+    };
+    for _ in 0..MAX_STEPS_PER_PASS {
+        let Some(progress) = status.provisioning.clone() else {
+            return Ok(Finished::Waiting(ctx.config.polling.busy_interval));
+        };
+        let now = Time(ctx.clock.now());
+        let observed = match observe(ctx, bmc, host, &progress).await {
+            Ok(o) => o,
+            Err(e) => return Ok(failed(ctx, status, &progress, e.to_string())),
+        };
+        status.bmc_reachable = Some(true);
+        status.power = Some(status::power(&observed.power));
+        let input = StepInput {
+            operation: progress.operation,
+            attempts: progress.attempts.max(1),
+            step_started: chrono(&progress.step_started_at),
+            now: chrono(&now),
+            observed: &observed,
+            image: progress.image.as_deref(),
+            boot_mode,
+            completion,
+            timeouts: &timeouts,
+        };
+        let outcome = provisioning::handle(progress.step, &input);
+        tracing::debug!(step = ?progress.step, ?outcome, "step");
+        match outcome {
+            Outcome::Act { action, next } => {
+                if next == ProvisioningStep::WaitBooted && progress.step != next {
+                    log_phone_home_url(ctx, host);
+                }
+                match perform(ctx, bmc, &action).await {
+                    Ok(()) => {}
+                    Err(crate::error::Error::Bmc(e)) => {
+                        return Ok(failed(ctx, status, &progress, e.to_string()));
+                    }
+                    Err(other) => return Err(other),
+                }
+                if let Some(p) = status.provisioning.as_mut() {
+                    enter(p, next, &now);
+                }
+            }
+            Outcome::Transition { next } => {
+                if next == ProvisioningStep::WaitBooted {
+                    log_phone_home_url(ctx, host);
+                }
+                if let Some(p) = status.provisioning.as_mut() {
+                    enter(p, next, &now);
+                }
+            }
+            Outcome::Wait {
+                reason,
+                recheck_after,
+            } => {
+                tracing::debug!(step = ?progress.step, %reason, "waiting");
+                return Ok(Finished::Waiting(
+                    recheck_after
+                        .to_std()
+                        .unwrap_or(ctx.config.polling.busy_interval),
+                ));
+            }
+            Outcome::Done => return Ok(done(status, &progress)),
+            Outcome::Failed { reason } => return Ok(failed(ctx, status, &progress, reason)),
+        }
+    }
+    Ok(Finished::Waiting(ctx.config.polling.busy_interval))
+}
+
+fn done(status: &mut LabHostStatus, progress: &ProvisioningProgress) -> Finished {
+    status.provisioning = None;
+    status.consecutive_failures = None;
+    status.last_error = None;
+    match progress.operation {
+        Operation::Provision => {
+            status.state = Some(HostState::Provisioned);
+            status.current_image = progress.image.clone();
+            Finished::Provisioned
+        }
+        Operation::Release => Finished::Released,
+    }
+}
+
+/// A failed step or BMC call: retry from where the policy says after its backoff, or give
+/// up and put the host in Error (keeping the step for the post-mortem).
+fn failed(
+    ctx: &Context,
+    status: &mut LabHostStatus,
+    progress: &ProvisioningProgress,
+    reason: String,
+) -> Finished {
+    let failures = status.consecutive_failures.unwrap_or(0);
+    match provisioning::after_failure(
+        progress.operation,
+        progress.step,
+        failures,
+        &reason,
+        &retry_policy(ctx),
+    ) {
+        AfterFailure::Retry {
+            step,
+            after,
+            failures,
+        } => {
+            tracing::warn!(step = ?progress.step, %reason, failures, "step failed; retrying");
+            if let Some(p) = status.provisioning.as_mut() {
+                let now = Time(ctx.clock.now());
+                p.step = step;
+                p.attempts = 1;
+                p.step_started_at = to_second(now.0);
+            }
+            status.consecutive_failures = Some(failures);
+            status.last_error = Some(reason);
+            let after = after
+                .to_std()
+                .unwrap_or(ctx.config.polling.error_backoff_base);
+            Finished::Waiting(after + after.mul_f64(rand::random::<f64>() * 0.1))
+        }
+        AfterFailure::GiveUp { reason } => {
+            tracing::warn!(%reason, "giving up: host goes to Error");
+            status.consecutive_failures = Some(failures.saturating_add(1));
+            status.last_error = Some(reason);
+            status.state = Some(HostState::Error);
+            Finished::Failed
+        }
+    }
+}
+
+fn log_phone_home_url(ctx: &Context, host: &LabHost) {
+    if let Some(base) = &ctx.config.phone_home.external_base_url {
+        let name = host.metadata.name.as_deref().unwrap_or_default();
+        tracing::info!(
+            url = %ctx.phone_home.url(base, name),
+            "waiting for the boot; the image may phone home"
+        );
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> Time {
+        Time(Timestamp::from_second(secs).unwrap())
+    }
+
+    #[test]
+    fn a_new_run_starts_at_power_off_with_whole_seconds() {
+        let now = Time(
+            Timestamp::from_second(100)
+                .unwrap()
+                .checked_add(k8s_openapi::jiff::SignedDuration::from_millis(700))
+                .unwrap(),
+        );
+        let p = start(
+            Operation::Provision,
+            Some("http://i/x.iso".into()),
+            "l".into(),
+            &now,
+        );
+        assert_eq!(p.step, ProvisioningStep::PowerOff);
+        assert_eq!(p.attempts, 1);
+        assert_eq!(p.started_at, at(100));
+        assert_eq!(p.step_started_at, at(100));
+    }
+
+    #[test]
+    fn entering_a_step_restarts_its_clock_and_repeating_counts_attempts() {
+        let mut p = start(Operation::Provision, None, "l".into(), &at(100));
+        enter(&mut p, ProvisioningStep::WaitPoweredOff, &at(110));
+        assert_eq!(
+            (p.step, p.attempts, p.step_started_at.clone()),
+            (ProvisioningStep::WaitPoweredOff, 1, at(110))
+        );
+        enter(&mut p, ProvisioningStep::WaitPoweredOff, &at(250));
+        assert_eq!((p.attempts, p.step_started_at.clone()), (2, at(110)));
+    }
+
+    #[test]
+    fn times_convert_exactly() {
+        assert_eq!(chrono(&at(1_800_000_000)).timestamp(), 1_800_000_000);
+        assert_eq!(delta(Duration::from_secs(90)), TimeDelta::seconds(90));
+    }
+
+    #[test]
+    fn done_records_the_image_and_clears_the_run() {
+        let mut status = LabHostStatus {
+            consecutive_failures: Some(2),
+            last_error: Some("x".into()),
+            ..LabHostStatus::default()
+        };
+        let p = start(
+            Operation::Provision,
+            Some("http://i/x.iso".into()),
+            "l".into(),
+            &at(1),
+        );
+        status.provisioning = Some(p.clone());
+        assert_eq!(done(&mut status, &p), Finished::Provisioned);
+        assert_eq!(status.state, Some(HostState::Provisioned));
+        assert_eq!(status.current_image.as_deref(), Some("http://i/x.iso"));
+        assert_eq!(
+            (
+                status.provisioning,
+                status.consecutive_failures,
+                status.last_error
+            ),
+            (None, None, None)
+        );
+    }
+}

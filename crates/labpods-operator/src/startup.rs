@@ -1,0 +1,195 @@
+//! Startup checks that turn the usual first-run mistakes into one clear message each: CRDs
+//! not installed, RBAC missing a rule. They run before leader election so that every replica
+//! reports them, and `labpods run` exits non-zero with the message.
+
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
+use kube::{
+    Api, Client,
+    api::{ApiResource, DynamicObject, ListParams, PostParams},
+};
+
+/// A startup check that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("CRD {crd} is not installed: run kubectl apply -f crds/")]
+    MissingCrd { crd: String },
+    #[error(
+        "the operator's service account may not {verb} {resource}{scope}: add this rule to its (Cluster)Role (see charts/labpods)"
+    )]
+    Forbidden {
+        verb: String,
+        resource: String,
+        scope: String,
+    },
+    #[error("cannot reach the Kubernetes API")]
+    Kube(#[from] kube::Error),
+}
+
+impl StartupError {
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::MissingCrd { .. } => "missing_crd",
+            Self::Forbidden { .. } => "forbidden",
+            Self::Kube(_) => "kube",
+        }
+    }
+}
+
+/// One permission the operator needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Permission {
+    pub group: &'static str,
+    pub resource: &'static str,
+    pub subresource: Option<&'static str>,
+    pub verb: &'static str,
+    /// None = cluster-wide (or all namespaces).
+    pub namespace: Option<String>,
+}
+
+impl Permission {
+    fn describe(&self) -> (String, String) {
+        let mut resource = self.resource.to_string();
+        if let Some(sub) = self.subresource {
+            resource = format!("{resource}/{sub}");
+        }
+        if !self.group.is_empty() {
+            resource = format!("{resource}.{}", self.group);
+        }
+        let scope = match &self.namespace {
+            Some(ns) => format!(" in namespace {ns}"),
+            None => " cluster-wide".to_string(),
+        };
+        (resource, scope)
+    }
+}
+
+/// The permissions the runtime and the LabHost controller need. `lease_namespace` is where
+/// the leader election Lease lives.
+pub fn required_permissions(lease_namespace: Option<&str>) -> Vec<Permission> {
+    let p = |group, resource, subresource, verb, namespace: Option<&str>| Permission {
+        group,
+        resource,
+        subresource,
+        verb,
+        namespace: namespace.map(str::to_string),
+    };
+    let mut out = vec![];
+    for verb in ["get", "list", "watch", "patch", "update"] {
+        out.push(p("labpods.dev", "labhosts", None, verb, None));
+    }
+    out.push(p("labpods.dev", "labhosts", Some("status"), "patch", None));
+    for verb in ["get", "list", "watch"] {
+        out.push(p("labpods.dev", "leases", None, verb, None));
+        out.push(p("labpods.dev", "podrequests", None, verb, None));
+    }
+    out.push(p("", "secrets", None, "get", None));
+    out.push(p("events.k8s.io", "events", None, "create", None));
+    out.push(p("events.k8s.io", "events", None, "patch", None));
+    if let Some(ns) = lease_namespace {
+        for verb in ["get", "create", "update"] {
+            out.push(p("coordination.k8s.io", "leases", None, verb, Some(ns)));
+        }
+    }
+    out
+}
+
+/// The CRDs the operator serves: (plural, kind).
+const CRDS: [(&str, &str); 3] = [
+    ("labhosts", "LabHost"),
+    ("podrequests", "PodRequest"),
+    ("leases", "Lease"),
+];
+
+/// Fails with the first problem found: missing CRDs first (the most common mistake), then
+/// missing permissions.
+pub async fn check(client: &Client, lease_namespace: Option<&str>) -> Result<(), StartupError> {
+    for (plural, kind) in CRDS {
+        let resource = ApiResource {
+            group: labpods_api::GROUP.into(),
+            version: "v1alpha1".into(),
+            api_version: format!("{}/v1alpha1", labpods_api::GROUP),
+            kind: kind.into(),
+            plural: plural.into(),
+        };
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+        match api.list_metadata(&ListParams::default().limit(1)).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                return Err(StartupError::MissingCrd {
+                    crd: format!("{plural}.{}", labpods_api::GROUP),
+                });
+            }
+            // 403 is reported by the access review below, with the rule to add.
+            Err(kube::Error::Api(status)) if status.code == 403 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let reviews: Api<SelfSubjectAccessReview> = Api::all(client.clone());
+    for permission in required_permissions(lease_namespace) {
+        let review = SelfSubjectAccessReview {
+            spec: SelfSubjectAccessReviewSpec {
+                resource_attributes: Some(ResourceAttributes {
+                    group: Some(permission.group.into()),
+                    resource: Some(permission.resource.into()),
+                    subresource: permission.subresource.map(Into::into),
+                    verb: Some(permission.verb.into()),
+                    namespace: permission.namespace.clone(),
+                    ..ResourceAttributes::default()
+                }),
+                ..SelfSubjectAccessReviewSpec::default()
+            },
+            ..SelfSubjectAccessReview::default()
+        };
+        let answer = reviews.create(&PostParams::default(), &review).await?;
+        if !answer.status.is_some_and(|s| s.allowed) {
+            let (resource, scope) = permission.describe();
+            return Err(StartupError::Forbidden {
+                verb: permission.verb.into(),
+                resource,
+                scope,
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_tell_the_fix() {
+        let missing = StartupError::MissingCrd {
+            crd: "labhosts.labpods.dev".into(),
+        };
+        assert_eq!(
+            missing.to_string(),
+            "CRD labhosts.labpods.dev is not installed: run kubectl apply -f crds/"
+        );
+        let status = required_permissions(None)
+            .into_iter()
+            .find(|p| p.subresource == Some("status"))
+            .unwrap();
+        let (resource, scope) = status.describe();
+        assert_eq!(resource, "labhosts/status.labpods.dev");
+        assert_eq!(scope, " cluster-wide");
+    }
+
+    #[test]
+    fn leader_election_rules_are_namespaced() {
+        let perms = required_permissions(Some("labpods-system"));
+        let lease = perms
+            .iter()
+            .find(|p| p.group == "coordination.k8s.io" && p.verb == "update")
+            .unwrap();
+        assert_eq!(lease.namespace.as_deref(), Some("labpods-system"));
+        assert!(
+            required_permissions(None)
+                .iter()
+                .all(|p| p.group != "coordination.k8s.io")
+        );
+    }
+}
