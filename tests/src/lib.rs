@@ -1,1 +1,50 @@
-//! placeholder
+//! Test support: a real control plane (etcd, kube-apiserver, kube-controller-manager on
+//! 127.0.0.1, RBAC on) and the helpers the integration and e2e tests share.
+//!
+//! ```no_run
+//! # async fn example() -> labpods_tests::Result<()> {
+//! let cluster = labpods_tests::TestCluster::get()?;
+//! let namespace = cluster.namespace("my-test").await?;
+//! let output = cluster
+//!     .kubectl()?
+//!     .namespace(namespace.name())
+//!     .run(["get", "podrequests"])
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Under `cargo xtask test` every test shares one control plane (named by
+//! [`KUBECONFIG_ENV`]); otherwise each test process starts its own on first use.
+
+pub mod binaries;
+mod cleanup;
+mod cluster;
+pub mod control_plane;
+mod crds;
+pub mod e2e;
+mod error;
+mod kubeconfig;
+mod kubectl;
+mod namespace;
+pub mod operator;
+mod pki;
+pub mod sim;
+mod supervised;
+pub mod sushy;
+mod wait;
+
+pub use cleanup::DeleteOnDrop;
+pub use cluster::{KUBECONFIG_ENV, TestCluster};
+pub use control_plane::{ControlPlane, ControlPlaneConfig, User};
+pub use crds::{install_crds, labpods_crds};
+pub use error::{Error, INSTALL_HINT, Result};
+pub use kubeconfig::{client_for, config_for};
+pub use kubectl::{Kubectl, KubectlOutput};
+pub use namespace::{TEST_NAMESPACE_LABEL, TestNamespace};
+pub use wait::eventually;
+
+/// The repository root (examples/, crds/, charts/ are beneath it).
+pub fn workspace_root() -> std::path::PathBuf {
+    let tests_crate = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    tests_crate.parent().unwrap_or(tests_crate).to_path_buf()
+}

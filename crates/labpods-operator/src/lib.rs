@@ -2,5 +2,15 @@
 //! provisioning state machine. The binary `labpods` (src/main.rs) is a thin layer over this.
 
 pub mod cli;
+pub mod config;
+pub mod context;
+pub mod controllers;
+pub mod error;
+pub mod history;
+pub mod http;
+pub mod leader;
+pub mod metrics;
+pub mod startup;
+pub mod telemetry;
 pub mod provisioning;
 pub mod scheduler;

@@ -1,13 +1,24 @@
 //! Project tasks: `cargo xtask <task>`. Each task lives in its own module.
 
+mod bench;
 mod crds;
+mod demo;
+mod test;
+mod testenv;
 
 use anyhow::{Result, bail};
 
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
-  crds [--check]   write the CRD YAML in crds/ from the Rust types (--check: fail on drift)";
+  bench redfish    Redfish numbers for BENCHMARKS.md (release build; simulator req/s,
+                   power-cycling 1,000 BMCs at 200 ms/call, calls per reimage)
+  demo [--exit-when-ready]
+                   a local lab: control plane, 8 simulated BMCs, the operator, a booking
+  crds [--check]   write the CRD YAML in crds/ from the Rust types (--check: fail on drift)
+  test [ARGS]      install what the tests need, run them all on one control plane
+                   (ARGS go to cargo nextest run, e.g. -E 'test(podrequest)')
+  testenv          run a control plane with the CRDs installed until Ctrl-C";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -16,7 +27,11 @@ fn main() -> Result<()> {
         return Ok(());
     };
     match task.as_str() {
+        "bench" => bench::run(rest),
         "crds" => crds::run(rest),
+        "demo" => demo::run(rest),
+        "test" => test::run(rest),
+        "testenv" => testenv::run(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())

@@ -1,0 +1,450 @@
+//! The Lease controller: runs a bound booking through its window.
+//!
+//! Pipeline per reconcile: fetch (the Lease, its hosts and PodRequest from the caches) ->
+//! heal (claim a spare for a host in Error, see [`heal`]) -> plan (pure, [`plan`]: phase,
+//! per-host progress, expiry notice, next instant) -> write status (server-side apply, field
+//! manager `labpods-lease`, skipped when unchanged) -> events -> delete a Released Lease past
+//! its retention. It requeues at exactly the next instant that matters (start, notices, end,
+//! retention); host changes arrive through the watch.
+
+pub mod heal;
+pub mod plan;
+
+use std::{future::Future, sync::Arc, time::Instant};
+
+use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time as KubeTime;
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{DeleteParams, Patch, PatchParams, Preconditions},
+    core::DeserializeGuard,
+    runtime::{
+        Controller, WatchStreamExt,
+        controller::Action,
+        events::{Event, EventType},
+        reflector::{self, ObjectRef, Store},
+        watcher,
+    },
+};
+use labpods_api::v1alpha1::{LabHost, Lease, LeasePhase, LeaseStatus, PodRequest};
+use serde_json::json;
+
+use self::{
+    heal::{Healed, heal},
+    plan::{Facts, claim_of, failed_hosts, new_notice},
+};
+use super::podrequest::snapshot;
+use crate::{
+    context::Context,
+    error::{Error, Result},
+    history::{self, Ending},
+};
+
+/// Name in metrics and logs.
+pub const CONTROLLER: &str = "lease";
+pub const FIELD_MANAGER: &str = "labpods-lease";
+
+struct LeaseController {
+    ctx: Arc<Context>,
+    hosts: Store<DeserializeGuard<LabHost>>,
+    requests: Store<DeserializeGuard<PodRequest>>,
+    leases: Store<DeserializeGuard<Lease>>,
+}
+
+/// Runs the controller until `stop` resolves. Returns when it has drained.
+pub async fn run(ctx: Arc<Context>, stop: impl Future<Output = ()> + Send + Sync + 'static) {
+    let client = ctx.client.clone();
+    let (hosts, host_writer) = reflector::store();
+    let host_events = reflector::reflector(
+        host_writer,
+        watcher(
+            Api::<DeserializeGuard<LabHost>>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff(),
+    )
+    .touched_objects();
+    let (requests, request_writer) = reflector::store();
+    let request_events = reflector::reflector(
+        request_writer,
+        watcher(
+            Api::<DeserializeGuard<PodRequest>>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff(),
+    )
+    .touched_objects();
+    let controller = Controller::new(
+        Api::<DeserializeGuard<Lease>>::all(client),
+        watcher::Config::default(),
+    );
+    let leases = controller.store();
+    let listing = leases.clone();
+    let this = Arc::new(LeaseController {
+        ctx,
+        hosts,
+        requests,
+        leases,
+    });
+    // A host concerns the Lease its claim names and the Leases that list it (a cleared
+    // claim names none); a request concerns its Lease (same name).
+    controller
+        .watches_stream(host_events, move |host: DeserializeGuard<LabHost>| {
+            let Ok(host) = host.0 else { return Vec::new() };
+            let name = host.name_any();
+            let mut refs: Vec<ObjectRef<DeserializeGuard<Lease>>> = listing
+                .state_filter(|l| {
+                    l.0.as_ref()
+                        .is_ok_and(|l| l.spec.hosts.iter().any(|h| h.host == name))
+                })
+                .iter()
+                .map(|l| ObjectRef::from_obj(l.as_ref()))
+                .collect();
+            refs.extend(
+                host.spec
+                    .claim_ref
+                    .map(|c| ObjectRef::new(&c.lease).within(&c.namespace)),
+            );
+            refs
+        })
+        .watches_stream(request_events, |pr: DeserializeGuard<PodRequest>| {
+            Some(ObjectRef::new(&pr.name_any()).within(&pr.namespace().unwrap_or_default()))
+        })
+        .graceful_shutdown_on(stop)
+        .run(reconcile, error_policy, this)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "lease reconcile loop");
+            }
+        })
+        .await;
+}
+
+fn key(lease: &DeserializeGuard<Lease>) -> String {
+    format!(
+        "lease/{}/{}",
+        lease.namespace().unwrap_or_default(),
+        lease.name_any()
+    )
+}
+
+#[tracing::instrument(skip_all, fields(namespace = %obj.namespace().unwrap_or_default(), lease = %obj.name_any()))]
+async fn reconcile(
+    obj: Arc<DeserializeGuard<Lease>>,
+    this: Arc<LeaseController>,
+) -> Result<Action> {
+    let lease = match &obj.0 {
+        Ok(lease) => lease,
+        Err(invalid) => return Err(Error::InvalidObject(invalid.error.clone())),
+    };
+    this.ctx.ensure_leader()?;
+    let started = Instant::now();
+    let result = this.reconcile(lease).await;
+    this.ctx
+        .metrics
+        .observe_reconcile(CONTROLLER, started.elapsed());
+    if result.is_ok() {
+        this.ctx.backoffs.succeeded(&key(&obj));
+    }
+    result
+}
+
+fn error_policy(
+    obj: Arc<DeserializeGuard<Lease>>,
+    error: &Error,
+    this: Arc<LeaseController>,
+) -> Action {
+    let ctx = &this.ctx;
+    ctx.metrics
+        .reconcile_failed(CONTROLLER, error.metric_label());
+    match error {
+        Error::InvalidObject(_) | Error::NotLeader => Action::await_change(),
+        _ => {
+            let polling = &ctx.config.polling;
+            let delay = ctx.backoffs.failed(
+                &key(&obj),
+                polling.error_backoff_base,
+                polling.error_backoff_max,
+            );
+            tracing::warn!(%error, retry_in = ?delay, "lease reconcile failed");
+            Action::requeue(delay)
+        }
+    }
+}
+
+impl LeaseController {
+    async fn reconcile(&self, lease: &Lease) -> Result<Action> {
+        if lease.metadata.deletion_timestamp.is_some() {
+            // The LabHost controller releases the hosts of a Lease that is gone.
+            return Ok(Action::await_change());
+        }
+        let ns = lease.namespace().unwrap_or_default();
+        let claim = claim_of(lease);
+        let all_hosts: Vec<LabHost> = self
+            .hosts
+            .state()
+            .iter()
+            .filter_map(|g| g.0.as_ref().ok().cloned())
+            .collect();
+        let hosts: Vec<&LabHost> = all_hosts
+            .iter()
+            .filter(|h| {
+                h.spec.claim_ref.as_ref() == Some(&claim)
+                    || lease.spec.hosts.iter().any(|l| l.host == h.name_any())
+            })
+            .collect();
+        let request = self.request(&ns, &lease.spec.request_ref.name).await?;
+        let request = request.filter(|pr| pr.uid().as_ref() == Some(&lease.spec.request_ref.uid));
+        let request_gone = request
+            .as_ref()
+            .is_none_or(|pr| pr.metadata.deletion_timestamp.is_some());
+
+        let mut unhealed = Vec::new();
+        if !request_gone && lease.spec.end.0 > self.ctx.clock.now() {
+            for failed in failed_hosts(lease, &hosts) {
+                let Some(pr) = &request else { break };
+                let lab = self.lab(&all_hosts);
+                let everyone: Vec<&LabHost> = all_hosts.iter().collect();
+                match heal(&self.ctx, lease, pr, &failed, &lab, &everyone).await? {
+                    Healed::Swapped(spare) => {
+                        let note = format!("host {failed} failed; replaced by spare {spare}");
+                        tracing::info!(%failed, %spare, "swapped in a spare");
+                        self.publish(lease, EventType::Normal, "HostReplaced", note)
+                            .await;
+                        // The Lease changed: the next reconcile sees the new host list.
+                        return Ok(Action::await_change());
+                    }
+                    Healed::NoSpare(why) => unhealed.push((failed, why)),
+                }
+            }
+        }
+
+        let config = &self.ctx.config.leases;
+        let facts = Facts {
+            lease,
+            hosts: &hosts,
+            request_gone,
+            unhealed: &unhealed,
+            now: self.ctx.clock.now(),
+            notices: &config.expiry_notices,
+            retention: config.retention,
+        };
+        let plan = plan::plan(&facts);
+        self.record_history(lease, request.as_ref(), &hosts, &plan.status)
+            .await?;
+        if self.apply(lease, &plan.status).await? {
+            self.announce(lease, request.as_ref(), &plan.status).await;
+        }
+        if plan.delete {
+            self.collect(lease).await?;
+            return Ok(Action::await_change());
+        }
+        Ok(plan.wake.map_or_else(Action::await_change, Action::requeue))
+    }
+
+    /// On the transition to Released, appends the allocations to the history first: if that
+    /// fails, the status is not written and the next reconcile retries (appending is
+    /// idempotent).
+    async fn record_history(
+        &self,
+        lease: &Lease,
+        request: Option<&PodRequest>,
+        hosts: &[&LabHost],
+        after: &LeaseStatus,
+    ) -> Result<()> {
+        let before = lease.status.as_ref().and_then(|s| s.phase);
+        let (Some(LeasePhase::Released), Some(released_at)) = (after.phase, &after.released_at)
+        else {
+            return Ok(());
+        };
+        if before == Some(LeasePhase::Released) {
+            return Ok(());
+        }
+        let ending = if released_at.0 >= lease.spec.end.0 {
+            Ending::Expired
+        } else {
+            Ending::ReleasedEarly
+        };
+        let records = history::allocations(lease, request, hosts, released_at, ending);
+        history::append(&self.ctx, lease, &records, released_at).await
+    }
+
+    /// The PodRequest from the cache; the apiserver decides when the cache has none.
+    async fn request(&self, ns: &str, name: &str) -> Result<Option<PodRequest>> {
+        let cached = self
+            .requests
+            .get(&ObjectRef::new(name).within(ns))
+            .and_then(|g| g.0.as_ref().ok().cloned());
+        if cached.is_some() {
+            return Ok(cached);
+        }
+        Ok(Api::<PodRequest>::namespaced(self.ctx.client.clone(), ns)
+            .get_opt(name)
+            .await?)
+    }
+
+    /// The lab for spare finding: every host (claims run until their Lease's end) and the
+    /// reservations of requests waiting for a future start.
+    fn lab(&self, hosts: &[LabHost]) -> crate::scheduler::PlanInput {
+        let leases: Vec<Lease> = self
+            .leases
+            .state()
+            .iter()
+            .filter_map(|g| g.0.as_ref().ok().cloned())
+            .collect();
+        let requests: Vec<PodRequest> = self
+            .requests
+            .state()
+            .iter()
+            .filter_map(|g| g.0.as_ref().ok().cloned())
+            .collect();
+        let with_lease = |pr: &PodRequest| {
+            leases
+                .iter()
+                .any(|l| snapshot::key_of(l) == snapshot::key_of(pr))
+        };
+        let unbound: Vec<&PodRequest> = requests.iter().filter(|pr| !with_lease(pr)).collect();
+        let hosts: Vec<&LabHost> = hosts.iter().collect();
+        let leases: Vec<&Lease> = leases.iter().collect();
+        let now = crate::scheduler::from_api::time(&KubeTime(self.ctx.clock.now()));
+        snapshot::plan_input(
+            &hosts,
+            &leases,
+            &unbound,
+            Vec::new(),
+            snapshot::policy(&self.ctx.config),
+            now,
+        )
+    }
+
+    async fn apply(&self, lease: &Lease, desired: &LeaseStatus) -> Result<bool> {
+        if lease.status.as_ref() == Some(desired) {
+            return Ok(false);
+        }
+        self.ctx.ensure_leader()?;
+        let api: Api<Lease> = Api::namespaced(
+            self.ctx.client.clone(),
+            &lease.namespace().unwrap_or_default(),
+        );
+        let patch =
+            json!({ "apiVersion": "labpods.dev/v1alpha1", "kind": "Lease", "status": desired });
+        // Forced: the status belongs to this controller alone.
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        match api
+            .patch_status(&lease.name_any(), &params, &Patch::Apply(&patch))
+            .await
+        {
+            Ok(_) => Ok(true),
+            // Deleted meanwhile (a rolled-back binding): nothing to report to.
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Events for what a user cares about: phase changes and expiry notices (on the
+    /// PodRequest too, where users look).
+    async fn announce(&self, lease: &Lease, request: Option<&PodRequest>, after: &LeaseStatus) {
+        let before = lease.status.as_ref();
+        let (old, new) = (before.and_then(|s| s.phase), after.phase);
+        if let Some(new) = new.filter(|n| old.unwrap_or(LeasePhase::Pending) != *n) {
+            let (type_, note) = match new {
+                LeasePhase::Degraded => (
+                    EventType::Warning,
+                    labpods_api::conditions::find_condition(
+                        &after.conditions,
+                        labpods_api::conditions::DEGRADED,
+                    )
+                    .map_or_else(|| "degraded".to_owned(), |c| c.message.clone()),
+                ),
+                other => (
+                    EventType::Normal,
+                    format!("{:?} -> {other:?}", old.unwrap_or(LeasePhase::Pending)),
+                ),
+            };
+            self.publish(lease, type_, &format!("{new:?}"), note).await;
+        }
+        if let Some(reason) = new_notice(before, after) {
+            let note = labpods_api::conditions::find_condition(
+                &after.conditions,
+                labpods_api::conditions::EXPIRING_SOON,
+            )
+            .map(|c| c.message.clone())
+            .unwrap_or_default();
+            self.publish(lease, EventType::Normal, &reason, note.clone())
+                .await;
+            if let Some(pr) = request {
+                self.publish(pr, EventType::Normal, &reason, note).await;
+            }
+        }
+    }
+
+    async fn publish<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: "Lease".into(),
+            secondary: None,
+        };
+        if let Err(e) = self
+            .ctx
+            .recorders
+            .lease
+            .publish(&event, &obj.object_ref(&()))
+            .await
+        {
+            tracing::debug!(error = %e, "cannot publish event");
+        }
+    }
+
+    /// Deletes a Released Lease after the retention period (by uid: never a newer one).
+    async fn collect(&self, lease: &Lease) -> Result<()> {
+        self.ctx.ensure_leader()?;
+        let api: Api<Lease> = Api::namespaced(
+            self.ctx.client.clone(),
+            &lease.namespace().unwrap_or_default(),
+        );
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: lease.uid(),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match api.delete(&lease.name_any(), &params).await {
+            Ok(_) => {
+                tracing::info!("collected a released lease");
+                Ok(())
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Leases by phase, for /metrics.
+pub fn leases_by_phase(
+    leases: &Store<DeserializeGuard<Lease>>,
+) -> std::collections::BTreeMap<String, i64> {
+    let mut counts = std::collections::BTreeMap::new();
+    for lease in leases.state() {
+        let phase = match &lease.0 {
+            Ok(l) => format!(
+                "{:?}",
+                l.status
+                    .as_ref()
+                    .and_then(|s| s.phase)
+                    .unwrap_or(LeasePhase::Pending)
+            ),
+            Err(_) => "Invalid".to_owned(),
+        };
+        *counts.entry(phase).or_insert(0) += 1;
+    }
+    counts
+}

@@ -1,0 +1,123 @@
+//! Healing: a host of a Lease in Error is replaced by a spare the scheduler finds for its
+//! role in the rest of the window. The spare is claimed first (claim protocol), then swapped
+//! into `Lease.spec.hosts` on the Lease's resourceVersion; the failed host, no longer listed,
+//! is released by the LabHost controller. If the swap loses a race the spare's claim is
+//! undone.
+
+use kube::{
+    Api, ResourceExt,
+    api::{Patch, PatchParams},
+};
+use labpods_api::v1alpha1::{LabHost, Lease, LeaseHost, PodRequest};
+use serde_json::json;
+
+use super::plan::claim_of;
+use crate::{
+    context::Context,
+    controllers::podrequest::claim::{Claimed, claim, unclaim},
+    error::Result,
+    scheduler::{PlanInput, RequestKey, SpareQuery, find_spare, from_api},
+};
+
+/// What happened to one failed host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Healed {
+    /// Replaced by this spare.
+    Swapped(String),
+    /// Not replaced, and why.
+    NoSpare(String),
+}
+
+/// Tries to replace `failed` in `lease` (serving `request`) with a spare from `lab`;
+/// `hosts` is every LabHost (the spare is claimed from its cached copy).
+pub async fn heal(
+    ctx: &Context,
+    lease: &Lease,
+    request: &PodRequest,
+    failed: &str,
+    lab: &PlanInput,
+    hosts: &[&LabHost],
+) -> Result<Healed> {
+    let Some(role_name) = lease
+        .spec
+        .hosts
+        .iter()
+        .find(|h| h.host == failed)
+        .map(|h| h.role.clone())
+    else {
+        return Ok(Healed::NoSpare("no longer in the lease".into()));
+    };
+    let role = from_api::request(request, 0)
+        .ok()
+        .and_then(|r| r.roles.into_iter().find(|r| r.name == role_name));
+    let Some(role) = role else {
+        return Ok(Healed::NoSpare(format!(
+            "role {role_name} is not in the PodRequest any more"
+        )));
+    };
+    let owner = RequestKey::new(
+        lease.namespace().unwrap_or_default(),
+        &lease.spec.request_ref.name,
+    );
+    let end = from_api::time(&lease.spec.end);
+    let query = SpareQuery {
+        owner: &owner,
+        role: &role,
+        failed_host: failed,
+        end,
+    };
+    let Some(spare) = find_spare(&query, lab) else {
+        return Ok(Healed::NoSpare(format!(
+            "failed, and no spare host fits role {role_name} until the lease ends"
+        )));
+    };
+    let Some(cached) = hosts.iter().find(|h| h.name_any() == spare) else {
+        return Ok(Healed::NoSpare(format!("spare {spare} vanished")));
+    };
+    let ours = claim_of(lease);
+    let spare_host = match claim(ctx, cached, &ours).await? {
+        Claimed::Yes(h) => h,
+        Claimed::No(why) => {
+            return Ok(Healed::NoSpare(format!(
+                "failed; the spare was taken meanwhile ({why})"
+            )));
+        }
+    };
+    let mut swapped: Vec<LeaseHost> = lease
+        .spec
+        .hosts
+        .iter()
+        .map(|h| {
+            if h.host == failed {
+                LeaseHost {
+                    host: spare.clone(),
+                    role: h.role.clone(),
+                }
+            } else {
+                h.clone()
+            }
+        })
+        .collect();
+    swapped.sort();
+    ctx.ensure_leader()?;
+    let api: Api<Lease> =
+        Api::namespaced(ctx.client.clone(), &lease.namespace().unwrap_or_default());
+    let patch = json!({
+        "metadata": { "resourceVersion": lease.metadata.resource_version },
+        "spec": { "hosts": swapped },
+    });
+    match api
+        .patch(
+            &lease.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(Healed::Swapped(spare)),
+        Err(e) => {
+            unclaim(ctx, &spare_host, &ours).await?;
+            Err(e.into())
+        }
+    }
+}

@@ -1,0 +1,506 @@
+//! What a Lease's status should be (pure): its phase from its window and its hosts, per-host
+//! progress, the expiry notice, and when to look again.
+//!
+//! Phases: Pending (binding) -> Bound (every host claimed) -> Provisioning (the start came) ->
+//! Ready (every host Provisioned) or Degraded (a host failed, no spare) -> Releasing (the end
+//! came, or the request was deleted) -> Released (no host claims the Lease any more).
+
+use std::time::Duration;
+
+use k8s_openapi::{
+    apimachinery::pkg::apis::meta::v1::Time,
+    jiff::{SignedDuration, Timestamp},
+};
+use kube::ResourceExt;
+use labpods_api::{
+    conditions::{
+        DEGRADED, EXPIRING_SOON, READY, find_condition, new_condition, remove_condition,
+        set_condition,
+    },
+    v1alpha1::{ClaimRef, HostProgress, HostState, LabHost, Lease, LeasePhase, LeaseStatus},
+    validation::format_duration,
+};
+
+/// How often a Releasing Lease looks at its claims even without a watch event.
+const RELEASE_RECHECK: Duration = Duration::from_secs(30);
+
+/// What the reconcile observed.
+#[derive(Debug)]
+pub struct Facts<'a> {
+    pub lease: &'a Lease,
+    /// Every LabHost the Lease lists or that claims it.
+    pub hosts: &'a [&'a LabHost],
+    /// The PodRequest is gone, being deleted, or a newer one of the same name.
+    pub request_gone: bool,
+    /// Hosts that failed and could not be replaced, with why.
+    pub unhealed: &'a [(String, String)],
+    pub now: Timestamp,
+    pub notices: &'a [Duration],
+    pub retention: Duration,
+}
+
+/// The outcome of planning.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub status: LeaseStatus,
+    /// Released and past retention: delete the Lease.
+    pub delete: bool,
+    /// Look again after this long even if nothing changes.
+    pub wake: Option<Duration>,
+}
+
+/// The claim that binds a host to this Lease.
+pub fn claim_of(lease: &Lease) -> ClaimRef {
+    ClaimRef {
+        namespace: lease.namespace().unwrap_or_default(),
+        name: lease.spec.request_ref.name.clone(),
+        uid: lease.spec.request_ref.uid.clone(),
+        lease: lease.name_any(),
+    }
+}
+
+/// Phases in which the hosts run the image.
+pub fn running(phase: LeasePhase) -> bool {
+    matches!(
+        phase,
+        LeasePhase::Provisioning | LeasePhase::Ready | LeasePhase::Degraded
+    )
+}
+
+/// Listed hosts in Error while the Lease holds them: candidates for a spare.
+pub fn failed_hosts(lease: &Lease, hosts: &[&LabHost]) -> Vec<String> {
+    let phase = lease
+        .status
+        .as_ref()
+        .and_then(|s| s.phase)
+        .unwrap_or(LeasePhase::Pending);
+    if !(running(phase) || phase == LeasePhase::Bound) {
+        return Vec::new();
+    }
+    lease
+        .spec
+        .hosts
+        .iter()
+        .filter(|l| {
+            hosts.iter().any(|h| {
+                h.name_any() == l.host
+                    && h.status.as_ref().and_then(|s| s.state) == Some(HostState::Error)
+            })
+        })
+        .map(|l| l.host.clone())
+        .collect()
+}
+
+pub fn plan(f: &Facts<'_>) -> Plan {
+    let lease = f.lease;
+    let now = Time(f.now);
+    let current = lease.status.clone().unwrap_or_default();
+    let phase_now = current.phase.unwrap_or(LeasePhase::Pending);
+    let claim = claim_of(lease);
+    let claims = |h: &&&LabHost| h.spec.claim_ref.as_ref() == Some(&claim);
+    let listed = |name: &str| f.hosts.iter().find(|h| h.name_any() == name);
+    let state_of = |name: &str| {
+        listed(name)
+            .and_then(|h| h.status.as_ref())
+            .and_then(|s| s.state)
+    };
+    let (start, end) = (lease.spec.start.0, lease.spec.end.0);
+    let ending = f.now >= end
+        || f.request_gone
+        || matches!(phase_now, LeasePhase::Releasing | LeasePhase::Released);
+
+    let phase = if phase_now == LeasePhase::Released {
+        LeasePhase::Released
+    } else if ending {
+        if f.hosts.iter().any(|h| claims(&h)) {
+            LeasePhase::Releasing
+        } else {
+            LeasePhase::Released
+        }
+    } else {
+        let all_claimed = lease
+            .spec
+            .hosts
+            .iter()
+            .all(|l| listed(&l.host).is_some_and(|h| claims(&h)));
+        match phase_now {
+            LeasePhase::Pending if !all_claimed => LeasePhase::Pending,
+            LeasePhase::Pending | LeasePhase::Bound if f.now < start => LeasePhase::Bound,
+            _ if !f.unhealed.is_empty() => LeasePhase::Degraded,
+            _ if lease
+                .spec
+                .hosts
+                .iter()
+                .all(|l| state_of(&l.host) == Some(HostState::Provisioned)) =>
+            {
+                LeasePhase::Ready
+            }
+            _ => LeasePhase::Provisioning,
+        }
+    };
+
+    let mut status = LeaseStatus {
+        phase: Some(phase),
+        hosts: lease
+            .spec
+            .hosts
+            .iter()
+            .map(|l| progress(&l.host, listed(&l.host).copied()))
+            .collect(),
+        host_count: u32::try_from(lease.spec.hosts.len()).ok(),
+        released_at: (phase == LeasePhase::Released)
+            .then(|| current.released_at.clone().unwrap_or_else(|| now.clone())),
+        observed_generation: lease.metadata.generation,
+        conditions: current.conditions.clone(),
+    };
+    status.hosts.sort_by(|a, b| a.host.cmp(&b.host));
+    let generation = lease.metadata.generation;
+    let conditions = &mut status.conditions;
+    let ready = phase == LeasePhase::Ready;
+    let message = if ready {
+        "every host runs the image".to_owned()
+    } else {
+        format!("the lease is {phase:?}")
+    };
+    set_condition(
+        conditions,
+        new_condition(
+            READY,
+            ready,
+            &format!("{phase:?}"),
+            message,
+            generation,
+            &now,
+        ),
+        &now,
+    );
+    if phase == LeasePhase::Degraded {
+        let why = f
+            .unhealed
+            .iter()
+            .map(|(h, why)| format!("host {h}: {why}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        set_condition(
+            conditions,
+            new_condition(DEGRADED, true, "NoSpare", why, generation, &now),
+            &now,
+        );
+    } else {
+        remove_condition(conditions, DEGRADED);
+    }
+    let notice = (running(phase) || phase == LeasePhase::Bound)
+        .then(|| notice(f.notices, f.now, end))
+        .flatten();
+    match notice {
+        Some(within) => {
+            let message = format!(
+                "the lease ends at {}; raise the PodRequest's end or duration to keep the hosts longer",
+                end.strftime("%Y-%m-%dT%H:%MZ")
+            );
+            let reason = format!("EndsWithin{}", format_duration(within));
+            set_condition(
+                conditions,
+                new_condition(EXPIRING_SOON, true, &reason, message, generation, &now),
+                &now,
+            );
+        }
+        None => remove_condition(conditions, EXPIRING_SOON),
+    }
+
+    let retention = SignedDuration::try_from(f.retention).unwrap_or(SignedDuration::MAX);
+    let collect_at = status
+        .released_at
+        .as_ref()
+        .and_then(|t| t.0.checked_add(retention).ok());
+    let delete = collect_at.is_some_and(|t| t <= f.now);
+    let mut instants: Vec<Timestamp> = vec![start, end];
+    instants.extend(
+        f.notices
+            .iter()
+            .filter_map(|o| SignedDuration::try_from(*o).ok())
+            .filter_map(|o| end.checked_sub(o).ok()),
+    );
+    instants.extend(collect_at);
+    let wake = instants
+        .into_iter()
+        .filter(|t| *t > f.now)
+        .min()
+        .and_then(|t| Duration::try_from(t.duration_since(f.now)).ok());
+    // Safety net: a host that left the Lease (a replaced one) reports its cleared claim to
+    // nobody; look again now and then until Released.
+    let wake = if phase == LeasePhase::Releasing {
+        Some(wake.map_or(RELEASE_RECHECK, |w| w.min(RELEASE_RECHECK)))
+    } else {
+        wake
+    };
+    Plan {
+        status,
+        delete,
+        wake,
+    }
+}
+
+/// The tightest notice offset the end is within, if any (e.g. 1h when 40 minutes are left).
+pub fn notice(offsets: &[Duration], now: Timestamp, end: Timestamp) -> Option<SignedDuration> {
+    let left = end.duration_since(now);
+    if left <= SignedDuration::ZERO {
+        return None;
+    }
+    offsets
+        .iter()
+        .filter_map(|o| SignedDuration::try_from(*o).ok())
+        .filter(|o| left <= *o)
+        .min()
+}
+
+/// The reason of the expiry notice when it is new or tighter than before: worth an Event.
+pub fn new_notice(before: Option<&LeaseStatus>, after: &LeaseStatus) -> Option<String> {
+    let reason =
+        |s: &LeaseStatus| find_condition(&s.conditions, EXPIRING_SOON).map(|c| c.reason.clone());
+    let new = reason(after)?;
+    (before.and_then(reason).as_ref() != Some(&new)).then_some(new)
+}
+
+fn progress(host: &str, labhost: Option<&LabHost>) -> HostProgress {
+    let status = labhost.and_then(|h| h.status.as_ref());
+    let state = status.and_then(|s| s.state);
+    let message = match (labhost, state) {
+        (None, _) => Some("the LabHost does not exist".to_owned()),
+        (Some(_), Some(HostState::Error)) => status.and_then(|s| s.last_error.clone()),
+        _ => None,
+    };
+    HostProgress {
+        host: host.to_owned(),
+        state,
+        step: status.and_then(|s| s.provisioning.as_ref()).map(|p| p.step),
+        message,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use labpods_api::v1alpha1::{
+        ImageSpec, LabHostSpec, LabHostStatus, LeaseHost, LeaseSpec, RequestRef, SecretReference,
+    };
+
+    use super::*;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+    const NOTICES: [Duration; 2] = [Duration::from_secs(24 * 3600), HOUR];
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn lease(phase: Option<LeasePhase>) -> Lease {
+        let host = |h: &str| LeaseHost {
+            host: h.into(),
+            role: "node".into(),
+        };
+        let mut l = Lease::new(
+            "pod",
+            LeaseSpec::new(
+                RequestRef {
+                    name: "pod".into(),
+                    uid: "u1".into(),
+                },
+                [host("h1"), host("h2")],
+                Time(at("2026-11-24T10:00:00Z")),
+                Time(at("2026-11-26T10:00:00Z")),
+                ImageSpec::new("http://i.test/a.iso"),
+            ),
+        );
+        l.metadata.namespace = Some("team".into());
+        l.status = phase.map(|p| LeaseStatus {
+            phase: Some(p),
+            ..LeaseStatus::default()
+        });
+        l
+    }
+
+    fn host(name: &str, state: HostState, claimed: bool) -> LabHost {
+        let mut h = LabHost::new(
+            name,
+            LabHostSpec::new("http://127.0.0.1:1", "x86", SecretReference::default()),
+        );
+        h.spec.claim_ref = claimed.then(|| claim_of(&lease(None)));
+        h.status = Some(LabHostStatus {
+            state: Some(state),
+            last_error: Some("BMC answered 500".into()),
+            ..LabHostStatus::default()
+        });
+        h
+    }
+
+    fn facts<'a>(lease: &'a Lease, hosts: &'a [&'a LabHost], now: &str) -> Facts<'a> {
+        Facts {
+            lease,
+            hosts,
+            request_gone: false,
+            unhealed: &[],
+            now: at(now),
+            notices: &NOTICES,
+            retention: 24 * HOUR,
+        }
+    }
+
+    fn phase(p: &Plan) -> LeasePhase {
+        p.status.phase.unwrap()
+    }
+
+    #[test]
+    fn bound_only_when_every_host_is_claimed_then_provisioning_at_start() {
+        let l = lease(None);
+        let (h1, h2) = (
+            host("h1", HostState::Claimed, true),
+            host("h2", HostState::Available, false),
+        );
+        assert_eq!(
+            phase(&plan(&facts(&l, &[&h1, &h2], "2026-11-24T09:00:00Z"))),
+            LeasePhase::Pending
+        );
+        let h2 = host("h2", HostState::Claimed, true);
+        let early = plan(&facts(&l, &[&h1, &h2], "2026-11-24T09:00:00Z"));
+        assert_eq!(phase(&early), LeasePhase::Bound);
+        assert_eq!(early.wake, Some(HOUR), "wakes exactly at the start");
+        assert_eq!(
+            phase(&plan(&facts(&l, &[&h1, &h2], "2026-11-24T10:00:00Z"))),
+            LeasePhase::Provisioning
+        );
+    }
+
+    #[test]
+    fn ready_when_every_host_is_provisioned_and_progress_is_per_host() {
+        let l = lease(Some(LeasePhase::Provisioning));
+        let (h1, h2) = (
+            host("h1", HostState::Provisioned, true),
+            host("h2", HostState::Provisioning, true),
+        );
+        let p = plan(&facts(&l, &[&h2, &h1], "2026-11-24T10:05:00Z"));
+        assert_eq!(phase(&p), LeasePhase::Provisioning);
+        let states: Vec<_> = p
+            .status
+            .hosts
+            .iter()
+            .map(|h| (h.host.as_str(), h.state))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ("h1", Some(HostState::Provisioned)),
+                ("h2", Some(HostState::Provisioning))
+            ]
+        );
+        let h2 = host("h2", HostState::Provisioned, true);
+        let p = plan(&facts(&l, &[&h1, &h2], "2026-11-24T10:20:00Z"));
+        assert_eq!(phase(&p), LeasePhase::Ready);
+        assert_eq!(p.status.host_count, Some(2));
+    }
+
+    #[test]
+    fn end_releases_and_released_waits_for_every_claim_to_clear() {
+        let l = lease(Some(LeasePhase::Ready));
+        let (h1, h2) = (
+            host("h1", HostState::Releasing, true),
+            host("h2", HostState::Available, false),
+        );
+        let p = plan(&facts(&l, &[&h1, &h2], "2026-11-26T10:00:00Z"));
+        assert_eq!(phase(&p), LeasePhase::Releasing);
+        assert_eq!(p.status.released_at, None);
+        let h1 = host("h1", HostState::Available, false);
+        let p = plan(&facts(&l, &[&h1, &h2], "2026-11-26T10:07:00Z"));
+        assert_eq!(phase(&p), LeasePhase::Released);
+        assert_eq!(p.status.released_at, Some(Time(at("2026-11-26T10:07:00Z"))));
+        assert_eq!(p.wake, Some(24 * HOUR), "wakes when the retention ends");
+        assert!(!p.delete);
+        let mut released = l.clone();
+        released.status = Some(p.status);
+        let p = plan(&facts(&released, &[&h1, &h2], "2026-11-27T10:07:00Z"));
+        assert_eq!(
+            p.status.released_at,
+            Some(Time(at("2026-11-26T10:07:00Z"))),
+            "kept, not moved"
+        );
+        assert!(p.delete);
+    }
+
+    #[test]
+    fn a_deleted_request_releases_early() {
+        let l = lease(Some(LeasePhase::Ready));
+        let h1 = host("h1", HostState::Provisioned, true);
+        let hosts = [&h1];
+        let mut f = facts(&l, &hosts, "2026-11-24T12:00:00Z");
+        f.request_gone = true;
+        assert_eq!(phase(&plan(&f)), LeasePhase::Releasing);
+    }
+
+    #[test]
+    fn failed_hosts_without_spare_degrade_the_lease() {
+        let l = lease(Some(LeasePhase::Provisioning));
+        let (h1, h2) = (
+            host("h1", HostState::Error, true),
+            host("h2", HostState::Provisioned, true),
+        );
+        assert_eq!(failed_hosts(&l, &[&h1, &h2]), ["h1"]);
+        let unhealed = [(
+            "h1".to_owned(),
+            "no spare x86 host is free until 2026-11-26T10:00Z".to_owned(),
+        )];
+        let hosts = [&h1, &h2];
+        let mut f = facts(&l, &hosts, "2026-11-24T10:30:00Z");
+        f.unhealed = &unhealed;
+        let p = plan(&f);
+        assert_eq!(phase(&p), LeasePhase::Degraded);
+        let c = find_condition(&p.status.conditions, DEGRADED).unwrap();
+        assert_eq!(
+            c.message,
+            "host h1: no spare x86 host is free until 2026-11-26T10:00Z"
+        );
+        assert_eq!(
+            p.status.hosts[0].message.as_deref(),
+            Some("BMC answered 500")
+        );
+    }
+
+    #[test]
+    fn expiry_notices_at_each_offset_and_wake_at_the_next() {
+        let l = lease(Some(LeasePhase::Ready));
+        let (h1, h2) = (
+            host("h1", HostState::Provisioned, true),
+            host("h2", HostState::Provisioned, true),
+        );
+        let p = plan(&facts(&l, &[&h1, &h2], "2026-11-24T12:00:00Z"));
+        assert!(find_condition(&p.status.conditions, EXPIRING_SOON).is_none());
+        assert_eq!(p.wake, Some(22 * HOUR), "next instant: 24h before the end");
+        let day = plan(&facts(&l, &[&h1, &h2], "2026-11-25T10:00:00Z"));
+        assert_eq!(
+            find_condition(&day.status.conditions, EXPIRING_SOON)
+                .unwrap()
+                .reason,
+            "EndsWithin1d"
+        );
+        assert_eq!(day.wake, Some(23 * HOUR));
+        assert_eq!(
+            new_notice(l.status.as_ref(), &day.status),
+            Some("EndsWithin1d".into())
+        );
+        let hour = plan(&facts(&l, &[&h1, &h2], "2026-11-26T09:30:00Z"));
+        assert_eq!(
+            find_condition(&hour.status.conditions, EXPIRING_SOON)
+                .unwrap()
+                .reason,
+            "EndsWithin1h"
+        );
+        assert_eq!(
+            new_notice(Some(&day.status), &hour.status),
+            Some("EndsWithin1h".into())
+        );
+        assert_eq!(
+            new_notice(Some(&hour.status), &hour.status),
+            None,
+            "one event per offset"
+        );
+    }
+}

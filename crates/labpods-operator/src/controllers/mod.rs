@@ -1,0 +1,188 @@
+//! The controllers and the runtime that runs them while this replica leads.
+//!
+//! # Contract between the Lease controller and the LabHost controller
+//!
+//! The Lease controller decides, the LabHost controller drives hardware. They talk only
+//! through the API objects:
+//!
+//! 1. **Claim.** The scheduler/Lease controller binds a host by writing
+//!    `LabHost.spec.claimRef = {namespace, name, uid (of the PodRequest), lease}` with a
+//!    resourceVersion precondition, and lists the host in `Lease.spec.hosts`. While the
+//!    Lease is `Pending` or `Bound` the LabHost reports `Claimed` and keeps the host off.
+//! 2. **Provision.** When the Lease's phase is `Provisioning`, `Ready` or `Degraded` and it
+//!    lists the host, the LabHost controller provisions `Lease.spec.image.url` once:
+//!    `status.state` goes `Provisioning` (step by step in `status.provisioning`, resumable)
+//!    then `Provisioned` (with `status.currentImage`), or `Error` with `status.lastError`.
+//!    The Lease controller reads those to set the Lease's phase and per-host progress, and
+//!    swaps a spare for a host in `Error` by removing it from `Lease.spec.hosts`.
+//! 3. **Release.** When the Lease is `Releasing`/`Released`, deleted, belongs to another
+//!    request (uid differs), or no longer lists the host, the LabHost controller releases the
+//!    host (power off, optional wipe image of the profile, power off; state `Releasing`) and
+//!    then clears `spec.claimRef` itself (merge patch with a resourceVersion precondition).
+//!    A host never touched for the claim (`Claimed`) or in `Error` has its claim cleared at
+//!    once. The host then reports `Available` (or `Maintenance` when `spec.maintenance`).
+//!    The Lease controller waits for every host's claimRef to be gone before `Released`.
+//! 4. **Never newly claim** a LabHost whose state is not `Available` (that covers
+//!    Maintenance, Error and Registering).
+//!
+//! Writes: the LabHost controller owns `LabHost.status` (field manager `labpods-labhost`,
+//! server-side apply); the Lease controller owns `spec.claimRef` except the final clearing.
+//! The phone-home endpoint writes only the annotation `labpods.dev/phoned-home`.
+//!
+//! # Runtime
+//!
+//! [`run`] waits for leadership, then runs every controller until leadership is lost or the
+//! process shuts down; a new term starts with fresh caches and a fresh [`Context`]. The
+//! LabHost, PodRequest (scheduler) and Lease controllers run side by side in [`run_term`].
+
+pub mod labhost;
+pub mod lease;
+pub mod podrequest;
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use kube::{Client, core::DeserializeGuard, runtime::reflector::Store};
+use labpods_api::v1alpha1::LabHost;
+use tokio::sync::{Semaphore, watch};
+
+use crate::{
+    config::Config,
+    context::{Backoffs, Clock, Context, Recorders},
+    http::{Health, PhoneHomeTokens},
+    leader::Leadership,
+    metrics::{Metrics, ObjectCounts},
+};
+
+/// What outlives leadership terms.
+#[derive(Clone)]
+pub struct Shared {
+    pub client: Client,
+    pub config: Arc<Config>,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    pub clock: Arc<dyn Clock>,
+    pub bmc: Arc<dyn labpods_redfish::BmcConnector>,
+    pub phone_home: PhoneHomeTokens,
+    pub identity: String,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Resolves when the shutdown flag is set (or its sender is gone).
+pub async fn shutting_down(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await;
+}
+
+/// Runs the controllers during every leadership term until shutdown.
+pub async fn run(shared: Shared, mut leadership: Leadership, shutdown: watch::Receiver<bool>) {
+    loop {
+        // A follower is ready: it serves /metrics and phone-home, and stands by.
+        shared.health.set_ready(true);
+        tokio::select! {
+            () = leadership.wait_for(true) => {}
+            () = shutting_down(shutdown.clone()) => return,
+        }
+        shared.metrics.set_leader(true);
+        shared.health.set_ready(false);
+        let mut lost = leadership.clone();
+        let stop_rx = shutdown.clone();
+        let stop = async move {
+            tokio::select! {
+                () = lost.wait_for(false) => tracing::warn!("leadership lost: stopping controllers"),
+                () = shutting_down(stop_rx) => tracing::info!("shutting down: draining controllers"),
+            }
+        };
+        run_term(&shared, leadership.clone(), stop).await;
+        shared.metrics.set_counts_source(None);
+        shared.metrics.set_leader(false);
+        if *shutdown.borrow() {
+            return;
+        }
+    }
+}
+
+/// One leadership term: every controller, until `stop`.
+async fn run_term(
+    shared: &Shared,
+    leadership: Leadership,
+    stop: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let ctx = Arc::new(Context {
+        client: shared.client.clone(),
+        recorders: Recorders::new(&shared.client, &shared.identity),
+        metrics: shared.metrics.clone(),
+        config: shared.config.clone(),
+        clock: shared.clock.clone(),
+        bmc: shared.bmc.clone(),
+        bmc_limit: Semaphore::new(shared.config.bmc.global_concurrency),
+        leadership,
+        backoffs: Backoffs::default(),
+        phone_home: shared.phone_home.clone(),
+    });
+    let metrics = shared.metrics.clone();
+    let health = shared.health.clone();
+    // One stop signal, fanned out to the three controllers.
+    let (stopped_tx, stopped_rx) = watch::channel(false);
+    let stop_all = async move {
+        stop.await;
+        let _ = stopped_tx.send(true);
+    };
+    let (caches_tx, caches_rx) = tokio::sync::oneshot::channel();
+    let labhosts = labhost::run(
+        ctx.clone(),
+        shutting_down(stopped_rx.clone()),
+        move |hosts| {
+            let booking = caches_rx;
+            tokio::spawn(async move {
+                let booking: Option<podrequest::Caches> = booking.await.ok();
+                metrics.set_counts_source(Some(Arc::new(move || counts(&hosts, booking.as_ref()))));
+                health.set_ready(true);
+                tracing::info!("caches synced; controllers running");
+            });
+        },
+    );
+    let scheduler = podrequest::run(
+        ctx.clone(),
+        shutting_down(stopped_rx.clone()),
+        move |caches| {
+            let _ = caches_tx.send(caches);
+        },
+    );
+    let leases = lease::run(ctx, shutting_down(stopped_rx));
+    tokio::join!(stop_all, labhosts, scheduler, leases);
+}
+
+/// Hosts by state from the cache, for /metrics. Unreadable objects count as "Invalid" and
+/// hosts without a status yet as "Registering".
+fn counts(
+    hosts: &Store<DeserializeGuard<LabHost>>,
+    booking: Option<&podrequest::Caches>,
+) -> ObjectCounts {
+    let mut hosts_by_state = BTreeMap::new();
+    for host in hosts.state() {
+        let state = match &host.0 {
+            Ok(h) => h
+                .status
+                .as_ref()
+                .and_then(|s| s.state)
+                .map_or_else(|| "Registering".to_string(), |s| format!("{s:?}")),
+            Err(_) => "Invalid".to_string(),
+        };
+        *hosts_by_state.entry(state).or_insert(0) += 1;
+    }
+    ObjectCounts {
+        hosts_by_state,
+        requests_by_phase: booking
+            .map(|c| podrequest::requests_by_phase(&c.requests))
+            .unwrap_or_default(),
+        leases_by_phase: booking
+            .map(|c| lease::leases_by_phase(&c.leases))
+            .unwrap_or_default(),
+    }
+}

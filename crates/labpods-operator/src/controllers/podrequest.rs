@@ -1,0 +1,601 @@
+//! The PodRequest controller: the scheduler of the lab (one per leader).
+//!
+//! Scheduling is global (one request's hosts are another's wait), so instead of one reconcile
+//! per object this controller runs *passes*: any change to a PodRequest, LabHost or Lease
+//! (debounced), or the next instant something is due (a reserved start, an earliest start),
+//! triggers one pass over the caches:
+//!
+//! fetch (the caches) -> validate and classify each request (pure) -> plan (the pure
+//! [`scheduler`](crate::scheduler)) -> apply (bind with the claim protocol, extend Leases,
+//! finalizers) -> write every status that changed ([`status`]).
+//!
+//! Deleting a PodRequest is an early release: its finalizer keeps it until the Lease
+//! controller has driven its Lease to Released (every host back in the pool), so hosts are
+//! always released before the objects go away; a request that never got a Lease is let go
+//! at once.
+
+pub mod bind;
+pub mod claim;
+pub mod extension;
+pub mod snapshot;
+pub mod status;
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time as KubeTime;
+use kube::{
+    Api, ResourceExt,
+    api::{Patch, PatchParams},
+    core::DeserializeGuard,
+    runtime::{
+        WatchStreamExt,
+        reflector::{self, Store},
+        watcher,
+    },
+};
+use labpods_api::{
+    v1alpha1::{LabHost, Lease, LeasePhase, PodRequest, PodRequestPhase},
+    validation::{summarize, validate_podrequest},
+};
+use serde_json::json;
+use tokio::sync::Notify;
+
+use self::{
+    bind::{Bound, bind, lease_for},
+    status::Standing,
+};
+use crate::{
+    context::Context,
+    error::Result,
+    scheduler::{self, Decision, ExtensionDecision, check_extension, from_api},
+};
+
+/// Name in metrics and logs.
+pub const CONTROLLER: &str = "podrequest";
+/// Keeps a deleted request until its hosts are back in the pool.
+pub const FINALIZER: &str = "labpods.dev/podrequest-release";
+/// Changes arriving within this long are handled by one pass.
+const DEBOUNCE: Duration = Duration::from_millis(100);
+/// A pass at least this often, for what no watch reports (time passing for quotas).
+const IDLE_PASS: Duration = Duration::from_secs(60);
+/// After a lost race (stale cache), the next pass comes this soon.
+const RETRY_SOON: Duration = Duration::from_millis(500);
+
+/// The caches a pass reads.
+#[derive(Clone)]
+pub struct Caches {
+    pub requests: Store<DeserializeGuard<PodRequest>>,
+    pub hosts: Store<DeserializeGuard<LabHost>>,
+    pub leases: Store<DeserializeGuard<Lease>>,
+}
+
+impl std::fmt::Debug for Caches {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Caches")
+    }
+}
+
+/// Starts a reflector for `K` whose every event pokes `notify`.
+fn reflect<K>(
+    api: Api<DeserializeGuard<K>>,
+    notify: Arc<Notify>,
+) -> (Store<DeserializeGuard<K>>, tokio::task::JoinHandle<()>)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, watcher::Config::default()).default_backoff(),
+    );
+    let task = tokio::spawn(stream.for_each(move |_| {
+        notify.notify_one();
+        futures::future::ready(())
+    }));
+    (store, task)
+}
+
+/// Runs scheduling passes until `stop` resolves. `on_ready` gets the caches once synced.
+pub async fn run(
+    ctx: Arc<Context>,
+    stop: impl Future<Output = ()> + Send + 'static,
+    on_ready: impl FnOnce(Caches) + Send + 'static,
+) {
+    let notify = Arc::new(Notify::new());
+    let client = ctx.client.clone();
+    let (requests, t1) = reflect::<PodRequest>(Api::all(client.clone()), notify.clone());
+    let (hosts, t2) = reflect::<LabHost>(Api::all(client.clone()), notify.clone());
+    let (leases, t3) = reflect::<Lease>(Api::all(client), notify.clone());
+    let caches = Caches {
+        requests,
+        hosts,
+        leases,
+    };
+    tokio::pin!(stop);
+    let synced = async {
+        caches.requests.wait_until_ready().await.is_ok()
+            && caches.hosts.wait_until_ready().await.is_ok()
+            && caches.leases.wait_until_ready().await.is_ok()
+    };
+    let ready = tokio::select! {
+        ok = synced => ok,
+        () = &mut stop => false,
+    };
+    if ready {
+        on_ready(caches.clone());
+        let mut next = Duration::ZERO;
+        loop {
+            tokio::select! {
+                () = &mut stop => break,
+                () = notify.notified() => {}
+                () = tokio::time::sleep(next) => {}
+            }
+            tokio::select! {
+                () = &mut stop => break,
+                () = tokio::time::sleep(DEBOUNCE) => {}
+            }
+            next = pass(&ctx, &caches).await;
+        }
+    }
+    for task in [t1, t2, t3] {
+        task.abort();
+    }
+}
+
+/// One scheduling pass; returns when the next one is due at the latest.
+#[tracing::instrument(skip_all)]
+async fn pass(ctx: &Context, caches: &Caches) -> Duration {
+    let started = std::time::Instant::now();
+    let result = Pass::new(ctx, caches).run().await;
+    tracing::debug!(took = ?started.elapsed(), ok = result.is_ok(), "scheduling pass");
+    ctx.metrics.observe_reconcile(CONTROLLER, started.elapsed());
+    match result {
+        Ok(next) => {
+            ctx.backoffs.succeeded(CONTROLLER);
+            next
+        }
+        Err(error) => {
+            ctx.metrics
+                .reconcile_failed(CONTROLLER, error.metric_label());
+            let polling = &ctx.config.polling;
+            let delay = ctx.backoffs.failed(
+                CONTROLLER,
+                polling.error_backoff_base,
+                polling.error_backoff_max,
+            );
+            tracing::warn!(%error, retry_in = ?delay, "scheduling pass failed");
+            delay
+        }
+    }
+}
+
+/// The object, unless it could not be deserialized (then the others still get scheduled).
+fn readable<K: Clone>(guard: &DeserializeGuard<K>) -> Option<K> {
+    guard.0.as_ref().ok().cloned()
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// How a request is classified in a pass (pure, from the caches).
+enum Class {
+    Deleting(Option<Lease>),
+    Invalid(String),
+    /// A Lease of the same name belongs to an earlier request of that name.
+    Blocked,
+    /// Released, its Lease collected.
+    Done,
+    /// Had a Lease that the cache no longer shows.
+    LeaseMissing,
+    Bound(Lease),
+    Waiting(scheduler::Request),
+}
+
+struct Pass<'a> {
+    ctx: &'a Context,
+    requests: Vec<PodRequest>,
+    hosts: HashMap<String, Arc<LabHost>>,
+    leases: HashMap<(String, String), Lease>,
+    now: scheduler::Time,
+    kube_now: KubeTime,
+    /// Milliseconds until the next pass is due (shared across the pass's awaits).
+    next: AtomicU64,
+}
+
+impl<'a> Pass<'a> {
+    fn new(ctx: &'a Context, caches: &Caches) -> Self {
+        let requests: Vec<PodRequest> = caches
+            .requests
+            .state()
+            .iter()
+            .filter_map(|g| readable(g))
+            .collect();
+        let hosts = caches
+            .hosts
+            .state()
+            .iter()
+            .filter_map(|g| readable(g))
+            .map(|h: LabHost| (h.name_any(), Arc::new(h)))
+            .collect();
+        let leases = caches
+            .leases
+            .state()
+            .iter()
+            .filter_map(|g| readable(g))
+            .map(|l: Lease| (snapshot::key_of(&l), l))
+            .collect();
+        let kube_now = KubeTime(ctx.clock.now());
+        Self {
+            ctx,
+            requests,
+            hosts,
+            leases,
+            now: from_api::time(&kube_now),
+            kube_now,
+            next: AtomicU64::new(millis(IDLE_PASS)),
+        }
+    }
+
+    fn wake_at(&self, t: scheduler::Time) {
+        self.wake_in((t - self.now).to_std().unwrap_or(Duration::ZERO));
+    }
+
+    fn wake_in(&self, delay: Duration) {
+        self.next.fetch_min(millis(delay), Ordering::Relaxed);
+    }
+
+    fn classify(&self, pr: &PodRequest) -> Class {
+        let lease = self.leases.get(&snapshot::key_of(pr));
+        let own = lease.filter(|l| Some(&l.spec.request_ref.uid) == pr.metadata.uid.as_ref());
+        if pr.metadata.deletion_timestamp.is_some() {
+            return Class::Deleting(own.cloned());
+        }
+        if let Some(l) = own {
+            return Class::Bound(l.clone());
+        }
+        if lease.is_some() {
+            return Class::Blocked;
+        }
+        let status = pr.status.as_ref();
+        if status.and_then(|s| s.phase) == Some(PodRequestPhase::Released) {
+            // Over, and its Lease collected: nothing more to do, not even a read.
+            return Class::Done;
+        }
+        if status.and_then(|s| s.lease.as_ref()).is_some() {
+            return Class::LeaseMissing;
+        }
+        let max = k8s_openapi::jiff::SignedDuration::try_from(self.ctx.config.policy.max_duration)
+            .unwrap_or(k8s_openapi::jiff::SignedDuration::MAX);
+        let errors = validate_podrequest(&pr.spec, self.kube_now.0, max);
+        if !errors.is_empty() {
+            return Class::Invalid(summarize(&errors));
+        }
+        match from_api::request(pr, 0) {
+            Ok(r) => Class::Waiting(r),
+            Err(e) => Class::Invalid(e.to_string()),
+        }
+    }
+
+    async fn run(mut self) -> Result<Duration> {
+        let requests = std::mem::take(&mut self.requests);
+        let mut waiting = Vec::new();
+        let mut unbound = Vec::new();
+        let mut later: Vec<(&PodRequest, Class)> = Vec::new();
+        for pr in &requests {
+            match self.classify(pr) {
+                Class::Waiting(r) => {
+                    waiting.push(r);
+                    unbound.push(pr);
+                }
+                other => later.push((pr, other)),
+            }
+        }
+        let hosts: Vec<&LabHost> = self.hosts.values().map(AsRef::as_ref).collect();
+        let leases: Vec<&Lease> = self.leases.values().collect();
+        let input = snapshot::plan_input(
+            &hosts,
+            &leases,
+            &unbound,
+            waiting,
+            snapshot::policy(&self.ctx.config),
+            self.now,
+        );
+        let decisions: HashMap<scheduler::RequestKey, Decision> = scheduler::plan(&input)
+            .into_iter()
+            .map(|p| (p.key, p.decision))
+            .collect();
+
+        // One request's failure must not stall the others: act on each, keep the first error
+        // for the pass's backoff.
+        let mut first_error = None;
+        let mut writes: Vec<(&PodRequest, Option<Arc<Lease>>, StandingOwned)> = Vec::new();
+        for pr in &unbound {
+            let key = scheduler::RequestKey::new(pr.namespace().unwrap_or_default(), pr.name_any());
+            let Some(decision) = decisions.get(&key) else {
+                continue;
+            };
+            match self.decide(pr, &key, decision).await {
+                Ok(Some(standing)) => writes.push((pr, None, standing)),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(request = %key, error = %e, "cannot act on the decision");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        for (pr, class) in later {
+            match self.follow(pr, class, &input).await {
+                Ok(Some((lease, standing))) => writes.push((pr, lease, standing)),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(request = %pr.name_any(), error = %e, "cannot follow the request");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        for (pr, lease, standing) in writes {
+            let standing = match (&standing, &lease) {
+                (StandingOwned::Invalid(m), _) => Standing::Invalid(m),
+                (StandingOwned::Decided(d), _) => Standing::Decided(d),
+                (StandingOwned::Bound(rejected), Some(l)) => Standing::Bound {
+                    lease: l,
+                    rejected: rejected.as_deref(),
+                },
+                (StandingOwned::Bound(_), None) | (StandingOwned::Finished, _) => {
+                    Standing::Finished
+                }
+            };
+            let desired = status::desired(pr, standing, &self.kube_now);
+            if let Err(e) = status::apply(self.ctx, pr, &desired).await {
+                first_error.get_or_insert(e);
+            }
+        }
+        match first_error {
+            None => Ok(Duration::from_millis(self.next.load(Ordering::Relaxed))),
+            Some(e) => Err(e),
+        }
+    }
+
+    /// Acts on the scheduler's decision for a request without a Lease; returns the status
+    /// to write (None: leave it for the next pass).
+    async fn decide(
+        &self,
+        pr: &PodRequest,
+        key: &scheduler::RequestKey,
+        decision: &Decision,
+    ) -> Result<Option<StandingOwned>> {
+        if !self.ensure_finalizer(pr).await? {
+            return Ok(None);
+        }
+        match decision {
+            Decision::Bind(p) => {
+                match bind(self.ctx, pr, &lease_for(pr, p), true, &self.hosts).await? {
+                    Bound::Done => {
+                        tracing::info!(request = %key, hosts = p.assignments.len(), "bound");
+                        return Ok(Some(StandingOwned::Decided(decision.clone())));
+                    }
+                    Bound::Conflict(why) => {
+                        tracing::info!(request = %key, %why, "lost a race for a host; re-planning");
+                        self.wake_in(RETRY_SOON);
+                        return Ok(None);
+                    }
+                    Bound::Exists => {
+                        self.wake_in(RETRY_SOON);
+                        return Ok(None);
+                    }
+                }
+            }
+            Decision::Reserve(p) => self.wake_at(p.start),
+            Decision::Wait {
+                earliest_start: Some(t),
+                ..
+            } => self.wake_at(*t),
+            Decision::Wait { .. } | Decision::Unsatisfiable { .. } => {}
+        }
+        Ok(Some(StandingOwned::Decided(decision.clone())))
+    }
+
+    /// Follows a request that is not waiting for hosts: invalid, bound, being deleted.
+    async fn follow(
+        &self,
+        pr: &PodRequest,
+        class: Class,
+        input: &scheduler::PlanInput,
+    ) -> Result<Option<(Option<Arc<Lease>>, StandingOwned)>> {
+        Ok(match class {
+            Class::Invalid(message) => Some((None, StandingOwned::Invalid(message))),
+            Class::Blocked => {
+                let wait = Decision::Wait {
+                    message: "waiting for the Lease of an earlier request of the same name to be collected".into(),
+                    earliest_start: None,
+                };
+                Some((None, StandingOwned::Decided(wait)))
+            }
+            Class::LeaseMissing => {
+                // Only the apiserver may say the Lease is gone (the cache can lag).
+                let api: Api<Lease> =
+                    Api::namespaced(self.ctx.client.clone(), &pr.namespace().unwrap_or_default());
+                api.get_opt(&pr.name_any())
+                    .await?
+                    .is_none()
+                    .then_some((None, StandingOwned::Finished))
+            }
+            Class::Bound(lease) => {
+                let lease = Arc::new(lease);
+                self.resume_binding(pr, &lease).await?;
+                let rejected = self.extend(pr, &lease, input).await?;
+                Some((Some(lease), StandingOwned::Bound(rejected)))
+            }
+            Class::Deleting(lease) => {
+                let let_go = self.release(pr, lease.as_ref()).await?;
+                // A request let go is gone: nothing to write.
+                lease
+                    .filter(|_| !let_go)
+                    .map(|l| (Some(Arc::new(l)), StandingOwned::Bound(None)))
+            }
+            Class::Waiting(_) | Class::Done => None,
+        })
+    }
+
+    /// Adds the finalizer before anything is bound; false when the write lost a race.
+    async fn ensure_finalizer(&self, pr: &PodRequest) -> Result<bool> {
+        if pr.finalizers().iter().any(|f| f == FINALIZER) {
+            return Ok(true);
+        }
+        let mut finalizers = pr.finalizers().to_vec();
+        finalizers.push(FINALIZER.to_owned());
+        self.patch_finalizers(pr, finalizers).await
+    }
+
+    /// Merge patch of the finalizer list on the resourceVersion we read.
+    async fn patch_finalizers(&self, pr: &PodRequest, finalizers: Vec<String>) -> Result<bool> {
+        self.ctx.ensure_leader()?;
+        let api: Api<PodRequest> =
+            Api::namespaced(self.ctx.client.clone(), &pr.namespace().unwrap_or_default());
+        let patch = json!({
+            "metadata": { "finalizers": finalizers, "resourceVersion": pr.metadata.resource_version },
+        });
+        match api
+            .patch(
+                &pr.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A Lease still binding (after a crash, or a cache that had not seen the claims yet):
+    /// finish or roll back the claims.
+    async fn resume_binding(&self, pr: &PodRequest, lease: &Lease) -> Result<()> {
+        let phase = lease
+            .status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .unwrap_or(LeasePhase::Pending);
+        if phase != LeasePhase::Pending {
+            return Ok(());
+        }
+        if let Bound::Conflict(why) = bind(self.ctx, pr, lease, false, &self.hosts).await? {
+            tracing::info!(request = %pr.name_any(), %why, "rolled back an unfinished binding");
+            self.wake_in(RETRY_SOON);
+        }
+        Ok(())
+    }
+
+    /// A changed end on a bound request: patch the Lease when the scheduler accepts, else
+    /// return why not (the Lease keeps its end).
+    async fn extend(
+        &self,
+        pr: &PodRequest,
+        lease: &Lease,
+        input: &scheduler::PlanInput,
+    ) -> Result<Option<String>> {
+        let Some(asked) = extension::asked(pr, lease) else {
+            return Ok(None);
+        };
+        match check_extension(&asked, input) {
+            ExtensionDecision::Rejected { reason } => Ok(Some(reason)),
+            ExtensionDecision::Accepted => {
+                self.ctx.ensure_leader()?;
+                let api: Api<Lease> =
+                    Api::namespaced(self.ctx.client.clone(), &pr.namespace().unwrap_or_default());
+                let patch = json!({
+                    "metadata": { "resourceVersion": lease.metadata.resource_version },
+                    "spec": { "end": snapshot::kube_time(asked.new_end) },
+                });
+                match api
+                    .patch(
+                        &lease.name_any(),
+                        &PatchParams::default(),
+                        &Patch::Merge(&patch),
+                    )
+                    .await
+                {
+                    Ok(_) => {
+                        tracing::info!(request = %pr.name_any(), end = %asked.new_end, "lease end changed")
+                    }
+                    Err(kube::Error::Api(s)) if s.code == 409 => {}
+                    Err(e) => return Err(e.into()),
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// Early release: the Lease controller drives a deleted request's Lease to Released; the
+    /// finalizer goes once no host is claimed for the request any more. Tolerates a request
+    /// that was never bound (nothing to wait for). True once the request is let go.
+    async fn release(&self, pr: &PodRequest, lease: Option<&Lease>) -> Result<bool> {
+        if !pr.finalizers().iter().any(|f| f == FINALIZER) {
+            return Ok(true);
+        }
+        let uid = pr.uid().unwrap_or_default();
+        let released = lease
+            .is_none_or(|l| l.status.as_ref().and_then(|s| s.phase) == Some(LeasePhase::Released));
+        let claims = self
+            .hosts
+            .values()
+            .filter(|h| h.spec.claim_ref.as_ref().is_some_and(|c| c.uid == uid))
+            .count();
+        if released && claims == 0 {
+            let rest: Vec<String> = pr
+                .finalizers()
+                .iter()
+                .filter(|f| *f != FINALIZER)
+                .cloned()
+                .collect();
+            self.patch_finalizers(pr, rest).await?;
+            tracing::info!(request = %pr.name_any(), "released; letting the request go");
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
+
+/// [`Standing`] without borrows, collected during the pass.
+enum StandingOwned {
+    Invalid(String),
+    Decided(Decision),
+    Bound(Option<String>),
+    Finished,
+}
+
+/// PodRequests by phase, for /metrics.
+pub fn requests_by_phase(
+    requests: &Store<DeserializeGuard<PodRequest>>,
+) -> std::collections::BTreeMap<String, i64> {
+    let mut counts = std::collections::BTreeMap::new();
+    for pr in requests.state() {
+        let phase = match &pr.0 {
+            Ok(pr) => pr
+                .status
+                .as_ref()
+                .and_then(|s| s.phase)
+                .unwrap_or(PodRequestPhase::Pending),
+            Err(_) => PodRequestPhase::Failed,
+        };
+        *counts.entry(format!("{phase:?}")).or_insert(0) += 1;
+    }
+    counts
+}

@@ -1,0 +1,274 @@
+//! Binding a request to the hosts the scheduler chose.
+//!
+//! Order matters for the LabHost controller, which drops a claim whose Lease does not exist:
+//! 1. create the Lease (phase unset = Pending: "binding, keep the hosts off");
+//! 2. claim every host (resourceVersion precondition, see [`claim`](super::claim));
+//! 3. the Lease controller sees every host claimed and sets the Lease Bound.
+//!
+//! If a host cannot be claimed the attempt is rolled back: the claims made are cleared (with
+//! preconditions) and the Lease is deleted, and the next pass re-plans. A Pending Lease found
+//! after a restart is resumed with the same steps (claiming is idempotent).
+
+use std::{collections::HashMap, sync::Arc};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{DeleteParams, PostParams, Preconditions},
+};
+use labpods_api::v1alpha1::{
+    ClaimRef, LabHost, Lease, LeaseHost, LeaseSpec, PodRequest, RequestRef,
+};
+
+use super::{
+    claim::{Claimed, HostCheck, check, claim, unclaim},
+    snapshot::kube_time,
+};
+use crate::{
+    context::Context,
+    error::{Error, Result},
+    scheduler::Placement,
+};
+
+/// Annotation on a Lease: the end first granted, from which extensions count.
+pub const ORIGINAL_END: &str = "labpods.dev/original-end";
+
+/// How an attempt to bind ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bound {
+    /// Every host is claimed for the Lease.
+    Done,
+    /// A host could not be claimed (why); rolled back, re-plan.
+    Conflict(String),
+    /// A Lease of that name exists already (our cache is behind); look again next pass.
+    Exists,
+}
+
+/// The claim that binds a host to `pr`'s Lease (same name as the request).
+pub fn claim_ref(pr: &PodRequest) -> ClaimRef {
+    ClaimRef {
+        namespace: pr.namespace().unwrap_or_default(),
+        name: pr.name_any(),
+        uid: pr.uid().unwrap_or_default(),
+        lease: pr.name_any(),
+    }
+}
+
+/// The Lease for `pr` placed at `p`: owned by the request (garbage-collected with it).
+pub fn lease_for(pr: &PodRequest, p: &Placement) -> Lease {
+    let hosts = p.assignments.iter().map(|a| LeaseHost {
+        host: a.host.clone(),
+        role: a.role.clone(),
+    });
+    let end = kube_time(p.end);
+    let spec = LeaseSpec::new(
+        RequestRef {
+            name: pr.name_any(),
+            uid: pr.uid().unwrap_or_default(),
+        },
+        hosts,
+        kube_time(p.start),
+        end.clone(),
+        pr.spec.image.clone(),
+    );
+    let owner = pr.controller_owner_ref(&()).map(|mut o| {
+        o.block_owner_deletion = Some(true);
+        o
+    });
+    Lease {
+        metadata: ObjectMeta {
+            name: Some(pr.name_any()),
+            namespace: pr.namespace(),
+            owner_references: owner.map(|o| vec![o]),
+            annotations: Some([(ORIGINAL_END.to_owned(), end.0.to_string())].into()),
+            ..ObjectMeta::default()
+        },
+        spec,
+        status: None,
+    }
+}
+
+/// Binds `lease`'s hosts to `pr`; `create` is false when resuming an existing Pending Lease.
+pub async fn bind(
+    ctx: &Context,
+    pr: &PodRequest,
+    lease: &Lease,
+    create: bool,
+    hosts: &HashMap<String, Arc<LabHost>>,
+) -> Result<Bound> {
+    let api: Api<Lease> = Api::namespaced(ctx.client.clone(), &pr.namespace().unwrap_or_default());
+    let ours = claim_ref(pr);
+    // Cheap pre-check on the cached copies: a host visibly taken (e.g. still Releasing after
+    // its claim was cleared) would only make us create and roll back a Lease.
+    if create && let Some(why) = precheck(&lease.spec.hosts, hosts, &ours) {
+        return Ok(Bound::Conflict(why));
+    }
+    let lease = if create {
+        ctx.ensure_leader()?;
+        match api.create(&PostParams::default(), lease).await {
+            Ok(created) => created,
+            Err(kube::Error::Api(s)) if s.code == 409 => return Ok(Bound::Exists),
+            Err(e) => return Err(Error::Kube(e)),
+        }
+    } else {
+        lease.clone()
+    };
+    let mut claimed = Vec::with_capacity(lease.spec.hosts.len());
+    for h in &lease.spec.hosts {
+        let outcome = match hosts.get(&h.host) {
+            Some(cached) => claim(ctx, cached, &ours).await,
+            None => Ok(Claimed::No(format!("host {} no longer exists", h.host))),
+        };
+        match outcome {
+            Ok(Claimed::Yes(host)) => claimed.push(*host),
+            Ok(Claimed::No(why)) => {
+                rollback(ctx, &api, &lease, &claimed, &ours).await?;
+                return Ok(Bound::Conflict(why));
+            }
+            Err(e) => {
+                rollback(ctx, &api, &lease, &claimed, &ours).await?;
+                return Err(e);
+            }
+        }
+    }
+    Ok(Bound::Done)
+}
+
+/// Why binding `wanted` cannot succeed according to the cache, if it cannot (pure).
+pub fn precheck(
+    wanted: &[LeaseHost],
+    hosts: &HashMap<String, Arc<LabHost>>,
+    ours: &ClaimRef,
+) -> Option<String> {
+    wanted.iter().find_map(|h| match hosts.get(&h.host) {
+        None => Some(format!("host {} no longer exists", h.host)),
+        Some(cached) => match check(cached, ours) {
+            HostCheck::Taken(why) => Some(why),
+            HostCheck::Ours | HostCheck::Free => None,
+        },
+    })
+}
+
+/// Undoes an attempt: clears the claims it made, then deletes its Lease (by uid, so a newer
+/// Lease of the same name is never touched).
+async fn rollback(
+    ctx: &Context,
+    api: &Api<Lease>,
+    lease: &Lease,
+    claimed: &[LabHost],
+    ours: &ClaimRef,
+) -> Result<()> {
+    for host in claimed {
+        unclaim(ctx, host, ours).await?;
+    }
+    ctx.ensure_leader()?;
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: lease.uid(),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match api.delete(&lease.name_any(), &params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+        Err(e) => Err(Error::Kube(e)),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use labpods_api::v1alpha1::{ImageSpec, PodRequestSpec, RoleSpec};
+
+    use super::*;
+    use crate::scheduler::Assignment;
+
+    #[test]
+    fn lease_is_owned_by_the_request_and_remembers_its_first_end() {
+        let mut pr = PodRequest::new(
+            "pod",
+            PodRequestSpec::new(
+                [RoleSpec::new("node", 2)],
+                ImageSpec::new("http://i.test/a.iso"),
+                "1h",
+            ),
+        );
+        pr.metadata.namespace = Some("team".into());
+        pr.metadata.uid = Some("u1".into());
+        let p = Placement {
+            start: "2026-11-24T10:00:00Z".parse().unwrap(),
+            end: "2026-11-24T11:00:00Z".parse().unwrap(),
+            assignments: vec![
+                Assignment {
+                    role: "node".into(),
+                    host: "h2".into(),
+                },
+                Assignment {
+                    role: "jump".into(),
+                    host: "h1".into(),
+                },
+            ],
+        };
+        let lease = lease_for(&pr, &p);
+        let owner = &lease.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str()),
+            ("PodRequest", "u1")
+        );
+        assert_eq!(
+            (owner.controller, owner.block_owner_deletion),
+            (Some(true), Some(true))
+        );
+        assert_eq!(lease.annotations()[ORIGINAL_END], "2026-11-24T11:00:00Z");
+        let hosts: Vec<_> = lease.spec.hosts.iter().map(|h| h.host.as_str()).collect();
+        assert_eq!(hosts, ["h1", "h2"]);
+        assert_eq!(lease.spec.request_ref.uid, "u1");
+        assert_eq!(claim_ref(&pr).lease, "pod");
+    }
+
+    #[test]
+    fn precheck_refuses_hosts_the_cache_shows_taken() {
+        use labpods_api::v1alpha1::{HostState, LabHostSpec, LabHostStatus, SecretReference};
+        let host = |name: &str, state: HostState| {
+            let mut h = LabHost::new(
+                name,
+                LabHostSpec::new("http://127.0.0.1:1", "x86", SecretReference::default()),
+            );
+            h.status = Some(LabHostStatus {
+                state: Some(state),
+                ..LabHostStatus::default()
+            });
+            (name.to_owned(), Arc::new(h))
+        };
+        let hosts: HashMap<_, _> = [
+            host("h1", HostState::Available),
+            host("h2", HostState::Releasing),
+        ]
+        .into();
+        let ours = ClaimRef {
+            namespace: "team".into(),
+            name: "pod".into(),
+            uid: "u1".into(),
+            lease: "pod".into(),
+        };
+        let want = |names: &[&str]| -> Vec<LeaseHost> {
+            names
+                .iter()
+                .map(|n| LeaseHost {
+                    host: (*n).into(),
+                    role: "node".into(),
+                })
+                .collect()
+        };
+        assert_eq!(precheck(&want(&["h1"]), &hosts, &ours), None);
+        assert_eq!(
+            precheck(&want(&["h1", "h2"]), &hosts, &ours),
+            Some("host h2 is Releasing".into())
+        );
+        assert_eq!(
+            precheck(&want(&["h9"]), &hosts, &ours),
+            Some("host h9 no longer exists".into())
+        );
+    }
+}

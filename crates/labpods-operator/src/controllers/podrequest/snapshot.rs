@@ -1,0 +1,215 @@
+//! The lab as the scheduler sees it, built from the reflector caches (pure).
+//!
+//! The calendar is derived from the API objects alone, so a restarted operator rebuilds it
+//! deterministically: claims from `LabHost.spec.claimRef` (busy until the claim's Lease
+//! ends), reservations from the `status.scheduledStart/End` and `status.hosts` of Scheduled
+//! PodRequests that have no Lease yet.
+
+use std::collections::HashMap;
+
+use chrono::TimeDelta;
+use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time as KubeTime, jiff::Timestamp};
+use kube::ResourceExt;
+use labpods_api::v1alpha1::{LabHost, Lease, PodRequest, PodRequestPhase};
+
+use crate::{
+    config::Config,
+    scheduler::{self, Host, PlanInput, Policy, Reservation, Time, from_api},
+};
+
+/// How long a claim whose Lease is not in the cache holds its host: never free a claimed
+/// host on a guess.
+const UNKNOWN_CLAIM: TimeDelta = TimeDelta::hours(1);
+
+/// The scheduler's policy from the operator's configuration.
+pub fn policy(config: &Config) -> Policy {
+    let delta = |d: std::time::Duration| TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX);
+    Policy {
+        default_quota: config.policy.namespace_host_quota,
+        quota_overrides: config.policy.namespace_host_quotas.clone(),
+        max_duration: Some(delta(config.policy.max_duration)),
+        extension_budget: Some(delta(config.policy.extension_budget)),
+        release_allowance: delta(config.leases.release_allowance),
+        ..from_api::policy_defaults()
+    }
+}
+
+/// Converts a scheduler instant to the API's (second precision, as the apiserver stores).
+pub fn kube_time(t: Time) -> KubeTime {
+    KubeTime(Timestamp::from_second(t.timestamp()).unwrap_or(Timestamp::UNIX_EPOCH))
+}
+
+/// `namespace/name` of an object.
+pub fn key_of(obj: &impl ResourceExt) -> (String, String) {
+    (obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+/// Every host, with claims that last until their Lease's end (at least until now: a host
+/// whose lease ended is still busy until the LabHost controller clears the claim).
+pub fn hosts(labhosts: &[&LabHost], leases: &[&Lease], now: Time) -> Vec<Host> {
+    let ends: HashMap<(String, String), Time> = leases
+        .iter()
+        .map(|l| (key_of(*l), from_api::time(&l.spec.end)))
+        .collect();
+    labhosts
+        .iter()
+        .map(|h| {
+            let end = h.spec.claim_ref.as_ref().and_then(|c| {
+                ends.get(&(c.namespace.clone(), c.lease.clone()))
+                    .map(|e| (*e).max(now))
+            });
+            from_api::host(h, end, now, UNKNOWN_CLAIM)
+        })
+        .collect()
+}
+
+/// The reservation a Scheduled request without a Lease holds, one entry per host.
+pub fn reservations(pr: &PodRequest) -> Vec<Reservation> {
+    let Some(status) = &pr.status else {
+        return Vec::new();
+    };
+    let (Some(PodRequestPhase::Scheduled), Some(start), Some(end)) =
+        (status.phase, &status.scheduled_start, &status.scheduled_end)
+    else {
+        return Vec::new();
+    };
+    let (namespace, name) = key_of(pr);
+    status
+        .hosts
+        .iter()
+        .map(|h| Reservation {
+            host: h.host.clone(),
+            role: h.role.clone(),
+            owner: scheduler::RequestKey::new(&namespace, &name),
+            start: from_api::time(start),
+            end: from_api::time(end),
+        })
+        .collect()
+}
+
+/// The planning input: every host, the reservations of `unbound` requests (those without a
+/// Lease), and `waiting` requests as the scheduler's requests.
+pub fn plan_input(
+    labhosts: &[&LabHost],
+    leases: &[&Lease],
+    unbound: &[&PodRequest],
+    waiting: Vec<scheduler::Request>,
+    policy: Policy,
+    now: Time,
+) -> PlanInput {
+    PlanInput {
+        now,
+        hosts: hosts(labhosts, leases, now),
+        reservations: unbound.iter().flat_map(|pr| reservations(pr)).collect(),
+        requests: waiting,
+        policy,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use labpods_api::v1alpha1::{
+        AssignedHost, ClaimRef, HostState, ImageSpec, LabHostSpec, LabHostStatus, LeaseHost,
+        LeaseSpec, PodRequestSpec, PodRequestStatus, RequestRef, RoleSpec, SecretReference,
+    };
+
+    use super::*;
+
+    fn at(s: &str) -> Time {
+        s.parse().unwrap()
+    }
+
+    fn labhost(name: &str, claim: Option<&str>) -> LabHost {
+        let mut h = LabHost::new(
+            name,
+            LabHostSpec::new("http://127.0.0.1:1", "x86", SecretReference::default()),
+        );
+        h.spec.claim_ref = claim.map(|l| ClaimRef {
+            namespace: "team".into(),
+            name: l.into(),
+            uid: "u".into(),
+            lease: l.into(),
+        });
+        h.status = Some(LabHostStatus {
+            state: Some(HostState::Available),
+            ..LabHostStatus::default()
+        });
+        h
+    }
+
+    fn lease(name: &str, end: &str) -> Lease {
+        let mut l = Lease::new(
+            name,
+            LeaseSpec::new(
+                RequestRef {
+                    name: name.into(),
+                    uid: "u".into(),
+                },
+                [LeaseHost {
+                    host: "h1".into(),
+                    role: "node".into(),
+                }],
+                kube_time(at("2026-11-24T00:00:00Z")),
+                kube_time(at(end)),
+                ImageSpec::new("http://images.test/a.iso"),
+            ),
+        );
+        l.metadata.namespace = Some("team".into());
+        l
+    }
+
+    #[test]
+    fn claims_last_until_their_lease_ends_and_never_in_the_past() {
+        let now = at("2026-11-24T12:00:00Z");
+        let (h1, h2, h3) = (
+            labhost("h1", Some("a")),
+            labhost("h2", Some("b")),
+            labhost("h3", None),
+        );
+        let (a, b) = (
+            lease("a", "2026-11-25T00:00:00Z"),
+            lease("b", "2026-11-24T06:00:00Z"),
+        );
+        let hosts = hosts(&[&h1, &h2, &h3], &[&a, &b], now);
+        let until: Vec<_> = hosts
+            .iter()
+            .map(|h| h.claim.as_ref().map(|c| c.until))
+            .collect();
+        assert_eq!(until, [Some(at("2026-11-25T00:00:00Z")), Some(now), None]);
+    }
+
+    #[test]
+    fn only_scheduled_requests_hold_reservations() {
+        let mut pr = PodRequest::new(
+            "pod",
+            PodRequestSpec::new(
+                [RoleSpec::new("node", 1)],
+                ImageSpec::new("http://i.test/a.iso"),
+                "1h",
+            ),
+        );
+        pr.metadata.namespace = Some("team".into());
+        pr.status = Some(PodRequestStatus {
+            phase: Some(PodRequestPhase::Scheduled),
+            hosts: vec![AssignedHost {
+                role: "node".into(),
+                host: "h1".into(),
+            }],
+            scheduled_start: Some(kube_time(at("2026-11-26T10:00:00Z"))),
+            scheduled_end: Some(kube_time(at("2026-11-26T11:00:00Z"))),
+            ..PodRequestStatus::default()
+        });
+        let r = reservations(&pr);
+        assert_eq!(r.len(), 1);
+        assert_eq!(
+            (r[0].host.as_str(), r[0].owner.to_string()),
+            ("h1", "team/pod".to_owned())
+        );
+        assert_eq!(r[0].start, at("2026-11-26T10:00:00Z"));
+        if let Some(s) = pr.status.as_mut() {
+            s.phase = Some(PodRequestPhase::Pending);
+        }
+        assert!(reservations(&pr).is_empty());
+    }
+}

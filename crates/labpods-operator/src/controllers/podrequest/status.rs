@@ -1,0 +1,470 @@
+//! The PodRequest status this controller writes (pure), and the write: server-side apply on
+//! /status under the field manager `labpods-podrequest`, skipped when nothing changed.
+//!
+//! Deterministic: hosts sorted, times from the plan or the Lease (never "now" except as the
+//! transition time of a condition that flips), so an unchanged request writes nothing.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time as KubeTime};
+use kube::{
+    Api, ResourceExt,
+    api::{Patch, PatchParams},
+};
+use labpods_api::{
+    conditions::{
+        self, EXPIRING_SOON, EXTENSION_REJECTED, INVALID, READY, SCHEDULED, find_condition,
+        new_condition, remove_condition, set_condition,
+    },
+    v1alpha1::{
+        AssignedHost, HostState, Lease, LeasePhase, PodRequest, PodRequestPhase, PodRequestStatus,
+    },
+};
+use serde_json::json;
+
+use super::snapshot::kube_time;
+use crate::{
+    context::Context,
+    error::Result,
+    scheduler::{Decision, Placement},
+};
+
+pub const FIELD_MANAGER: &str = "labpods-podrequest";
+
+/// Where a request stands after this pass.
+#[derive(Debug, Clone, Copy)]
+pub enum Standing<'a> {
+    /// The spec breaks a rule; the message names the field.
+    Invalid(&'a str),
+    /// No Lease yet: the scheduler's decision.
+    Decided(&'a Decision),
+    /// A Lease serves the request; `rejected` is why an extension was refused.
+    Bound {
+        lease: &'a Lease,
+        rejected: Option<&'a str>,
+    },
+    /// The booking ran and its Lease is gone (collected after retention, or deleted).
+    Finished,
+}
+
+/// The status for `standing`, keeping the transition times of unchanged conditions.
+pub fn desired(pr: &PodRequest, standing: Standing<'_>, now: &KubeTime) -> PodRequestStatus {
+    let current = pr.status.clone().unwrap_or_default();
+    let generation = pr.metadata.generation;
+    let mut conditions = current.conditions.clone();
+    let set = |conditions: &mut Vec<Condition>,
+               type_: &str,
+               status: bool,
+               reason: &str,
+               message: &str| {
+        let c = new_condition(type_, status, reason, message, generation, now);
+        set_condition(conditions, c, now);
+    };
+    let mut status = PodRequestStatus {
+        observed_generation: generation,
+        ..PodRequestStatus::default()
+    };
+    match standing {
+        Standing::Invalid(message) => {
+            status.phase = Some(PodRequestPhase::Failed);
+            status.message = Some(format!("invalid: {message}"));
+            set(&mut conditions, INVALID, true, "InvalidSpec", message);
+            set(
+                &mut conditions,
+                SCHEDULED,
+                false,
+                "InvalidSpec",
+                "fix the spec to be scheduled",
+            );
+        }
+        Standing::Decided(decision) => match decision {
+            Decision::Bind(p) => {
+                // Binding happens in this pass; the Lease takes over on the next one.
+                placed(&mut status, p);
+                status.phase = Some(PodRequestPhase::Pending);
+                status.message = Some(format!("binding {} hosts", p.assignments.len()));
+                set(
+                    &mut conditions,
+                    SCHEDULED,
+                    false,
+                    "Binding",
+                    "claiming the hosts",
+                );
+            }
+            Decision::Reserve(p) => {
+                placed(&mut status, p);
+                status.phase = Some(PodRequestPhase::Scheduled);
+                let message = format!(
+                    "{} hosts reserved from {} to {}",
+                    p.assignments.len(),
+                    fmt(&kube_time(p.start)),
+                    fmt(&kube_time(p.end))
+                );
+                set(&mut conditions, SCHEDULED, true, "Reserved", &message);
+                status.message = Some(message);
+            }
+            Decision::Wait { message, .. } => {
+                status.phase = Some(PodRequestPhase::Pending);
+                status.message = Some(message.clone());
+                set(&mut conditions, SCHEDULED, false, "Waiting", message);
+            }
+            Decision::Unsatisfiable { message } => {
+                // Pending, not Failed: the lab may add or repair hosts.
+                status.phase = Some(PodRequestPhase::Pending);
+                status.message = Some(message.clone());
+                set(&mut conditions, SCHEDULED, false, "Unsatisfiable", message);
+            }
+        },
+        Standing::Bound { lease, rejected } => {
+            let phase = lease
+                .status
+                .as_ref()
+                .and_then(|s| s.phase)
+                .unwrap_or(LeasePhase::Pending);
+            status.lease = Some(lease.name_any());
+            let mut hosts: Vec<AssignedHost> = lease
+                .spec
+                .hosts
+                .iter()
+                .map(|h| AssignedHost {
+                    role: h.role.clone(),
+                    host: h.host.clone(),
+                })
+                .collect();
+            hosts.sort();
+            status.host_count = u32::try_from(hosts.len()).ok();
+            status.hosts = hosts;
+            status.scheduled_start = Some(lease.spec.start.clone());
+            status.scheduled_end = Some(lease.spec.end.clone());
+            status.phase = Some(request_phase(phase));
+            let message = lease_message(lease, phase);
+            set(
+                &mut conditions,
+                SCHEDULED,
+                phase != LeasePhase::Released,
+                &format!("Lease{phase:?}"),
+                &message,
+            );
+            status.message = Some(message);
+            match rejected {
+                Some(reason) => set(
+                    &mut conditions,
+                    EXTENSION_REJECTED,
+                    true,
+                    "Rejected",
+                    reason,
+                ),
+                None => remove_condition(&mut conditions, EXTENSION_REJECTED),
+            }
+            let notice = lease
+                .status
+                .as_ref()
+                .and_then(|s| find_condition(&s.conditions, EXPIRING_SOON));
+            match notice {
+                Some(c) => set(
+                    &mut conditions,
+                    EXPIRING_SOON,
+                    c.status == conditions::TRUE,
+                    &c.reason,
+                    &c.message,
+                ),
+                None => remove_condition(&mut conditions, EXPIRING_SOON),
+            }
+        }
+        Standing::Finished => {
+            status = PodRequestStatus {
+                observed_generation: generation,
+                ..current.clone()
+            };
+            status.phase = Some(PodRequestPhase::Released);
+            status.message = Some("the booking is over; every host is back in the pool".into());
+            set(
+                &mut conditions,
+                SCHEDULED,
+                false,
+                "Released",
+                "the booking is over",
+            );
+            remove_condition(&mut conditions, EXPIRING_SOON);
+        }
+    }
+    if !matches!(standing, Standing::Invalid(_)) {
+        remove_condition(&mut conditions, INVALID);
+    }
+    let ready = status.phase == Some(PodRequestPhase::Ready);
+    let phase = status.phase.map(|p| format!("{p:?}")).unwrap_or_default();
+    let ready_message = if ready {
+        "every host runs the image"
+    } else {
+        "not every host runs the image"
+    };
+    set(&mut conditions, READY, ready, &phase, ready_message);
+    status.conditions = conditions;
+    status
+}
+
+fn placed(status: &mut PodRequestStatus, p: &Placement) {
+    status.hosts = p
+        .assignments
+        .iter()
+        .map(|a| AssignedHost {
+            role: a.role.clone(),
+            host: a.host.clone(),
+        })
+        .collect();
+    status.hosts.sort();
+    status.host_count = u32::try_from(status.hosts.len()).ok();
+    status.scheduled_start = Some(kube_time(p.start));
+    status.scheduled_end = Some(kube_time(p.end));
+}
+
+/// The request's phase mirrors its Lease's.
+pub fn request_phase(lease: LeasePhase) -> PodRequestPhase {
+    match lease {
+        LeasePhase::Pending | LeasePhase::Bound => PodRequestPhase::Scheduled,
+        // A degraded lease is still being repaired or runs with fewer hosts: not Ready.
+        LeasePhase::Provisioning | LeasePhase::Degraded => PodRequestPhase::Provisioning,
+        LeasePhase::Ready => PodRequestPhase::Ready,
+        LeasePhase::Releasing => PodRequestPhase::Releasing,
+        LeasePhase::Released => PodRequestPhase::Released,
+    }
+}
+
+fn lease_message(lease: &Lease, phase: LeasePhase) -> String {
+    let total = lease.spec.hosts.len();
+    let status = lease.status.as_ref();
+    let provisioned = status.map_or(0, |s| {
+        s.hosts
+            .iter()
+            .filter(|h| h.state == Some(HostState::Provisioned))
+            .count()
+    });
+    let end = fmt(&lease.spec.end);
+    match phase {
+        LeasePhase::Pending => format!("binding {total} hosts"),
+        LeasePhase::Bound => format!(
+            "{total} hosts bound; starting at {}",
+            fmt(&lease.spec.start)
+        ),
+        LeasePhase::Provisioning => format!("provisioning: {provisioned} of {total} hosts ready"),
+        LeasePhase::Ready => format!("{total} hosts ready until {end}"),
+        LeasePhase::Degraded => status
+            .and_then(|s| find_condition(&s.conditions, conditions::DEGRADED))
+            .map_or_else(
+                || "degraded".to_owned(),
+                |c| format!("degraded: {}", c.message),
+            ),
+        LeasePhase::Releasing => "releasing the hosts".to_owned(),
+        LeasePhase::Released => "every host is back in the pool".to_owned(),
+    }
+}
+
+/// Minute precision, like the scheduler's messages.
+fn fmt(t: &KubeTime) -> String {
+    t.0.strftime("%Y-%m-%dT%H:%MZ").to_string()
+}
+
+/// Applies `desired` unless it equals the current status. Returns whether it wrote.
+pub async fn apply(ctx: &Context, pr: &PodRequest, desired: &PodRequestStatus) -> Result<bool> {
+    if pr.status.as_ref() == Some(desired) {
+        return Ok(false);
+    }
+    ctx.ensure_leader()?;
+    let api: Api<PodRequest> =
+        Api::namespaced(ctx.client.clone(), &pr.namespace().unwrap_or_default());
+    let patch = json!({
+        "apiVersion": "labpods.dev/v1alpha1",
+        "kind": "PodRequest",
+        "status": desired,
+    });
+    // Forced: the status belongs to this controller alone.
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    match api
+        .patch_status(&pr.name_any(), &params, &Patch::Apply(&patch))
+        .await
+    {
+        Ok(_) => Ok(true),
+        // Deleted meanwhile: nothing left to report to.
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use k8s_openapi::jiff::Timestamp;
+    use labpods_api::v1alpha1::{
+        HostProgress, ImageSpec, LeaseHost, LeaseSpec, LeaseStatus, PodRequestSpec, RequestRef,
+        RoleSpec,
+    };
+
+    use super::*;
+    use crate::scheduler::{Assignment, Time};
+
+    fn at(s: &str) -> Time {
+        s.parse().unwrap()
+    }
+
+    fn now(secs: i64) -> KubeTime {
+        KubeTime(Timestamp::from_second(secs).unwrap())
+    }
+
+    fn request() -> PodRequest {
+        let mut pr = PodRequest::new(
+            "pod",
+            PodRequestSpec::new(
+                [RoleSpec::new("node", 2)],
+                ImageSpec::new("http://i.test/a.iso"),
+                "1h",
+            ),
+        );
+        pr.metadata.namespace = Some("team".into());
+        pr.metadata.generation = Some(3);
+        pr
+    }
+
+    fn lease(phase: LeasePhase, provisioned: usize) -> Lease {
+        let host = |h: &str| LeaseHost {
+            host: h.into(),
+            role: "node".into(),
+        };
+        let mut l = Lease::new(
+            "pod",
+            LeaseSpec::new(
+                RequestRef {
+                    name: "pod".into(),
+                    uid: "u".into(),
+                },
+                [host("h2"), host("h1")],
+                kube_time(at("2026-11-24T10:00:00Z")),
+                kube_time(at("2026-11-24T11:00:00Z")),
+                ImageSpec::new("http://i.test/a.iso"),
+            ),
+        );
+        l.status = Some(LeaseStatus {
+            phase: Some(phase),
+            hosts: ["h1", "h2"]
+                .iter()
+                .enumerate()
+                .map(|(i, h)| HostProgress {
+                    host: (*h).into(),
+                    state: Some(if i < provisioned {
+                        HostState::Provisioned
+                    } else {
+                        HostState::Provisioning
+                    }),
+                    step: None,
+                    message: None,
+                })
+                .collect(),
+            ..LeaseStatus::default()
+        });
+        l
+    }
+
+    #[test]
+    fn waiting_request_explains_why_and_is_stable_across_passes() {
+        let mut pr = request();
+        let wait = Decision::Wait {
+            message: "waiting for 2 hosts; 1 free now; earliest start 2026-11-26T10:00Z".into(),
+            earliest_start: None,
+        };
+        let first = desired(&pr, Standing::Decided(&wait), &now(100));
+        assert_eq!(first.phase, Some(PodRequestPhase::Pending));
+        assert_eq!(
+            first.message.as_deref(),
+            Some("waiting for 2 hosts; 1 free now; earliest start 2026-11-26T10:00Z")
+        );
+        let scheduled = find_condition(&first.conditions, SCHEDULED).unwrap();
+        assert_eq!(
+            (scheduled.status.as_str(), scheduled.reason.as_str()),
+            ("False", "Waiting")
+        );
+        assert_eq!(scheduled.observed_generation, Some(3));
+        pr.status = Some(first.clone());
+        assert_eq!(
+            desired(&pr, Standing::Decided(&wait), &now(500)),
+            first,
+            "a later pass writes nothing"
+        );
+    }
+
+    #[test]
+    fn invalid_request_fails_naming_the_field() {
+        let pr = request();
+        let s = desired(
+            &pr,
+            Standing::Invalid("spec.duration: \"0h\" is not a positive length"),
+            &now(1),
+        );
+        assert_eq!(s.phase, Some(PodRequestPhase::Failed));
+        let c = find_condition(&s.conditions, INVALID).unwrap();
+        assert_eq!(c.status, "True");
+        assert!(c.message.starts_with("spec.duration"));
+    }
+
+    #[test]
+    fn reservation_lists_sorted_hosts_and_window() {
+        let pr = request();
+        let p = Placement {
+            start: at("2026-11-26T10:00:00Z"),
+            end: at("2026-11-26T11:00:00Z"),
+            assignments: vec![
+                Assignment {
+                    role: "node".into(),
+                    host: "h9".into(),
+                },
+                Assignment {
+                    role: "node".into(),
+                    host: "h1".into(),
+                },
+            ],
+        };
+        let s = desired(&pr, Standing::Decided(&Decision::Reserve(p)), &now(1));
+        assert_eq!(s.phase, Some(PodRequestPhase::Scheduled));
+        let hosts: Vec<_> = s.hosts.iter().map(|h| h.host.as_str()).collect();
+        assert_eq!(hosts, ["h1", "h9"]);
+        assert_eq!(s.host_count, Some(2));
+        assert_eq!(
+            s.message.as_deref(),
+            Some("2 hosts reserved from 2026-11-26T10:00Z to 2026-11-26T11:00Z")
+        );
+    }
+
+    #[test]
+    fn bound_request_mirrors_the_lease_and_reports_rejected_extensions() {
+        let pr = request();
+        let l = lease(LeasePhase::Provisioning, 1);
+        let s = desired(
+            &pr,
+            Standing::Bound {
+                lease: &l,
+                rejected: None,
+            },
+            &now(1),
+        );
+        assert_eq!(s.phase, Some(PodRequestPhase::Provisioning));
+        assert_eq!(
+            s.message.as_deref(),
+            Some("provisioning: 1 of 2 hosts ready")
+        );
+        assert_eq!(s.lease.as_deref(), Some("pod"));
+        let l = lease(LeasePhase::Ready, 2);
+        let reason = "host h1 is reserved by team/next from 2026-11-24T12:00Z";
+        let s = desired(
+            &pr,
+            Standing::Bound {
+                lease: &l,
+                rejected: Some(reason),
+            },
+            &now(2),
+        );
+        assert_eq!(s.phase, Some(PodRequestPhase::Ready));
+        assert!(conditions::is_true(&s.conditions, READY));
+        assert_eq!(
+            find_condition(&s.conditions, EXTENSION_REJECTED)
+                .unwrap()
+                .message,
+            reason
+        );
+    }
+}

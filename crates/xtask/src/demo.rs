@@ -1,0 +1,391 @@
+//! `cargo xtask demo [--exit-when-ready]`: the README's first command. A local control plane
+//! with the CRDs, a simulated lab of 8 BMCs (`labpods-sim`, ports 9101-9108 as in
+//! examples/lab), the operator (`labpods run`), and the example booking `team-a/ci-pod`
+//! (1 jumphost + 3 nodes) followed until Ready; then what to try next, and everything keeps
+//! running until Ctrl-C, which tears it all down.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client};
+use labpods_api::v1alpha1::{LabHost, PodRequest, PodRequestPhase};
+
+use crate::testenv::{SharedControlPlane, cargo, install_control_plane};
+use crate::workspace_root;
+
+const USAGE: &str = "usage: cargo xtask demo [--exit-when-ready]";
+const NAMESPACE: &str = "team-a";
+const POD: &str = "ci-pod";
+const READY_TIMEOUT: Duration = Duration::from_secs(300);
+/// Ports the operator serves on (8080 is the example image server's).
+const METRICS_ADDRESS: &str = "127.0.0.1:9180";
+const PHONE_HOME_ADDRESS: &str = "127.0.0.1:9181";
+
+/// A demo config: quick polls so the progress moves; everything else the documented default.
+const OPERATOR_CONFIG: &str = "\
+polling:
+  idleInterval: 5s
+  busyInterval: 1s
+  errorBackoffBase: 1s
+  errorBackoffMax: 10s
+provisioning:
+  bootFallback: 60s
+leaderElection:
+  leaseNamespace: labpods-system
+";
+
+pub fn run(args: &[String]) -> Result<()> {
+    let exit_when_ready = match args {
+        [] => false,
+        [flag] if flag == "--exit-when-ready" => true,
+        _ => bail!("{USAGE}"),
+    };
+    let root = workspace_root();
+    say("building the control plane (once per machine; minutes the first time)");
+    install_control_plane(&root)?;
+    say("building labpods, labpods-sim and labpods-testenv");
+    build(&root)?;
+    let dir = std::env::temp_dir().join(format!("labpods-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+
+    say("starting the control plane (etcd, kube-apiserver, kube-controller-manager) with the CRDs");
+    let mut plane = SharedControlPlane::start(&root)?;
+    let kubeconfig = plane.kubeconfig.clone();
+    let kubectl = Kubectl::new(&kubeconfig)?;
+
+    say("starting 8 simulated BMCs on 127.0.0.1:9101-9108 (labpods-sim)");
+    let bin = root.join("target/debug");
+    let sim = Background::spawn(
+        "labpods-sim",
+        Command::new(bin.join("labpods-sim")).args([
+            "--hosts",
+            "8",
+            "--port-base",
+            "9100",
+            "--boot-time",
+            "5s",
+        ]),
+        &dir.join("labpods-sim.log"),
+        "-INT",
+    )?;
+
+    say("registering the lab: kubectl apply -f examples/lab/");
+    kubectl.run(&[
+        "apply",
+        "-f",
+        &root.join("examples/lab").display().to_string(),
+    ])?;
+
+    say("starting the operator: labpods run");
+    let config = dir.join("operator-config.yaml");
+    std::fs::write(&config, OPERATOR_CONFIG).context("writing the operator config")?;
+    let operator_binary = ["labpods", "labpods-operator"]
+        .iter()
+        .map(|name| bin.join(name))
+        .find(|path| path.is_file())
+        .context("the operator binary is missing after cargo build")?;
+    let operator_log = dir.join("operator.log");
+    let operator = Background::spawn(
+        "labpods run",
+        Command::new(operator_binary)
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
+            .args([
+                "--metrics-address",
+                METRICS_ADDRESS,
+                "--phone-home-address",
+                PHONE_HOME_ADDRESS,
+            ])
+            .env("KUBECONFIG", &kubeconfig),
+        &operator_log,
+        "-TERM",
+    )?;
+
+    say("booking a pod: kubectl apply -f examples/podrequests/pod-now.yaml (1 jumphost + 3 nodes)");
+    let podrequests = root.join("examples/podrequests");
+    kubectl.run(&[
+        "apply",
+        "-f",
+        &podrequests.join("00-namespace.yaml").display().to_string(),
+        "-f",
+        &podrequests.join("pod-now.yaml").display().to_string(),
+    ])?;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting a tokio runtime")?;
+    let followed = runtime.block_on(follow(&kubeconfig));
+    if let Err(err) = followed {
+        eprintln!("\nthe operator's log ends with:\n{}", tail(&operator_log));
+        return Err(err);
+    }
+    print_next_steps(&kubeconfig, &dir);
+    if !exit_when_ready {
+        runtime.block_on(async {
+            let _ = tokio::signal::ctrl_c().await;
+        });
+        println!();
+    }
+    say("tearing down: operator, simulator, control plane");
+    drop(operator);
+    drop(sim);
+    plane.stop()?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn build(root: &Path) -> Result<()> {
+    let status = Command::new(cargo())
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "labpods-operator",
+            "-p",
+            "labpods-sim",
+            "--bins",
+        ])
+        .args(["-p", "labpods-tests", "--bin", "labpods-testenv"])
+        .current_dir(root)
+        .status()
+        .context("running cargo build")?;
+    if !status.success() {
+        bail!("cargo build failed ({status})");
+    }
+    Ok(())
+}
+
+/// Prints the booking's phase changes and each host's steps until the booking is Ready.
+async fn follow(kubeconfig: &Path) -> Result<()> {
+    let config = kube::Config::from_custom_kubeconfig(
+        Kubeconfig::read_from(kubeconfig).context("reading the kubeconfig")?,
+        &KubeConfigOptions::default(),
+    )
+    .await
+    .context("loading the kubeconfig")?;
+    let client = Client::try_from(config).context("making a Kubernetes client")?;
+    let requests: Api<PodRequest> = Api::namespaced(client.clone(), NAMESPACE);
+    let hosts: Api<LabHost> = Api::all(client);
+    let started = Instant::now();
+    let mut shown_request = String::new();
+    let mut shown_hosts: BTreeMap<String, String> = BTreeMap::new();
+    let mut poll = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        poll.tick().await;
+        let elapsed = started.elapsed();
+        if elapsed > READY_TIMEOUT {
+            bail!(
+                "{NAMESPACE}/{POD} was not Ready within {} s",
+                READY_TIMEOUT.as_secs()
+            );
+        }
+        let request = requests
+            .get_opt(POD)
+            .await
+            .context("reading the PodRequest")?;
+        let status = request.and_then(|r| r.status).unwrap_or_default();
+        let line = format!(
+            "{POD}: {}{}",
+            status
+                .phase
+                .map_or_else(|| "(new)".to_string(), |p| format!("{p:?}")),
+            status
+                .message
+                .as_deref()
+                .map(|m| format!(" - {m}"))
+                .unwrap_or_default()
+        );
+        if line != shown_request {
+            progress(elapsed, &line);
+            shown_request = line;
+        }
+        for host in hosts
+            .list(&Default::default())
+            .await
+            .context("listing LabHosts")?
+            .items
+        {
+            let name = host.metadata.name.clone().unwrap_or_default();
+            let line = host_line(&host);
+            if shown_hosts.get(&name) != Some(&line) {
+                progress(elapsed, &format!("  {name}: {line}"));
+                shown_hosts.insert(name, line);
+            }
+        }
+        if status.phase == Some(PodRequestPhase::Ready) {
+            let assigned: Vec<String> = status
+                .hosts
+                .iter()
+                .map(|h| format!("{} ({})", h.host, h.role))
+                .collect();
+            println!(
+                "\n{POD} is Ready after {:.0} s: {}",
+                elapsed.as_secs_f64(),
+                assigned.join(", ")
+            );
+            return Ok(());
+        }
+    }
+}
+
+/// `Provisioning (InsertMedia), power On, claimed by team-a/ci-pod`.
+fn host_line(host: &LabHost) -> String {
+    let status = host.status.clone().unwrap_or_default();
+    let mut line = status
+        .state
+        .map_or_else(|| "(new)".to_string(), |s| format!("{s:?}"));
+    if let Some(progress) = &status.provisioning {
+        line.push_str(&format!(" ({:?} {:?})", progress.operation, progress.step));
+    }
+    if let Some(power) = status.power {
+        line.push_str(&format!(", power {power:?}"));
+    }
+    if let Some(claim) = &host.spec.claim_ref {
+        line.push_str(&format!(", claimed by {}/{}", claim.namespace, claim.name));
+    }
+    if let Some(error) = &status.last_error {
+        line.push_str(&format!(", last error: {error}"));
+    }
+    line
+}
+
+fn print_next_steps(kubeconfig: &Path, dir: &Path) {
+    println!(
+        "
+The lab runs until Ctrl-C. In another terminal:
+
+  export KUBECONFIG={kubeconfig}
+  kubectl get lab -A                                # every labpods object
+  kubectl get labhosts -L labpods.dev/profile       # the 8 hosts
+  kubectl get podrequests -n {NAMESPACE} -o wide
+  kubectl get leases.labpods.dev -n {NAMESPACE}          # (plain `leases` are coordination.k8s.io)
+  kubectl apply -f examples/podrequests/pod-tomorrow.yaml   # book another (a future window)
+  kubectl delete podrequest {POD} -n {NAMESPACE}          # release early: hosts power off, back to the pool
+  LABPODS_BMC_USERNAME=admin LABPODS_BMC_PASSWORD=labpods \
+    target/debug/labpods-operator bmc --endpoint http://127.0.0.1:9103 info   # host-03's BMC over Redfish
+  curl -s http://127.0.0.1:9100/admin/hosts/3       # what simulated BMC 3 saw
+  curl -s http://{METRICS_ADDRESS}/metrics
+
+Logs: {dir}/operator.log, {dir}/labpods-sim.log",
+        kubeconfig = kubeconfig.display(),
+        dir = dir.display(),
+    );
+}
+
+fn say(what: &str) {
+    println!("==> {what}");
+}
+
+fn progress(elapsed: Duration, line: &str) {
+    println!("[{:>5.1}s] {line}", elapsed.as_secs_f64());
+}
+
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+/// kubectl with the demo's kubeconfig: from the PATH, or the one beside the control plane.
+struct Kubectl {
+    binary: PathBuf,
+    kubeconfig: PathBuf,
+}
+
+impl Kubectl {
+    fn new(kubeconfig: &Path) -> Result<Self> {
+        let on_path = std::env::var_os("PATH")
+            .map(|path| {
+                std::env::split_paths(&path)
+                    .map(|dir| dir.join("kubectl"))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        let beside_plane =
+            std::env::home_dir().map(|home| home.join(".cache/labpods/k8s-1.20.2/bin/kubectl"));
+        let binary = on_path
+            .into_iter()
+            .chain(beside_plane)
+            .find(|candidate| candidate.is_file())
+            .context("kubectl not found on the PATH: install it (Debian: apt-get install kubernetes-client)")?;
+        Ok(Self {
+            binary,
+            kubeconfig: kubeconfig.to_path_buf(),
+        })
+    }
+
+    fn run(&self, args: &[&str]) -> Result<()> {
+        let output = Command::new(&self.binary)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .output()
+            .context("running kubectl")?;
+        if !output.status.success() {
+            bail!(
+                "kubectl {} failed ({}):\n{}",
+                args.join(" "),
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A child in its own process group (so a Ctrl-C reaches only the demo, which then stops
+/// the children in order), stopped with `signal` when dropped.
+struct Background {
+    name: &'static str,
+    child: Child,
+    signal: &'static str,
+}
+
+impl Background {
+    fn spawn(
+        name: &'static str,
+        command: &mut Command,
+        log: &Path,
+        signal: &'static str,
+    ) -> Result<Self> {
+        let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let err = out.try_clone().context("duplicating a log handle")?;
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        Ok(Self {
+            name,
+            child,
+            signal,
+        })
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args([self.signal, &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!("{} did not stop; killing it", self.name);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

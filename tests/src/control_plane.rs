@@ -1,0 +1,404 @@
+//! etcd + kube-apiserver + kube-controller-manager on 127.0.0.1, on free ports, in a
+//! directory of their own that is removed when the control plane stops.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::{Api, Client};
+
+use crate::binaries::Binaries;
+use crate::crds::install_crds;
+use crate::error::{Error, Result};
+use crate::kubeconfig::{client_for, write_kubeconfig};
+use crate::pki::Pki;
+use crate::supervised::{Supervised, log_tail};
+
+/// How long each component gets to become ready; they usually need 1 to 3 s.
+const READY_TIMEOUT: Duration = Duration::from_secs(90);
+const POLL: Duration = Duration::from_millis(100);
+
+/// A user of the apiserver's token file. The file is read once at startup, so users are
+/// part of the [`ControlPlaneConfig`]; tests on a running cluster impersonate instead
+/// ([`crate::TestCluster::client_as`]).
+#[derive(Debug, Clone)]
+pub struct User {
+    pub name: String,
+    pub token: String,
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ControlPlaneConfig {
+    users: Vec<User>,
+    crds: Vec<CustomResourceDefinition>,
+    apiserver_args: Vec<String>,
+}
+
+impl ControlPlaneConfig {
+    /// Adds a token-file user and returns its bearer token.
+    pub fn add_user(&mut self, name: &str, groups: &[&str]) -> String {
+        let token = random_token();
+        self.users.push(User {
+            name: name.to_string(),
+            token: token.clone(),
+            groups: groups.iter().map(|group| group.to_string()).collect(),
+        });
+        token
+    }
+
+    /// CRDs installed (and Established) before the controller-manager starts, so that the
+    /// garbage collector watches their kinds from its first discovery.
+    pub fn crds(mut self, crds: Vec<CustomResourceDefinition>) -> Self {
+        self.crds = crds;
+        self
+    }
+
+    /// Extra kube-apiserver flags, e.g. `--max-requests-inflight=2000` for benchmarks.
+    pub fn apiserver_arg(mut self, arg: impl Into<String>) -> Self {
+        self.apiserver_args.push(arg.into());
+        self
+    }
+}
+
+#[derive(Debug)]
+pub struct ControlPlane {
+    // Dropped in declaration order: controller-manager, apiserver, etcd, then the janitor
+    // removes the directory.
+    controller_manager: Supervised,
+    apiserver: Supervised,
+    etcd: Supervised,
+    _janitor: Supervised,
+    dir: PathBuf,
+    kubeconfig: PathBuf,
+    server: String,
+}
+
+impl ControlPlane {
+    /// Starts everything and waits until the apiserver is ready, the CRDs are Established
+    /// and the controller-manager's controllers run.
+    pub async fn start(config: ControlPlaneConfig) -> Result<Self> {
+        let binaries = Binaries::locate()?;
+        let root = state_root();
+        let tempdir = tempfile::Builder::new()
+            .prefix("labpods-cp-")
+            .tempdir_in(&root)
+            .map_err(Error::io(format!(
+                "creating a directory in {}",
+                root.display()
+            )))?;
+        let dir = tempdir.path().to_path_buf();
+        let files = Files::write(&dir, &config)?;
+
+        let etcd_client = free_port()?;
+        let etcd_peer = free_port()?;
+        let apiserver_port = free_port()?;
+        let server = format!("https://127.0.0.1:{apiserver_port}");
+
+        let mut etcd = Supervised::spawn(
+            "etcd",
+            &binaries.etcd,
+            &etcd_args(&dir, etcd_client, etcd_peer),
+            &dir.join("etcd.log"),
+        )?;
+        wait_for_port(&mut etcd, etcd_client).await?;
+
+        let mut apiserver = Supervised::spawn(
+            "kube-apiserver",
+            &binaries.kube_apiserver,
+            &apiserver_args(&files, etcd_client, apiserver_port, &config.apiserver_args),
+            &dir.join("kube-apiserver.log"),
+        )?;
+        let kubeconfig = dir.join("kubeconfig.yaml");
+        write_kubeconfig(
+            &kubeconfig,
+            &server,
+            &files.ca_cert,
+            ADMIN_TOKEN_USER,
+            &files.admin_token,
+        )?;
+        let client = client_for(&kubeconfig).await?;
+        wait_for_readyz(&mut apiserver, &client).await?;
+
+        install_crds(&client, &config.crds).await?;
+
+        let controller_manager_kubeconfig = dir.join("kube-controller-manager.kubeconfig.yaml");
+        write_kubeconfig(
+            &controller_manager_kubeconfig,
+            &server,
+            &files.ca_cert,
+            CONTROLLER_MANAGER_USER,
+            &files.controller_manager_token,
+        )?;
+        let mut controller_manager = Supervised::spawn(
+            "kube-controller-manager",
+            &binaries.kube_controller_manager,
+            &controller_manager_args(&files, &controller_manager_kubeconfig),
+            &dir.join("kube-controller-manager.log"),
+        )?;
+        wait_for_controllers(&mut controller_manager, &client).await?;
+
+        // From here the janitor owns the directory: it removes it even if this process dies.
+        let janitor = Supervised::janitor(
+            &dir,
+            &[etcd.id(), apiserver.id(), controller_manager.id()],
+            Path::new("/dev/null"),
+        )?;
+        let dir = tempdir.keep();
+        Ok(Self {
+            controller_manager,
+            apiserver,
+            etcd,
+            _janitor: janitor,
+            dir,
+            kubeconfig,
+            server,
+        })
+    }
+
+    /// An admin (system:masters) kubeconfig, for kubectl and for processes under test.
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// The directory with the components' logs.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Fails with the component's log if one of them has exited.
+    pub fn check_running(&mut self) -> Result<()> {
+        self.etcd.check_running()?;
+        self.apiserver.check_running()?;
+        self.controller_manager.check_running()
+    }
+}
+
+const ADMIN_TOKEN_USER: &str = "admin";
+const CONTROLLER_MANAGER_USER: &str = "system:kube-controller-manager";
+
+/// The files the components read, and the tokens in the token file.
+struct Files {
+    ca_cert: PathBuf,
+    serving_cert: PathBuf,
+    serving_key: PathBuf,
+    service_account_key: PathBuf,
+    service_account_public_key: PathBuf,
+    tokens: PathBuf,
+    admin_token: String,
+    controller_manager_token: String,
+    dir: PathBuf,
+}
+
+impl Files {
+    fn write(dir: &Path, config: &ControlPlaneConfig) -> Result<Self> {
+        let pki = Pki::generate()?;
+        let write = |name: &str, text: &str| -> Result<PathBuf> {
+            let path = dir.join(name);
+            std::fs::write(&path, text)
+                .map_err(Error::io(format!("writing {}", path.display())))?;
+            Ok(path)
+        };
+        let admin_token = random_token();
+        let controller_manager_token = random_token();
+        // The controller-manager runs every controller under its own identity
+        // (--use-service-account-credentials=false), which needs more than its
+        // bootstrap role grants.
+        let builtin = [
+            User {
+                name: ADMIN_TOKEN_USER.to_string(),
+                token: admin_token.clone(),
+                groups: vec!["system:masters".to_string()],
+            },
+            User {
+                name: CONTROLLER_MANAGER_USER.to_string(),
+                token: controller_manager_token.clone(),
+                groups: vec!["system:masters".to_string()],
+            },
+        ];
+        let tokens: String = builtin
+            .iter()
+            .chain(&config.users)
+            .map(|user| {
+                format!(
+                    "{},{},{},\"{}\"\n",
+                    user.token,
+                    user.name,
+                    user.name,
+                    user.groups.join(",")
+                )
+            })
+            .collect();
+        Ok(Self {
+            ca_cert: write("ca.crt", &pki.ca_cert)?,
+            serving_cert: write("apiserver.crt", &pki.serving_cert)?,
+            serving_key: write("apiserver.key", &pki.serving_key)?,
+            service_account_key: write("service-account.key", &pki.service_account_key)?,
+            service_account_public_key: write(
+                "service-account.pub",
+                &pki.service_account_public_key,
+            )?,
+            tokens: write("tokens.csv", &tokens)?,
+            admin_token,
+            controller_manager_token,
+            dir: dir.to_path_buf(),
+        })
+    }
+}
+
+fn etcd_args(dir: &Path, client: u16, peer: u16) -> Vec<OsString> {
+    let client_url = format!("http://127.0.0.1:{client}");
+    let peer_url = format!("http://127.0.0.1:{peer}");
+    args([
+        "--name=default".to_string(),
+        format!("--data-dir={}", dir.join("etcd").display()),
+        format!("--listen-client-urls={client_url}"),
+        format!("--advertise-client-urls={client_url}"),
+        format!("--listen-peer-urls={peer_url}"),
+        format!("--initial-advertise-peer-urls={peer_url}"),
+        format!("--initial-cluster=default={peer_url}"),
+        "--logger=zap".to_string(),
+        "--log-level=warn".to_string(),
+    ])
+}
+
+fn apiserver_args(files: &Files, etcd_client: u16, port: u16, extra: &[String]) -> Vec<OsString> {
+    let mut flags = vec![
+        format!("--etcd-servers=http://127.0.0.1:{etcd_client}"),
+        "--bind-address=127.0.0.1".to_string(),
+        "--advertise-address=127.0.0.1".to_string(),
+        format!("--secure-port={port}"),
+        format!("--cert-dir={}", files.dir.display()),
+        format!("--tls-cert-file={}", files.serving_cert.display()),
+        format!("--tls-private-key-file={}", files.serving_key.display()),
+        format!("--token-auth-file={}", files.tokens.display()),
+        "--authorization-mode=RBAC".to_string(),
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local".to_string(),
+        format!(
+            "--service-account-key-file={}",
+            files.service_account_public_key.display()
+        ),
+        format!(
+            "--service-account-signing-key-file={}",
+            files.service_account_key.display()
+        ),
+        // Only allocated, never routed: nothing listens on or sends to this range.
+        "--service-cluster-ip-range=10.96.0.0/24".to_string(),
+        // Endpoints may not point at loopback; with no nodes nothing reads them anyway.
+        "--endpoint-reconciler-type=none".to_string(),
+        "--profiling=false".to_string(),
+    ];
+    flags.extend(extra.iter().cloned());
+    args(flags)
+}
+
+fn controller_manager_args(files: &Files, kubeconfig: &Path) -> Vec<OsString> {
+    args([
+        format!("--kubeconfig={}", kubeconfig.display()),
+        "--leader-elect=false".to_string(),
+        // No serving: nothing scrapes it, and parallel control planes would fight for ports.
+        "--port=0".to_string(),
+        "--secure-port=0".to_string(),
+        "--use-service-account-credentials=false".to_string(),
+        format!("--service-account-private-key-file={}", files.service_account_key.display()),
+        format!("--root-ca-file={}", files.ca_cert.display()),
+        // No nodes and no cloud: the controllers that manage them only log errors.
+        "--controllers=*,-cloud-node-lifecycle,-service,-route,-nodeipam,-nodelifecycle,-attachdetach,-persistentvolume-binder,-persistentvolume-expander".to_string(),
+    ])
+}
+
+fn args(flags: impl IntoIterator<Item = String>) -> Vec<OsString> {
+    flags.into_iter().map(OsString::from).collect()
+}
+
+async fn wait_for_port(component: &mut Supervised, port: u16) -> Result<()> {
+    poll_until_ready(component, || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+    })
+    .await
+}
+
+async fn wait_for_readyz(apiserver: &mut Supervised, client: &Client) -> Result<()> {
+    poll_until_ready(apiserver, || async {
+        let Ok(request) = http_get("/readyz") else {
+            return false;
+        };
+        client
+            .request_text(request)
+            .await
+            .is_ok_and(|body| body.trim() == "ok")
+    })
+    .await
+}
+
+/// The service-account controller creating `default/default` shows the controllers run.
+async fn wait_for_controllers(controller_manager: &mut Supervised, client: &Client) -> Result<()> {
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
+    poll_until_ready(controller_manager, || async {
+        accounts
+            .get_opt("default")
+            .await
+            .is_ok_and(|account| account.is_some())
+    })
+    .await
+}
+
+async fn poll_until_ready<F, Fut>(component: &mut Supervised, ready: F) -> Result<()>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    loop {
+        component.check_running()?;
+        if ready().await {
+            tracing::debug!(component = component.name(), elapsed = ?started.elapsed(), "ready");
+            return Ok(());
+        }
+        if started.elapsed() > READY_TIMEOUT {
+            return Err(Error::NotReady {
+                component: component.name().to_string(),
+                seconds: READY_TIMEOUT.as_secs(),
+                log: component.log().to_path_buf(),
+                tail: log_tail(component.log()),
+            });
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+fn http_get(path: &str) -> Result<http::Request<Vec<u8>>, http::Error> {
+    http::Request::get(path).body(Vec::new())
+}
+
+/// A port that was free a moment ago. Another process may take it before the component
+/// binds it; the component then exits and startup fails with its log.
+fn free_port() -> Result<u16> {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .map_err(Error::io("finding a free port on 127.0.0.1"))
+}
+
+/// tmpfs when there is one: etcd fsyncs every write.
+fn state_root() -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
+fn random_token() -> String {
+    use rand::distr::{Alphanumeric, SampleString};
+    Alphanumeric.sample_string(&mut rand::rng(), 32)
+}

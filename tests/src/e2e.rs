@@ -1,0 +1,645 @@
+//! The end-to-end environment: a private control plane, a lab (simulated BMCs, or sushy-tools
+//! systems), the operator as a process, and the waits and checks the e2e scenarios share.
+//! Operator configs and logs stay in target/e2e-logs/<test namespace>/ after the test.
+//!
+//! Each e2e test gets its own control plane (a few seconds to start): the operator watches every
+//! LabHost of a cluster, so on the shared apiserver it would drive other tests' hosts and two
+//! e2e operators would fight. The e2e tests also run one at a time (the `e2e` test group in
+//! .config/nextest.toml): an operator, a fleet and a control plane each is what 2 cores hold.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use labpods_api::v1alpha1::{
+    HostState, ImageSpec, LABEL_LAB, LabHost, Lease, LeasePhase, PodRequest, PodRequestPhase,
+    PodRequestSpec, RoleSpec,
+};
+use labpods_redfish::Bmc;
+use labpods_sim::{HostHandle, PowerState};
+
+use crate::control_plane::{ControlPlane, ControlPlaneConfig};
+use crate::crds::labpods_crds;
+use crate::kubeconfig::client_for;
+use crate::kubectl::Kubectl;
+use crate::operator::{Operator, OperatorSettings};
+use crate::sim::{HostGroup, SimLab};
+use crate::sushy::{SUSHY_PROFILE, SushyLab};
+use crate::wait::eventually;
+use crate::workspace_root;
+
+/// The image every scenario books.
+pub const IMAGE: &str = "http://127.0.0.1:8080/images/e2e-os.iso";
+/// The wipe image of the `wiped` profile.
+pub const WIPE_IMAGE: &str = "http://127.0.0.1:8080/images/e2e-wipe.iso";
+/// Hosts of this profile are wiped at release.
+pub const WIPED_PROFILE: &str = "wiped";
+/// Boot completion fallback of the sushy profile (sushy reports no BootProgress).
+const SUSHY_BOOT_FALLBACK: &str = "5s";
+/// Bound on a whole provisioning of a few simulated hosts (1 s boots, 1 s polls).
+pub const PROVISION_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// An instant `seconds` from now, to the second (the apiserver's precision).
+pub fn from_now(seconds: i64) -> Result<Time> {
+    let at = Timestamp::from_second(Timestamp::now().as_second() + seconds)
+        .context("an instant out of range")?;
+    Ok(Time(at))
+}
+
+pub struct E2e {
+    name: String,
+    client: Client,
+    namespace: String,
+    kubectl: Kubectl,
+    hardware: Hardware,
+    /// target/e2e-logs/<name>: operator configs and logs, kept after the test.
+    logs: PathBuf,
+    /// The image bookings ask for (one the hardware can fetch).
+    image: String,
+    operators: Vec<Operator>,
+    settings: OperatorSettings,
+    // Last: stopped after the operators, so they never see the apiserver vanish mid-test.
+    plane: ControlPlane,
+}
+
+impl std::fmt::Debug for E2e {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("E2e")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl E2e {
+    /// A control plane, a namespace `name`, a lab of `groups` labelled `lab=<name>`, and one
+    /// operator (identity `<name>-a`).
+    pub async fn start(name: &str, groups: &[HostGroup]) -> Result<Self> {
+        Self::start_with(name, Source::Sim(groups)).await
+    }
+
+    /// The same with `count` sushy-tools systems instead of simulated BMCs.
+    pub async fn start_sushy(name: &str, count: usize) -> Result<Self> {
+        Self::start_with(name, Source::Sushy(count)).await
+    }
+
+    async fn start_with(name: &str, source: Source<'_>) -> Result<Self> {
+        let plane = ControlPlane::start(ControlPlaneConfig::default().crds(labpods_crds()))
+            .await
+            .context("starting the control plane")?;
+        let client = client_for(plane.kubeconfig()).await?;
+        let namespace = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.to_string()),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &namespace)
+            .await
+            .context("creating the test namespace")?;
+        let logs = workspace_root().join("target/e2e-logs").join(name);
+        // A previous run's logs would confuse the reader of this one's.
+        let _ = std::fs::remove_dir_all(&logs);
+        std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+        let mut settings = OperatorSettings {
+            lease_namespace: name.to_string(),
+            wipe_images: vec![(WIPED_PROFILE.to_string(), WIPE_IMAGE.to_string())],
+            boot_fallbacks: Vec::new(),
+        };
+        let (hardware, image) = match source {
+            Source::Sim(groups) => (
+                Hardware::Sim(SimLab::start(&client, name, name, groups).await?),
+                IMAGE.to_string(),
+            ),
+            Source::Sushy(count) => {
+                let lab = SushyLab::start(&client, name, name, count).await?;
+                // sushy reports no BootProgress: completion comes from the per-profile fallback.
+                settings
+                    .boot_fallbacks
+                    .push((SUSHY_PROFILE.to_string(), SUSHY_BOOT_FALLBACK.to_string()));
+                let image = lab.image_url().to_string();
+                (Hardware::Sushy(Box::new(lab)), image)
+            }
+        };
+        let mut e2e = Self {
+            name: name.to_string(),
+            kubectl: Kubectl::new(plane.kubeconfig())?,
+            client,
+            namespace: name.to_string(),
+            hardware,
+            image,
+            logs,
+            operators: Vec::new(),
+            settings,
+            plane,
+        };
+        e2e.start_operator("a")?;
+        Ok(e2e)
+    }
+
+    /// One more replica, identity `<name>-<suffix>`.
+    pub fn start_operator(&mut self, suffix: &str) -> Result<()> {
+        let identity = format!("{}-{suffix}", self.name);
+        let operator = Operator::start(
+            self.plane.kubeconfig(),
+            &self.settings,
+            &identity,
+            &self.logs,
+        )?;
+        self.operators.push(operator);
+        Ok(())
+    }
+
+    pub fn operator(&mut self, identity_suffix: &str) -> Result<&mut Operator> {
+        let identity = format!("{}-{identity_suffix}", self.name);
+        self.operators
+            .iter_mut()
+            .find(|op| op.identity() == identity)
+            .with_context(|| format!("no operator {identity}"))
+    }
+
+    /// The simulated lab (tests started with [`E2e::start`]).
+    pub fn sim(&self) -> Result<&SimLab> {
+        match &self.hardware {
+            Hardware::Sim(lab) => Ok(lab),
+            Hardware::Sushy(_) => bail!("this test runs on sushy-tools, not the simulator"),
+        }
+    }
+
+    /// The image bookings ask for.
+    pub fn image(&self) -> &str {
+        &self.image
+    }
+
+    /// The LabHost names of the lab.
+    pub fn host_names(&self) -> Vec<String> {
+        match &self.hardware {
+            Hardware::Sim(lab) => lab.names(),
+            Hardware::Sushy(lab) => lab.names(),
+        }
+    }
+
+    async fn probe(&self, host: &str) -> Result<Probe> {
+        Ok(match &self.hardware {
+            Hardware::Sim(lab) => Probe::Sim(lab.bmc(host)?),
+            Hardware::Sushy(lab) => Probe::Redfish(lab.bmc(host).await?),
+        })
+    }
+
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    fn podrequests(&self) -> Api<PodRequest> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    fn leases(&self) -> Api<Lease> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    fn labhosts(&self) -> Api<LabHost> {
+        Api::all(self.client.clone())
+    }
+
+    /// A role selecting this test's lab (and a profile, when given).
+    pub fn role(&self, name: &str, count: u32, profile: Option<&str>) -> RoleSpec {
+        let role = RoleSpec::new(name, count).with_match_labels([(LABEL_LAB, self.name.as_str())]);
+        match profile {
+            Some(profile) => role.with_profile(profile),
+            None => role,
+        }
+    }
+
+    /// Books `roles` for `duration` (e.g. "1h"), starting now.
+    pub async fn book(
+        &self,
+        name: &str,
+        roles: Vec<RoleSpec>,
+        duration: &str,
+    ) -> Result<PodRequest> {
+        self.book_spec(
+            name,
+            PodRequestSpec::new(roles, ImageSpec::new(&self.image), duration),
+        )
+        .await
+    }
+
+    /// Books `roles` for a window: from `start` (None: now) to `end`.
+    pub async fn book_window(
+        &self,
+        name: &str,
+        roles: Vec<RoleSpec>,
+        start: Option<Time>,
+        end: Time,
+    ) -> Result<PodRequest> {
+        let spec = PodRequestSpec {
+            roles,
+            image: ImageSpec::new(&self.image),
+            start,
+            end: Some(end),
+            ..PodRequestSpec::default()
+        };
+        self.book_spec(name, spec).await
+    }
+
+    /// Asks for a new end, as a user (or `kubectl lab extend`) does.
+    pub async fn set_end(&self, name: &str, end: &Time) -> Result<()> {
+        let patch = serde_json::json!({ "spec": { "end": end } });
+        self.podrequests()
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .with_context(|| format!("changing the end of PodRequest {name}"))?;
+        Ok(())
+    }
+
+    pub async fn book_spec(&self, name: &str, spec: PodRequestSpec) -> Result<PodRequest> {
+        let request = PodRequest::new(name, spec);
+        self.podrequests()
+            .create(&PostParams::default(), &request)
+            .await
+            .with_context(|| format!("creating PodRequest {name}"))
+    }
+
+    pub async fn release(&self, name: &str) -> Result<()> {
+        self.podrequests()
+            .delete(name, &DeleteParams::default())
+            .await
+            .with_context(|| format!("deleting PodRequest {name}"))?;
+        Ok(())
+    }
+
+    pub async fn podrequest(&self, name: &str) -> Result<Option<PodRequest>> {
+        Ok(self.podrequests().get_opt(name).await?)
+    }
+
+    pub async fn lease(&self, name: &str) -> Result<Option<Lease>> {
+        Ok(self.leases().get_opt(name).await?)
+    }
+
+    pub async fn labhost(&self, name: &str) -> Result<LabHost> {
+        Ok(self.labhosts().get(name).await?)
+    }
+
+    pub async fn set_maintenance(&self, host: &str, maintenance: bool) -> Result<()> {
+        let patch = serde_json::json!({ "spec": { "maintenance": maintenance } });
+        self.labhosts()
+            .patch(host, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .with_context(|| format!("setting maintenance on {host}"))?;
+        Ok(())
+    }
+
+    /// Polls `check` until it yields a value; on timeout the error carries the lab's objects
+    /// as YAML and the end of every operator log, so a failure explains itself.
+    pub async fn wait<T, F, Fut>(&mut self, what: &str, timeout: Duration, check: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = crate::Result<Option<T>>>,
+    {
+        match eventually(what, timeout, check).await {
+            Ok(value) => Ok(value),
+            Err(err) => Err(anyhow!("{err}\n{}", self.diagnostics().await)),
+        }
+    }
+
+    /// What a person debugging a failure looks at first.
+    pub async fn diagnostics(&mut self) -> String {
+        let mut out = String::new();
+        let objects = self
+            .kubectl
+            .run([
+                "get",
+                "labhosts,podrequests,leases.labpods.dev",
+                "-A",
+                "-o",
+                "yaml",
+            ])
+            .await;
+        match objects {
+            Ok(output) => out.push_str(&format!("--- objects\n{}{}", output.stdout, output.stderr)),
+            Err(err) => out.push_str(&format!("--- objects: {err}\n")),
+        }
+        for operator in &mut self.operators {
+            let running = match operator.check_running() {
+                Ok(()) => "running".to_string(),
+                Err(err) => format!("exited: {err}"),
+            };
+            out.push_str(&format!(
+                "--- operator {} ({running}), end of {}:\n{}\n",
+                operator.identity(),
+                operator.log_path().display(),
+                operator.log_tail()
+            ));
+        }
+        out
+    }
+
+    /// Waits for the PodRequest's phase.
+    pub async fn wait_phase(
+        &mut self,
+        name: &str,
+        phase: PodRequestPhase,
+        timeout: Duration,
+    ) -> Result<PodRequest> {
+        let api = self.podrequests();
+        let what = format!("PodRequest {name} to reach {phase:?}");
+        self.wait(&what, timeout, || {
+            let api = api.clone();
+            async move {
+                let request = api.get(name).await?;
+                let reached = request.status.as_ref().and_then(|s| s.phase) == Some(phase);
+                Ok(reached.then_some(request))
+            }
+        })
+        .await
+    }
+
+    /// Waits until a PodRequest waits with a message (the scheduler's explanation).
+    pub async fn wait_waiting(&mut self, name: &str, timeout: Duration) -> Result<String> {
+        let api = self.podrequests();
+        let what = format!("PodRequest {name} to wait with a message");
+        self.wait(&what, timeout, || {
+            let api = api.clone();
+            async move {
+                let request = api.get(name).await?;
+                let status = request.status.unwrap_or_default();
+                let waiting = matches!(
+                    status.phase,
+                    Some(PodRequestPhase::Pending | PodRequestPhase::Scheduled)
+                ) && status.hosts.is_empty();
+                Ok(status.message.filter(|m| waiting && !m.is_empty()))
+            }
+        })
+        .await
+    }
+
+    /// Waits until the Lease is gone (collected after retention).
+    pub async fn wait_lease_gone(&mut self, name: &str, timeout: Duration) -> Result<()> {
+        let api = self.leases();
+        let what = format!("Lease {name} to be collected");
+        self.wait(&what, timeout, || {
+            let api = api.clone();
+            async move { Ok(api.get_opt(name).await?.is_none().then_some(())) }
+        })
+        .await
+    }
+
+    /// Waits until every host is back in the pool: Available, unclaimed, and powered off on
+    /// the BMC.
+    pub async fn wait_hosts_free(&mut self, hosts: &[String], timeout: Duration) -> Result<()> {
+        let api = self.labhosts();
+        let mut bmcs = Vec::new();
+        for host in hosts {
+            bmcs.push((host.clone(), self.probe(host).await?));
+        }
+        let what = format!("hosts {hosts:?} to be Available, unclaimed and Off");
+        self.wait(&what, timeout, || {
+            let api = api.clone();
+            let bmcs = bmcs.clone();
+            async move {
+                for (host, bmc) in &bmcs {
+                    let labhost = api.get(host).await?;
+                    let state = labhost.status.as_ref().and_then(|s| s.state);
+                    if state != Some(HostState::Available)
+                        || labhost.spec.claim_ref.is_some()
+                        || !bmc.view().await?.off
+                    {
+                        return Ok(None);
+                    }
+                }
+                Ok(Some(()))
+            }
+        })
+        .await
+    }
+
+    /// The hosts assigned to a PodRequest, from its status.
+    pub async fn assigned_hosts(&self, name: &str) -> Result<Vec<String>> {
+        let request = self
+            .podrequest(name)
+            .await?
+            .with_context(|| format!("PodRequest {name} is gone"))?;
+        Ok(request
+            .status
+            .map(|s| s.hosts.into_iter().map(|h| h.host).collect())
+            .unwrap_or_default())
+    }
+
+    /// A Ready booking as its user and the hardware see it: the PodRequest lists `count`
+    /// hosts with the roles asked, the Lease is Ready and lists the same hosts, each host is
+    /// claimed by it, and each BMC is On, booted the image exactly once from the virtual CD,
+    /// with the media ejected afterwards.
+    pub async fn check_ready(
+        &mut self,
+        name: &str,
+        roles: &[(&str, usize)],
+    ) -> Result<Vec<String>> {
+        let request = self
+            .wait_phase(name, PodRequestPhase::Ready, PROVISION_TIMEOUT)
+            .await?;
+        match self.verify_ready(name, request, roles).await {
+            Ok(hosts) => Ok(hosts),
+            Err(err) => Err(anyhow!("{err:#}\n{}", self.diagnostics().await)),
+        }
+    }
+
+    async fn verify_ready(
+        &self,
+        name: &str,
+        request: PodRequest,
+        roles: &[(&str, usize)],
+    ) -> Result<Vec<String>> {
+        let status = request.status.unwrap_or_default();
+        let mut by_role: BTreeMap<String, usize> = BTreeMap::new();
+        for assigned in &status.hosts {
+            *by_role.entry(assigned.role.clone()).or_default() += 1;
+        }
+        let wanted: BTreeMap<String, usize> =
+            roles.iter().map(|(r, n)| (r.to_string(), *n)).collect();
+        if by_role != wanted {
+            bail!("PodRequest {name} has hosts by role {by_role:?}, asked for {wanted:?}");
+        }
+        let hosts: Vec<String> = status.hosts.iter().map(|h| h.host.clone()).collect();
+        let lease_name = status
+            .lease
+            .clone()
+            .with_context(|| format!("PodRequest {name} names no Lease"))?;
+        let lease = self
+            .lease(&lease_name)
+            .await?
+            .with_context(|| format!("Lease {lease_name} is missing"))?;
+        let lease_phase = lease.status.as_ref().and_then(|s| s.phase);
+        if lease_phase != Some(LeasePhase::Ready) {
+            bail!("Lease {lease_name} is {lease_phase:?} while its PodRequest is Ready");
+        }
+        let lease_hosts: BTreeSet<&str> =
+            lease.spec.hosts.iter().map(|h| h.host.as_str()).collect();
+        let request_hosts: BTreeSet<&str> = hosts.iter().map(String::as_str).collect();
+        if lease_hosts != request_hosts {
+            bail!(
+                "Lease {lease_name} holds {lease_hosts:?}, the PodRequest lists {request_hosts:?}"
+            );
+        }
+        for host in &hosts {
+            let labhost = self.labhost(host).await?;
+            let claim = labhost.spec.claim_ref.as_ref();
+            if claim.map(|c| (c.namespace.as_str(), c.lease.as_str()))
+                != Some((self.namespace.as_str(), lease_name.as_str()))
+            {
+                bail!("{host} is claimed by {claim:?}, not by Lease {lease_name}");
+            }
+            let state = labhost.status.as_ref().and_then(|s| s.state);
+            if state != Some(HostState::Provisioned) {
+                bail!("{host} is {state:?} in a Ready lease");
+            }
+            let seen = self.probe(host).await?.view().await?;
+            if !seen.on {
+                bail!("{host}'s BMC does not report On in a Ready lease: {seen:?}");
+            }
+            if seen.media_inserted {
+                bail!("{host} still has media inserted after provisioning: {seen:?}");
+            }
+            // What the simulator records: the image booted once, from the virtual CD.
+            if let Some(boots) = &seen.boots {
+                let of_image: Vec<_> = boots
+                    .iter()
+                    .filter(|(_, image)| image.as_deref() == Some(self.image.as_str()))
+                    .collect();
+                if of_image.len() != 1 || of_image[0].0 != "Cd" {
+                    bail!(
+                        "{host} booted the image {} times ({of_image:?}); expected once from Cd. The BMC saw:\n{}",
+                        of_image.len(),
+                        seen.history
+                    );
+                }
+            }
+        }
+        Ok(hosts)
+    }
+
+    /// Every host is claimed by at most one Lease, and every claim matches a Lease that lists
+    /// the host: the invariant that must hold at every instant.
+    pub async fn check_no_double_binding(&self) -> Result<()> {
+        let leases = self.leases().list(&Default::default()).await?;
+        let mut holder: BTreeMap<String, String> = BTreeMap::new();
+        for lease in &leases.items {
+            let released =
+                lease.status.as_ref().and_then(|s| s.phase) == Some(LeasePhase::Released);
+            if released {
+                continue;
+            }
+            let lease_name = lease.metadata.name.clone().unwrap_or_default();
+            for host in &lease.spec.hosts {
+                if let Some(other) = holder.insert(host.host.clone(), lease_name.clone()) {
+                    bail!("{} is in Lease {other} and Lease {lease_name}", host.host);
+                }
+            }
+        }
+        for labhost in self.labhosts().list(&Default::default()).await?.items {
+            let host = labhost.metadata.name.clone().unwrap_or_default();
+            if let Some(claim) = &labhost.spec.claim_ref
+                && let Some(lease) = holder.get(&host)
+                && claim.lease != *lease
+            {
+                bail!(
+                    "{host} is claimed for Lease {} but listed by Lease {lease}",
+                    claim.lease
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The name of the coordination Lease holder (leader election).
+    pub async fn leader(&self) -> Result<Option<String>> {
+        let api: Api<k8s_openapi::api::coordination::v1::Lease> =
+            Api::namespaced(self.client.clone(), &self.namespace);
+        Ok(api
+            .get_opt("labpods-operator")
+            .await?
+            .and_then(|l| l.spec)
+            .and_then(|s| s.holder_identity))
+    }
+
+    /// Stops operators, fleet and control plane, in that order.
+    pub async fn shutdown(mut self) {
+        self.operators.clear();
+        if let Hardware::Sim(lab) = self.hardware {
+            lab.shutdown().await;
+        }
+    }
+}
+
+enum Source<'a> {
+    Sim(&'a [HostGroup]),
+    Sushy(usize),
+}
+
+#[derive(Debug)]
+enum Hardware {
+    Sim(SimLab),
+    Sushy(Box<SushyLab>),
+}
+
+/// Reads what a host's BMC reports: the simulator's own record, or Redfish for sushy.
+#[derive(Clone)]
+enum Probe {
+    Sim(HostHandle),
+    Redfish(Arc<dyn Bmc>),
+}
+
+/// A BMC's view of a host.
+#[derive(Debug)]
+struct BmcView {
+    on: bool,
+    off: bool,
+    media_inserted: bool,
+    /// Boots as (source, image): only the simulator records them.
+    boots: Option<Vec<(String, Option<String>)>>,
+    history: String,
+}
+
+impl Probe {
+    async fn view(&self) -> crate::Result<BmcView> {
+        match self {
+            Probe::Sim(bmc) => {
+                let state = bmc.state();
+                Ok(BmcView {
+                    on: state.power_state == PowerState::On,
+                    off: state.power_state == PowerState::Off,
+                    media_inserted: state.media.inserted,
+                    boots: Some(bmc.boots()),
+                    history: format!("{:#?}", bmc.history()),
+                })
+            }
+            Probe::Redfish(bmc) => {
+                let redfish = |err: labpods_redfish::Error| crate::Error::Io {
+                    context: "asking the BMC".to_string(),
+                    source: std::io::Error::other(err.to_string()),
+                };
+                let power = bmc.power_state().await.map_err(redfish)?;
+                let media = bmc.media_state().await.map_err(redfish)?;
+                Ok(BmcView {
+                    on: power == labpods_redfish::PowerState::On,
+                    off: power == labpods_redfish::PowerState::Off,
+                    media_inserted: media.inserted,
+                    boots: None,
+                    history: String::new(),
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! The operator under test, as a user runs it: a separate `labpods run` process with a
+//! kubeconfig and a config file, its log captured to a file, stopped (SIGTERM) on drop or
+//! killed (SIGKILL) on demand to play a crash.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use anyhow::{Context, Result, bail};
+
+use crate::supervised::{Supervised, log_tail};
+use crate::workspace_root;
+
+/// The Cargo package and the binary names it may have (`labpods` once renamed).
+const PACKAGE: &str = "labpods-operator";
+const BINARIES: [&str; 2] = ["labpods", "labpods-operator"];
+
+/// Settings for a test run: everything short so a lease lives seconds, not days.
+#[derive(Debug, Clone, Default)]
+pub struct OperatorSettings {
+    /// Namespace of the leader-election Lease (the test's namespace).
+    pub lease_namespace: String,
+    /// `profile -> wipe image URL`, booted at release.
+    pub wipe_images: Vec<(String, String)>,
+    /// `profile -> boot completion fallback` (e.g. "5s").
+    pub boot_fallbacks: Vec<(String, String)>,
+}
+
+impl OperatorSettings {
+    /// The config file (see examples/operator-config.yaml for every key).
+    pub fn to_yaml(&self) -> String {
+        let wipe = yaml_map("wipeImages", &self.wipe_images);
+        let fallbacks = yaml_map("bootFallbackByProfile", &self.boot_fallbacks);
+        format!(
+            "polling:\n  idleInterval: 1s\n  idleJitter: 0.0\n  busyInterval: 1s\n  errorBackoffBase: 1s\n  errorBackoffMax: 4s\n\
+             provisioning:\n  timeout: 60s\n  gracefulShutdownTimeout: 3s\n  forcedPowerOffTimeout: 10s\n  wipeTimeout: 60s\n  maxAttempts: 2\n  maxConsecutiveFailures: 3\n  bootFallback: 30s\n{wipe}{fallbacks}\
+             leases:\n  retention: 5s\n  expiryNotices: [10s]\n  releaseAllowance: 2s\n\
+             http:\n  metricsAddress: 127.0.0.1:0\n\
+             phoneHome:\n  listenAddress: 127.0.0.1:0\n\
+             leaderElection:\n  enabled: true\n  leaseName: labpods-operator\n  leaseNamespace: {ns}\n  leaseDuration: 4s\n  renewDeadline: 3s\n  retryPeriod: 1s\n\
+             logging:\n  filter: info,labpods_operator=debug\n",
+            ns = self.lease_namespace,
+        )
+    }
+}
+
+/// `  key:` and its entries indented beneath, or `  key: {}` when there are none.
+fn yaml_map(key: &str, entries: &[(String, String)]) -> String {
+    if entries.is_empty() {
+        return format!("  {key}: {{}}\n");
+    }
+    let mut out = format!("  {key}:\n");
+    for (name, value) in entries {
+        out.push_str(&format!("    {name}: {value}\n"));
+    }
+    out
+}
+
+/// A running `labpods run`.
+#[derive(Debug)]
+pub struct Operator {
+    identity: String,
+    process: Supervised,
+}
+
+impl Operator {
+    /// Starts `labpods run --config <file> --identity <identity>` against `kubeconfig`, its
+    /// config and log in `dir` (kept after the test, for reading a failure's whole story).
+    pub fn start(
+        kubeconfig: &Path,
+        settings: &OperatorSettings,
+        identity: &str,
+        dir: &Path,
+    ) -> Result<Self> {
+        let binary = operator_binary()?;
+        let config = dir.join(format!("{identity}.yaml"));
+        std::fs::write(&config, settings.to_yaml()).context("writing the operator config")?;
+        // `env` sets KUBECONFIG for the operator alone (the wrapper passes no environment).
+        let args: Vec<OsString> = vec![
+            format!("KUBECONFIG={}", kubeconfig.display()).into(),
+            binary.into_os_string(),
+            "run".into(),
+            "--config".into(),
+            config.into_os_string(),
+            "--identity".into(),
+            identity.into(),
+        ];
+        let log = dir.join(format!("{identity}.log"));
+        let process = Supervised::spawn(identity, Path::new("/usr/bin/env"), &args, &log)?;
+        Ok(Self {
+            identity: identity.to_string(),
+            process,
+        })
+    }
+
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    /// Fails with the log's end if the operator has exited.
+    pub fn check_running(&mut self) -> Result<()> {
+        Ok(self.process.check_running()?)
+    }
+
+    pub fn log_path(&self) -> &Path {
+        self.process.log()
+    }
+
+    /// The end of the operator's log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        log_tail(self.process.log())
+    }
+
+    /// The whole log (for assertions on what the operator said).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.process.log()).unwrap_or_default()
+    }
+
+    /// SIGKILL, as a crash or an OOM kill: no draining, no lease release, no logout.
+    pub fn kill(&mut self) -> Result<()> {
+        let group = format!("-{}", self.process.id());
+        let status = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .status()
+            .context("running kill")?;
+        if !status.success() {
+            bail!("kill -KILL {group} failed ({status})");
+        }
+        self.process.stop();
+        Ok(())
+    }
+}
+
+/// The operator binary, built once per test process (`cargo build` is a no-op when fresh,
+/// and a test must never run a stale operator).
+pub fn operator_binary() -> Result<PathBuf> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| build_operator().map_err(|err| format!("{err:#}")))
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+fn build_operator() -> Result<PathBuf> {
+    let root = workspace_root();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let output = Command::new(&cargo)
+        .args(["build", "--quiet", "--package", PACKAGE, "--bins"])
+        .current_dir(&root)
+        .output()
+        .with_context(|| format!("running {cargo} build -p {PACKAGE}"))?;
+    if !output.status.success() {
+        bail!(
+            "cargo build -p {PACKAGE} failed ({}):\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    BINARIES
+        .iter()
+        .map(|name| target.join("debug").join(name))
+        .find(|path| path.is_file())
+        .with_context(|| {
+            format!(
+                "no operator binary ({BINARIES:?}) in {}/debug after cargo build",
+                target.display()
+            )
+        })
+}

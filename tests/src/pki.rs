@@ -1,0 +1,54 @@
+//! The control plane's certificates and keys, made fresh for each control plane.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
+};
+
+use crate::error::Result;
+
+/// PEM texts, written to files by the control plane.
+#[derive(Debug)]
+pub struct Pki {
+    /// Trusted by clients (kubeconfig) and put in service-account token secrets.
+    pub ca_cert: String,
+    /// The apiserver's serving certificate, for 127.0.0.1 and localhost.
+    pub serving_cert: String,
+    pub serving_key: String,
+    /// Signs service-account tokens (apiserver and the token controller).
+    pub service_account_key: String,
+    /// Verifies them: the apiserver does not read a public key out of a PKCS#8 private key.
+    pub service_account_public_key: String,
+}
+
+impl Pki {
+    pub fn generate() -> Result<Self> {
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "labpods test CA");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
+
+        let mut serving_params =
+            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])?;
+        serving_params
+            .distinguished_name
+            .push(DnType::CommonName, "kube-apiserver");
+        let serving_key = KeyPair::generate()?;
+        let serving_cert = serving_params.signed_by(&serving_key, &ca)?;
+
+        let service_account_key = KeyPair::generate()?;
+        Ok(Self {
+            ca_cert: ca.pem(),
+            serving_cert: serving_cert.pem(),
+            serving_key: serving_key.serialize_pem(),
+            service_account_key: service_account_key.serialize_pem(),
+            service_account_public_key: service_account_key.public_key_pem(),
+        })
+    }
+}

@@ -1,0 +1,175 @@
+//! A simulated lab for the e2e tests: a labpods-sim fleet in this process (so a test reads
+//! what each BMC saw straight from its history) registered as LabHosts that carry a
+//! test-unique `labpods.dev/lab` label, with the credentials Secret they point at.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{ObjectMeta, PostParams};
+use kube::{Api, Client};
+use labpods_api::v1alpha1::{
+    LABEL_ARCH, LABEL_LAB, LABEL_PROFILE, LabHost, LabHostSpec, SecretReference,
+};
+use labpods_redfish::{
+    BmcConnector, BmcTarget, ClientPolicy, Credentials, RedfishConnector, ResetKind, TlsOptions,
+};
+use labpods_sim::{HostHandle, Sim, SimConfig, SimHandle};
+
+const SECRET_NAME: &str = "bmc-credentials";
+
+/// `count` hosts of one hardware profile.
+#[derive(Debug, Clone, Copy)]
+pub struct HostGroup {
+    pub profile: &'static str,
+    pub count: usize,
+}
+
+impl HostGroup {
+    pub const fn new(profile: &'static str, count: usize) -> Self {
+        Self { profile, count }
+    }
+}
+
+/// One registered host: its LabHost name and profile, and its BMC in the fleet.
+#[derive(Debug, Clone)]
+pub struct SimHost {
+    pub name: String,
+    pub profile: String,
+    index: usize,
+}
+
+#[derive(Debug)]
+pub struct SimLab {
+    sim: SimHandle,
+    lab: String,
+    hosts: Vec<SimHost>,
+}
+
+impl SimLab {
+    /// Starts a fleet (fast boots: tests wait on them) and registers one LabHost per BMC,
+    /// named `<lab>-<nn>` and labelled `labpods.dev/lab: <lab>`, with the Secret in
+    /// `secret_namespace`.
+    pub async fn start(
+        client: &Client,
+        lab: &str,
+        secret_namespace: &str,
+        groups: &[HostGroup],
+    ) -> Result<Self> {
+        let total = groups.iter().map(|g| g.count).sum();
+        let sim = Sim::start(SimConfig {
+            hosts: total,
+            boot_time: Duration::from_secs(1),
+            power_delay: Duration::from_millis(200),
+            ..SimConfig::default()
+        })
+        .await
+        .context("starting the simulated BMCs")?;
+        let hosts: Vec<SimHost> = groups
+            .iter()
+            .flat_map(|group| std::iter::repeat_n(group.profile, group.count))
+            .enumerate()
+            .map(|(i, profile)| SimHost {
+                name: format!("{lab}-{:02}", i + 1),
+                profile: profile.to_string(),
+                index: i + 1,
+            })
+            .collect();
+        let lab = Self {
+            sim,
+            lab: lab.to_string(),
+            hosts,
+        };
+        lab.register(client, secret_namespace).await?;
+        Ok(lab)
+    }
+
+    async fn register(&self, client: &Client, secret_namespace: &str) -> Result<()> {
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(SECRET_NAME.to_string()),
+                namespace: Some(secret_namespace.to_string()),
+                ..ObjectMeta::default()
+            },
+            string_data: Some(BTreeMap::from([
+                ("username".to_string(), self.sim.username().to_string()),
+                ("password".to_string(), self.sim.password().to_string()),
+            ])),
+            ..Secret::default()
+        };
+        Api::<Secret>::namespaced(client.clone(), secret_namespace)
+            .create(&PostParams::default(), &secret)
+            .await
+            .context("creating the BMC credentials Secret")?;
+        let api: Api<LabHost> = Api::all(client.clone());
+        for host in &self.hosts {
+            let spec = LabHostSpec::new(
+                self.sim.endpoint(host.index).as_str(),
+                host.profile.clone(),
+                SecretReference::new(secret_namespace, SECRET_NAME),
+            )
+            .with_system_id(self.sim.system_id(host.index));
+            let mut labhost = LabHost::new(&host.name, spec);
+            labhost.metadata.labels = Some(BTreeMap::from([
+                (LABEL_LAB.to_string(), self.lab.clone()),
+                (LABEL_PROFILE.to_string(), host.profile.clone()),
+                (LABEL_ARCH.to_string(), "x86_64".to_string()),
+            ]));
+            api.create(&PostParams::default(), &labhost)
+                .await
+                .with_context(|| format!("registering LabHost {}", host.name))?;
+        }
+        Ok(())
+    }
+
+    /// The `labpods.dev/lab` label value of every host.
+    pub fn lab(&self) -> &str {
+        &self.lab
+    }
+
+    pub fn hosts(&self) -> &[SimHost] {
+        &self.hosts
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.hosts.iter().map(|h| h.name.clone()).collect()
+    }
+
+    /// The BMC behind a LabHost: its state and everything it saw.
+    pub fn bmc(&self, host: &str) -> Result<HostHandle> {
+        let found = self
+            .hosts
+            .iter()
+            .find(|h| h.name == host)
+            .with_context(|| format!("{host} is not a host of lab {}", self.lab))?;
+        Ok(self.sim.host(found.index))
+    }
+
+    /// What a wipe image does when it is done: the OS powers the machine off. Sent over
+    /// Redfish like any other power action.
+    pub async fn power_off_from_os(&self, host: &str) -> Result<()> {
+        let bmc = self.bmc(host)?;
+        let connector = RedfishConnector::new(ClientPolicy::default());
+        let target = BmcTarget {
+            endpoint: bmc.endpoint(),
+            system_id: None,
+            credentials: Credentials::new(self.sim.username(), self.sim.password()),
+            tls: TlsOptions::default(),
+        };
+        let client = connector
+            .connect(&target)
+            .await
+            .context("connecting to the BMC")?;
+        client
+            .reset(ResetKind::ForceOff)
+            .await
+            .context("powering off")?;
+        connector.logout_all().await;
+        Ok(())
+    }
+
+    pub async fn shutdown(self) {
+        self.sim.shutdown().await;
+    }
+}

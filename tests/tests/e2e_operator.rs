@@ -1,0 +1,504 @@
+//! End-to-end: the operator (`labpods run`, a separate process) on a real control plane,
+//! driving simulated BMCs. Each test asserts what a user sees through the API and what the
+//! BMCs saw. They run one at a time (nextest test group `e2e`).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use labpods_api::conditions::{EXTENSION_REJECTED, find_condition};
+use labpods_api::v1alpha1::{HostState, LeasePhase, PodRequestPhase};
+use labpods_tests::e2e::{E2e, PROVISION_TIMEOUT, WIPE_IMAGE, WIPED_PROFILE, from_now};
+use labpods_tests::sim::HostGroup;
+
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(90);
+const SCHEDULE_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_book_jumphost_and_three_nodes_to_ready() -> Result<()> {
+    let mut e2e = E2e::start(
+        "e2e-book",
+        &[HostGroup::new("small", 1), HostGroup::new("large", 3)],
+    )
+    .await?;
+    let roles = vec![
+        e2e.role("jumphost", 1, Some("small")),
+        e2e.role("node", 3, Some("large")),
+    ];
+    e2e.book("ci-pod", roles, "1h").await?;
+    let hosts = e2e
+        .check_ready("ci-pod", &[("jumphost", 1), ("node", 3)])
+        .await?;
+    assert_eq!(hosts.len(), 4);
+    e2e.check_no_double_binding().await?;
+    e2e.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_expiry_powers_off_wipes_and_collects() -> Result<()> {
+    let mut e2e = E2e::start(
+        "e2e-expiry",
+        &[HostGroup::new(WIPED_PROFILE, 1), HostGroup::new("plain", 1)],
+    )
+    .await?;
+    // The API takes durations in minutes: a 40 s window is written as an end.
+    let roles = vec![e2e.role("node", 2, None)];
+    e2e.book_window("short", roles, None, from_now(40)?).await?;
+    let hosts = e2e.check_ready("short", &[("node", 2)]).await?;
+    let wiped = e2e
+        .sim()?
+        .hosts()
+        .iter()
+        .find(|h| h.profile == WIPED_PROFILE)
+        .map(|h| h.name.clone())
+        .context("no wiped host")?;
+    // The wipe image runs until it powers the machine off: play that part once it booted.
+    let bmc = e2e.sim()?.bmc(&wiped)?;
+    e2e.wait(
+        "the wipe image to boot on the wiped host at expiry",
+        RELEASE_TIMEOUT,
+        || {
+            let bmc = bmc.clone();
+            async move {
+                let booted = bmc
+                    .boots()
+                    .iter()
+                    .any(|(_, image)| image.as_deref() == Some(WIPE_IMAGE));
+                Ok(booted.then_some(()))
+            }
+        },
+    )
+    .await?;
+    e2e.sim()?.power_off_from_os(&wiped).await?;
+    e2e.wait_hosts_free(&hosts, RELEASE_TIMEOUT).await?;
+    let plain = hosts
+        .iter()
+        .find(|h| **h != wiped)
+        .context("no plain host")?;
+    let plain_boots = e2e.sim()?.bmc(plain)?.boots();
+    if plain_boots
+        .iter()
+        .any(|(_, image)| image.as_deref() == Some(WIPE_IMAGE))
+    {
+        bail!("{plain} has no wipe image configured but booted one: {plain_boots:?}");
+    }
+    // The booking says it is over once every host is back.
+    e2e.wait_phase("short", PodRequestPhase::Released, RELEASE_TIMEOUT)
+        .await?;
+    e2e.wait_lease_gone("short", RELEASE_TIMEOUT).await?;
+    e2e.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_deleting_the_podrequest_releases_early() -> Result<()> {
+    let mut e2e = E2e::start("e2e-early", &[HostGroup::new("small", 2)]).await?;
+    let roles = vec![e2e.role("node", 2, None)];
+    e2e.book("early", roles, "1h").await?;
+    let hosts = e2e.check_ready("early", &[("node", 2)]).await?;
+    e2e.release("early").await?;
+    e2e.wait_hosts_free(&hosts, RELEASE_TIMEOUT).await?;
+    e2e.wait_lease_gone("early", RELEASE_TIMEOUT).await?;
+    let client = e2e.client();
+    let namespace = e2e.namespace().to_string();
+    e2e.wait("PodRequest early to be gone", RELEASE_TIMEOUT, || {
+        let api: kube::Api<labpods_api::v1alpha1::PodRequest> =
+            kube::Api::namespaced(client.clone(), &namespace);
+        async move { Ok(api.get_opt("early").await?.is_none().then_some(())) }
+    })
+    .await?;
+    e2e.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_insufficient_capacity_waits_then_binds() -> Result<()> {
+    let mut e2e = E2e::start("e2e-capacity", &[HostGroup::new("large", 2)]).await?;
+    e2e.book("first", vec![e2e.role("node", 2, Some("large"))], "1h")
+        .await?;
+    let first_hosts = e2e.check_ready("first", &[("node", 2)]).await?;
+    e2e.book("second", vec![e2e.role("node", 2, Some("large"))], "1h")
+        .await?;
+    let message = e2e.wait_waiting("second", SCHEDULE_TIMEOUT).await?;
+    // The shortfall is named: how many hosts, of which profile.
+    assert!(
+        message.contains('2') && message.contains("large"),
+        "the waiting message should name the shortfall (2 large hosts): {message:?}"
+    );
+    e2e.release("first").await?;
+    let second_hosts = e2e.check_ready("second", &[("node", 2)]).await?;
+    let first: BTreeSet<_> = first_hosts.into_iter().collect();
+    let second: BTreeSet<_> = second_hosts.into_iter().collect();
+    assert_eq!(
+        first, second,
+        "the only two hosts go to the waiting booking"
+    );
+    e2e.check_no_double_binding().await?;
+    e2e.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_maintenance_host_is_never_claimed() -> Result<()> {
+    let mut e2e = E2e::start("e2e-maint", &[HostGroup::new("small", 3)]).await?;
+    let down = e2e.host_names()[0].clone();
+    e2e.set_maintenance(&down, true).await?;
+    e2e.book("two", vec![e2e.role("node", 2, None)], "1h")
+        .await?;
+    let hosts = e2e.check_ready("two", &[("node", 2)]).await?;
+    assert!(
+        !hosts.contains(&down),
+        "{down} is in maintenance but was assigned: {hosts:?}"
+    );
+    e2e.book("one-more", vec![e2e.role("node", 1, None)], "1h")
+        .await?;
+    let message = e2e.wait_waiting("one-more", SCHEDULE_TIMEOUT).await?;
+    assert!(!message.is_empty());
+    let labhost = e2e.labhost(&down).await?;
+    assert_eq!(
+        labhost.spec.claim_ref, None,
+        "{down} in maintenance got a claim"
+    );
+    assert_eq!(
+        labhost.status.and_then(|s| s.state),
+        Some(HostState::Maintenance)
+    );
+    let boots = e2e.sim()?.bmc(&down)?.boots();
+    assert!(
+        boots.is_empty(),
+        "{down} in maintenance was booted: {boots:?}"
+    );
+    e2e.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_operator_killed_mid_provisioning_resumes() -> Result<()> {
+    let mut e2e = E2e::start("e2e-crash", &[HostGroup::new("small", 3)]).await?;
+    e2e.book("crash", vec![e2e.role("node", 2, None)], "1h")
+        .await?;
+    let client = e2e.client();
+    e2e.wait("a host to be Provisioning", PROVISION_TIMEOUT, || {
+        let api: kube::Api<labpods_api::v1alpha1::LabHost> = kube::Api::all(client.clone());
+        async move {
+            let hosts = api.list(&Default::default()).await?;
+            let busy = hosts
+                .items
+                .iter()
+                .any(|h| h.status.as_ref().and_then(|s| s.state) == Some(HostState::Provisioning));
+            Ok(busy.then_some(()))
+        }
+    })
+    .await?;
+    e2e.operator("a")?.kill()?;
+    e2e.check_no_double_binding().await?;
+    e2e.start_operator("b")?;
+    let request = e2e
+        .wait_phase("crash", PodRequestPhase::Ready, PROVISION_TIMEOUT)
+        .await?;
+    let hosts: Vec<String> = request
+        .status
+        .unwrap_or_default()
+        .hosts
+        .into_iter()
+        .map(|h| h.host)
+        .collect();
+    assert_eq!(hosts.len(), 2, "{hosts:?}");
+    e2e.check_no_double_binding().await?;
+    let lease = e2e.lease("crash").await?.context("Lease crash is gone")?;
+    assert_eq!(lease.status.and_then(|s| s.phase), Some(LeasePhase::Ready));
+    for host in &hosts {
+        let state = e2e.sim()?.bmc(host)?.state();
+        assert_eq!(state.power_state, labpods_sim::PowerState::On, "{host}");
+        assert_eq!(state.current_image.as_deref(), Some(e2e.image()), "{host}");
+    }
+    e2e.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_two_replicas_one_leader_acts() -> Result<()> {
+    let mut e2e = E2e::start("e2e-replicas", &[HostGroup::new("small", 2)]).await?;
+    e2e.start_operator("b")?;
+    let client = e2e.client();
+    let namespace = e2e.namespace().to_string();
+    let leader = e2e
+        .wait("a leader to be elected", SCHEDULE_TIMEOUT, || {
+            let api: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+                kube::Api::namespaced(client.clone(), &namespace);
+            async move {
+                Ok(api
+                    .get_opt("labpods-operator")
+                    .await?
+                    .and_then(|l| l.spec)
+                    .and_then(|s| s.holder_identity))
+            }
+        })
+        .await?;
+    let (leader_suffix, follower_suffix) = if leader == "e2e-replicas-a" {
+        ("a", "b")
+    } else {
+        ("b", "a")
+    };
+    assert!(
+        leader.ends_with(leader_suffix),
+        "leader {leader:?} is neither replica"
+    );
+    e2e.book("first", vec![e2e.role("node", 1, None)], "1h")
+        .await?;
+    e2e.check_ready("first", &[("node", 1)]).await?;
+    // The leader dies: the follower takes over and serves the next booking.
+    e2e.operator(leader_suffix)?.kill()?;
+    e2e.book("second", vec![e2e.role("node", 1, None)], "1h")
+        .await?;
+    e2e.check_ready("second", &[("node", 1)]).await?;
+    let now = e2e.leader().await?;
+    assert_eq!(
+        now.as_deref(),
+        Some(format!("e2e-replicas-{follower_suffix}").as_str())
+    );
+    e2e.check_no_double_binding().await?;
+    e2e.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_twenty_requests_compete_for_twelve_hosts() -> Result<()> {
+    let mut e2e = E2e::start("e2e-contend", &[HostGroup::new("small", 12)]).await?;
+    let names: Vec<String> = (1..=20).map(|i| format!("req-{i:02}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        let count = if i % 2 == 0 { 1 } else { 2 };
+        e2e.book(name, vec![e2e.role("node", count, None)], "1h")
+            .await?;
+    }
+    let client = e2e.client();
+    let namespace = e2e.namespace().to_string();
+    // Settled: all 12 hosts bound (30 asked for, and 1-host requests can fill any gap) and
+    // every other request waiting with a reason. Double assignment is looked for on every
+    // poll, not only at the end.
+    let settled = e2e
+        .wait(
+            "all 12 hosts bound and every other request waiting with a reason",
+            PROVISION_TIMEOUT,
+            || {
+                let api: kube::Api<labpods_api::v1alpha1::PodRequest> =
+                    kube::Api::namespaced(client.clone(), &namespace);
+                async move {
+                    let mut seen = BTreeSet::new();
+                    let mut bound = 0usize;
+                    let mut waiting_with_reason = true;
+                    for request in api.list(&Default::default()).await?.items {
+                        let status = request.status.unwrap_or_default();
+                        for host in &status.hosts {
+                            if !seen.insert(host.host.clone()) {
+                                return Ok(Some(Err(format!("{} assigned twice", host.host))));
+                            }
+                        }
+                        if status.hosts.is_empty() {
+                            waiting_with_reason &= status.phase == Some(PodRequestPhase::Pending)
+                                && status.message.as_deref().is_some_and(|m| !m.is_empty());
+                        } else {
+                            bound += 1;
+                        }
+                    }
+                    Ok((seen.len() == 12 && waiting_with_reason).then_some(Ok(bound)))
+                }
+            },
+        )
+        .await?;
+    let bound = match settled {
+        Ok(bound) => bound,
+        Err(double) => bail!("{double}"),
+    };
+    e2e.check_no_double_binding().await?;
+    // First come, first served: 1+2+1+2+1+2+1+2 hosts = the first 8 requests.
+    assert!(
+        (6..=12).contains(&bound),
+        "{bound} requests hold the 12 hosts"
+    );
+    e2e.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_future_booking_holds_its_host_and_binds_at_start() -> Result<()> {
+    let mut e2e = E2e::start("e2e-future", &[HostGroup::new("small", 1)]).await?;
+    let host = e2e.host_names()[0].clone();
+    let start = from_now(40)?;
+    e2e.book_window(
+        "later",
+        vec![e2e.role("node", 1, None)],
+        Some(start.clone()),
+        from_now(600)?,
+    )
+    .await?;
+    e2e.wait_phase("later", PodRequestPhase::Scheduled, SCHEDULE_TIMEOUT)
+        .await?;
+    // A booking from now that would overlap the reservation must wait for it.
+    e2e.book("now", vec![e2e.role("node", 1, None)], "1h")
+        .await?;
+    let message = e2e.wait_waiting("now", SCHEDULE_TIMEOUT).await?;
+    assert!(!message.is_empty());
+    // Still before the start (40 s ahead): the host is held in the calendar, not provisioned.
+    let boots = e2e.sim()?.bmc(&host)?.boots();
+    assert!(
+        boots.is_empty(),
+        "{host} was booted before the booking starts: {boots:?}"
+    );
+    e2e.check_ready("later", &[("node", 1)]).await?;
+    let lease = e2e
+        .lease("later")
+        .await?
+        .context("Lease later is missing")?;
+    assert!(
+        lease.spec.start.0 >= start.0,
+        "the Lease starts {:?}, before the booking's start {:?}",
+        lease.spec.start,
+        start
+    );
+    let now = e2e
+        .podrequest("now")
+        .await?
+        .context("PodRequest now is gone")?;
+    let hosts = now.status.map(|s| s.hosts).unwrap_or_default();
+    assert!(
+        hosts.is_empty(),
+        "the overlapping booking got hosts: {hosts:?}"
+    );
+    e2e.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_extension_accepted_then_one_rejected() -> Result<()> {
+    let mut e2e = E2e::start("e2e-extend", &[HostGroup::new("small", 1)]).await?;
+    e2e.book_window(
+        "mine",
+        vec![e2e.role("node", 1, None)],
+        None,
+        from_now(180)?,
+    )
+    .await?;
+    e2e.check_ready("mine", &[("node", 1)]).await?;
+    // Someone else holds the host from +10 min.
+    e2e.book_window(
+        "theirs",
+        vec![e2e.role("node", 1, None)],
+        Some(from_now(600)?),
+        from_now(1200)?,
+    )
+    .await?;
+    e2e.wait_phase("theirs", PodRequestPhase::Scheduled, SCHEDULE_TIMEOUT)
+        .await?;
+
+    let accepted = from_now(300)?;
+    e2e.set_end("mine", &accepted).await?;
+    let client = e2e.client();
+    let namespace = e2e.namespace().to_string();
+    let leases =
+        || kube::Api::<labpods_api::v1alpha1::Lease>::namespaced(client.clone(), &namespace);
+    let wanted = accepted.clone();
+    e2e.wait(
+        "the Lease to take the extended end",
+        SCHEDULE_TIMEOUT,
+        || {
+            let api = leases();
+            let wanted = wanted.clone();
+            async move { Ok((api.get("mine").await?.spec.end == wanted).then_some(())) }
+        },
+    )
+    .await?;
+
+    let refused = from_now(900)?;
+    e2e.set_end("mine", &refused).await?;
+    let requests =
+        || kube::Api::<labpods_api::v1alpha1::PodRequest>::namespaced(client.clone(), &namespace);
+    let message = e2e
+        .wait(
+            "the second extension to be rejected with a reason",
+            SCHEDULE_TIMEOUT,
+            || {
+                let api = requests();
+                async move {
+                    let request = api.get("mine").await?;
+                    let conditions = request.status.map(|s| s.conditions).unwrap_or_default();
+                    Ok(find_condition(&conditions, EXTENSION_REJECTED)
+                        .filter(|c| c.status == "True")
+                        .map(|c| c.message.clone()))
+                }
+            },
+        )
+        .await?;
+    assert!(!message.is_empty(), "the rejection says nothing");
+    let lease = e2e.lease("mine").await?.context("Lease mine is gone")?;
+    assert_eq!(
+        lease.spec.end, accepted,
+        "a rejected extension changed the Lease's end"
+    );
+    assert_eq!(lease.status.and_then(|s| s.phase), Some(LeasePhase::Ready));
+    e2e.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_bmc_failing_mid_provisioning_gets_a_spare() -> Result<()> {
+    let mut e2e = E2e::start("e2e-spare", &[HostGroup::new("small", 3)]).await?;
+    e2e.book("spare", vec![e2e.role("node", 2, None)], "1h")
+        .await?;
+    let client = e2e.client();
+    // The first host to start provisioning loses its BMC.
+    let broken = e2e
+        .wait("a host to start provisioning", PROVISION_TIMEOUT, || {
+            let api: kube::Api<labpods_api::v1alpha1::LabHost> = kube::Api::all(client.clone());
+            async move {
+                Ok(api
+                    .list(&Default::default())
+                    .await?
+                    .items
+                    .into_iter()
+                    .find_map(|h| {
+                        let busy = h.status.as_ref().and_then(|s| s.state)
+                            == Some(HostState::Provisioning);
+                        busy.then(|| h.metadata.name.clone().unwrap_or_default())
+                    }))
+            }
+        })
+        .await?;
+    e2e.sim()?.bmc(&broken)?.set_error_rate(1.0);
+    let hosts = e2e.check_ready("spare", &[("node", 2)]).await?;
+    assert!(
+        !hosts.contains(&broken),
+        "{broken} failed but is still in the booking: {hosts:?}"
+    );
+    let labhost = e2e.labhost(&broken).await?;
+    let status = labhost.status.unwrap_or_default();
+    assert_eq!(
+        status.state,
+        Some(HostState::Error),
+        "the failed host's state"
+    );
+    assert!(
+        status.last_error.is_some_and(|e| !e.is_empty()),
+        "Error without a reason"
+    );
+    e2e.check_no_double_binding().await?;
+    e2e.shutdown().await;
+    Ok(())
+}
+
+/// The same lifecycle against sushy-tools' fake systems (two systems behind one Redfish
+/// endpoint, addressed by UUID): it reports no BootProgress, so completion comes from the
+/// profile's boot fallback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_sushy_tools_systems_are_reimaged_and_released() -> Result<()> {
+    let mut e2e = E2e::start_sushy("e2e-sushy", 2).await?;
+    e2e.book("sushy", vec![e2e.role("node", 2, None)], "1h")
+        .await?;
+    let hosts = e2e.check_ready("sushy", &[("node", 2)]).await?;
+    e2e.release("sushy").await?;
+    e2e.wait_hosts_free(&hosts, RELEASE_TIMEOUT).await?;
+    e2e.wait_lease_gone("sushy", RELEASE_TIMEOUT).await?;
+    e2e.shutdown().await;
+    Ok(())
+}
