@@ -9,7 +9,9 @@ use labpods_operator::cli::{Cli, Command};
 async fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Bmc(args) => labpods_operator::cli::bmc::run(args, &mut std::io::stdout()).await,
-        Command::Run(args) => labpods_operator::cli::run::run(args).await.map_err(Into::into),
+        Command::Run(args) => labpods_operator::cli::run::run(args)
+            .await
+            .map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,9 +5,13 @@
 //! The Lease controller decides, the LabHost controller drives hardware. They talk only
 //! through the API objects:
 //!
-//! 1. **Claim.** The scheduler/Lease controller binds a host by writing
+//! 1. **Claim.** The PodRequest controller first creates the Lease with no phase (Pending:
+//!    "binding, keep the hosts off"), then binds each host by writing
 //!    `LabHost.spec.claimRef = {namespace, name, uid (of the PodRequest), lease}` with a
-//!    resourceVersion precondition, and lists the host in `Lease.spec.hosts`. While the
+//!    resourceVersion precondition. The Lease must exist first because a claim whose Lease
+//!    is gone is cleared (point 3). The Lease controller sets it Bound only once every listed
+//!    host is claimed for it; a failed claim rolls back the claims made and deletes the Lease,
+//!    so "Bound only after every host is bound" (DESIGN.md) still holds. While the
 //!    Lease is `Pending` or `Bound` the LabHost reports `Claimed` and keeps the host off.
 //! 2. **Provision.** When the Lease's phase is `Provisioning`, `Ready` or `Degraded` and it
 //!    lists the host, the LabHost controller provisions `Lease.spec.image.url` once:

@@ -218,6 +218,11 @@ fn wait_booted(ctx: &StepInput<'_>) -> Outcome {
     let waiting_for = match (&o.boot_progress, ctx.completion) {
         (Some(state), _) => format!("BootProgress OSRunning (BMC reports {state})"),
         (None, Completion::PhoneHome) => "the phone-home callback".to_owned(),
+        // Some BMCs (sushy-tools) apply a power change seconds after accepting it: an OS
+        // cannot be up before the BMC reports the power on.
+        (None, Completion::After(_)) if !matches!(o.power, PowerState::On) => {
+            "the BMC to report the power on".to_owned()
+        }
         (None, Completion::After(d)) => {
             if ctx.elapsed() >= d {
                 return done;

@@ -460,6 +460,17 @@ fn boot_completes_on_each_of_the_three_signals_and_is_bounded() {
     fallback.elapsed = min(10);
     assert_eq!(fallback.run(), booted, "fallback duration");
 
+    // The fallback never completes while the BMC still reports the power off (sushy-tools
+    // applies a power change seconds after accepting it).
+    let mut late_power = Case::new(Step::WaitBooted, observed(PowerState::Off)).after(min(10), 1);
+    late_power.completion = Completion::After(min(10));
+    match late_power.run() {
+        Outcome::Wait { reason, .. } => {
+            assert_eq!(reason, "waiting for the BMC to report the power on")
+        }
+        other => panic!("{other:?}"),
+    }
+
     // A BMC that reports BootProgress is waited on, not the fallback.
     let mut reported = Case::new(
         Step::WaitBooted,

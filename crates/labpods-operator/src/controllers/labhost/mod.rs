@@ -217,9 +217,17 @@ fn error_policy(
 }
 
 impl LabHostController {
-    async fn apply(&self, host: &LabHost) -> Result<Action> {
+    async fn apply(&self, cached: &LabHost) -> Result<Action> {
         let ctx = &self.ctx;
-        let name = host.name_any();
+        let name = cached.name_any();
+        // Plan from the apiserver's copy, not the cache: the cache can lag this controller's
+        // own last status write, and planning from it restarted finished provisioning runs
+        // (and made the null-field workaround in status::apply miss a dropped field).
+        let api: Api<LabHost> = Api::all(ctx.client.clone());
+        let Some(fresh) = api.get_opt(&name).await? else {
+            return Ok(Action::await_change());
+        };
+        let host = &fresh;
         let claim = host.spec.claim_ref.as_ref();
         let lease = match claim {
             Some(c) => self.lease(&c.namespace, &c.lease).await?,
