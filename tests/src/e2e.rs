@@ -65,6 +65,9 @@ pub struct E2e {
     image: String,
     operators: Vec<Operator>,
     settings: OperatorSettings,
+    /// Bookings each host has been verified Ready for: a host reused by a later booking
+    /// has booted the image once per booking.
+    bookings_served: BTreeMap<String, usize>,
     // Last: stopped after the operators, so they never see the apiserver vanish mid-test.
     plane: ControlPlane,
 }
@@ -138,6 +141,7 @@ impl E2e {
             image,
             logs,
             operators: Vec::new(),
+            bookings_served: BTreeMap::new(),
             settings,
             plane,
         };
@@ -440,8 +444,8 @@ impl E2e {
 
     /// A Ready booking as its user and the hardware see it: the PodRequest lists `count`
     /// hosts with the roles asked, the Lease is Ready and lists the same hosts, each host is
-    /// claimed by it, and each BMC is On, booted the image exactly once from the virtual CD,
-    /// with the media ejected afterwards.
+    /// claimed by it, and each BMC is On, booted the image exactly once for this booking
+    /// from the virtual CD, with the media ejected afterwards.
     pub async fn check_ready(
         &mut self,
         name: &str,
@@ -451,7 +455,12 @@ impl E2e {
             .wait_phase(name, PodRequestPhase::Ready, PROVISION_TIMEOUT)
             .await?;
         match self.verify_ready(name, request, roles).await {
-            Ok(hosts) => Ok(hosts),
+            Ok(hosts) => {
+                for host in &hosts {
+                    *self.bookings_served.entry(host.clone()).or_default() += 1;
+                }
+                Ok(hosts)
+            }
             Err(err) => Err(anyhow!("{err:#}\n{}", self.diagnostics().await)),
         }
     }
@@ -518,9 +527,10 @@ impl E2e {
                     .iter()
                     .filter(|(_, image)| image.as_deref() == Some(self.image.as_str()))
                     .collect();
-                if of_image.len() != 1 || of_image[0].0 != "Cd" {
+                let expected = self.bookings_served.get(host).copied().unwrap_or(0) + 1;
+                if of_image.len() != expected || of_image.iter().any(|(source, _)| source != "Cd") {
                     bail!(
-                        "{host} booted the image {} times ({of_image:?}); expected once from Cd. The BMC saw:\n{}",
+                        "{host} booted the image {} times ({of_image:?}); expected {expected} (once per booking) from Cd. The BMC saw:\n{}",
                         of_image.len(),
                         seen.history
                     );
