@@ -12,9 +12,9 @@ use anyhow::{Context, Result, bail};
 use crate::supervised::{Supervised, log_tail};
 use crate::workspace_root;
 
-/// The Cargo package and the binary names it may have (`labpods` once renamed).
+/// The Cargo package and its binary.
 const PACKAGE: &str = "labpods-operator";
-const BINARIES: [&str; 2] = ["labpods", "labpods-operator"];
+const BINARY: &str = "labpods";
 
 /// Settings for a test run: everything short so a lease lives seconds, not days.
 #[derive(Debug, Clone, Default)]
@@ -160,13 +160,11 @@ fn build_operator() -> Result<PathBuf> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
-    BINARIES
-        .iter()
-        .map(|name| target.join("debug").join(name))
-        .find(|path| path.is_file())
+    Some(target.join("debug").join(BINARY))
+        .filter(|path| path.is_file())
         .with_context(|| {
             format!(
-                "no operator binary ({BINARIES:?}) in {}/debug after cargo build",
+                "no operator binary {BINARY} in {}/debug after cargo build",
                 target.display()
             )
         })

@@ -85,11 +85,9 @@ pub fn run(args: &[String]) -> Result<()> {
     say("starting the operator: labpods run");
     let config = dir.join("operator-config.yaml");
     std::fs::write(&config, OPERATOR_CONFIG).context("writing the operator config")?;
-    let operator_binary = ["labpods", "labpods-operator"]
-        .iter()
-        .map(|name| bin.join(name))
-        .find(|path| path.is_file())
-        .context("the operator binary is missing after cargo build")?;
+    let operator_binary = Some(bin.join("labpods"))
+        .filter(|path| path.is_file())
+        .context("the operator binary `labpods` is missing after cargo build")?;
     let operator_log = dir.join("operator.log");
     let operator = Background::spawn(
         "labpods run",
@@ -270,7 +268,7 @@ The lab runs until Ctrl-C. In another terminal:
   kubectl apply -f examples/podrequests/pod-tomorrow.yaml   # book another (a future window)
   kubectl delete podrequest {POD} -n {NAMESPACE}          # release early: hosts power off, back to the pool
   LABPODS_BMC_USERNAME=admin LABPODS_BMC_PASSWORD=labpods \
-    target/debug/labpods-operator bmc --endpoint http://127.0.0.1:9103 info   # host-03's BMC over Redfish
+    target/debug/labpods bmc --endpoint http://127.0.0.1:9103 info   # host-03's BMC over Redfish
   curl -s http://127.0.0.1:9100/admin/hosts/3       # what simulated BMC 3 saw
   curl -s http://{METRICS_ADDRESS}/metrics
 
