@@ -233,7 +233,15 @@ impl LabHostController {
             Some(c) => self.lease(&c.namespace, &c.lease).await?,
             None => None,
         };
-        let view = plan::lease_view(&name, claim, lease.as_ref());
+        let mut view = plan::lease_view(&name, claim, lease.as_ref());
+        if view == LeaseView::Ending
+            && let Some(c) = claim
+        {
+            // Releasing is irreversible: confirm on the apiserver's copy of the Lease. The cache
+            // can lag a write that just listed this host (a spare swapped in by healing).
+            let api: Api<Lease> = Api::namespaced(ctx.client.clone(), &c.namespace);
+            view = plan::lease_view(&name, claim, api.get_opt(&c.lease).await?.as_ref());
+        }
         let current = host.status.clone();
         let mut status = current.clone().unwrap_or_default();
         let facts = HostFacts {

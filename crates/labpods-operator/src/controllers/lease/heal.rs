@@ -1,8 +1,8 @@
 //! Healing: a host of a Lease in Error is replaced by a spare the scheduler finds for its
-//! role in the rest of the window. The spare is claimed first (claim protocol), then swapped
-//! into `Lease.spec.hosts` on the Lease's resourceVersion; the failed host, no longer listed,
-//! is released by the LabHost controller. If the swap loses a race the spare's claim is
-//! undone.
+//! role in the rest of the window. The spare is swapped into `Lease.spec.hosts` on the
+//! Lease's resourceVersion first, then claimed (claim protocol); the failed host, no longer
+//! listed, is released by the LabHost controller. If the claim loses a race the swap is
+//! undone and the next pass tries again.
 
 use kube::{
     Api, ResourceExt,
@@ -14,7 +14,7 @@ use serde_json::json;
 use super::plan::claim_of;
 use crate::{
     context::Context,
-    controllers::podrequest::claim::{Claimed, claim, unclaim},
+    controllers::podrequest::claim::{Claimed, claim},
     error::Result,
     scheduler::{PlanInput, RequestKey, SpareQuery, find_spare, from_api},
 };
@@ -75,49 +75,56 @@ pub async fn heal(
         return Ok(Healed::NoSpare(format!("spare {spare} vanished")));
     };
     let ours = claim_of(lease);
-    let spare_host = match claim(ctx, cached, &ours).await? {
-        Claimed::Yes(h) => h,
-        Claimed::No(why) => {
-            return Ok(Healed::NoSpare(format!(
-                "failed; the spare was taken meanwhile ({why})"
-            )));
-        }
+    let swap = |from: &str, to: &str| -> Vec<LeaseHost> {
+        let mut hosts: Vec<LeaseHost> = lease
+            .spec
+            .hosts
+            .iter()
+            .map(|h| LeaseHost {
+                host: if h.host == from {
+                    to.to_string()
+                } else {
+                    h.host.clone()
+                },
+                role: h.role.clone(),
+            })
+            .collect();
+        hosts.sort();
+        hosts
     };
-    let mut swapped: Vec<LeaseHost> = lease
-        .spec
-        .hosts
-        .iter()
-        .map(|h| {
-            if h.host == failed {
-                LeaseHost {
-                    host: spare.clone(),
-                    role: h.role.clone(),
-                }
-            } else {
-                h.clone()
-            }
-        })
-        .collect();
-    swapped.sort();
     ctx.ensure_leader()?;
     let api: Api<Lease> =
         Api::namespaced(ctx.client.clone(), &lease.namespace().unwrap_or_default());
+    // List the spare before claiming it: the LabHost controller releases a claim whose Lease
+    // does not list the host, so claim-then-list races it.
     let patch = json!({
         "metadata": { "resourceVersion": lease.metadata.resource_version },
-        "spec": { "hosts": swapped },
+        "spec": { "hosts": swap(failed, &spare) },
     });
-    match api
+    let swapped = api
         .patch(
             &lease.name_any(),
             &PatchParams::default(),
             &Patch::Merge(&patch),
         )
-        .await
-    {
-        Ok(_) => Ok(Healed::Swapped(spare)),
-        Err(e) => {
-            unclaim(ctx, &spare_host, &ours).await?;
-            Err(e.into())
-        }
-    }
+        .await?;
+    let result = match claim(ctx, cached, &ours).await {
+        Ok(Claimed::Yes(_)) => return Ok(Healed::Swapped(spare)),
+        Ok(Claimed::No(why)) => Ok(Healed::NoSpare(format!(
+            "failed; the spare was taken meanwhile ({why})"
+        ))),
+        Err(e) => Err(e),
+    };
+    // Put the failed host back so the next pass can try another spare.
+    let undo = json!({
+        "metadata": { "resourceVersion": swapped.metadata.resource_version },
+        "spec": { "hosts": lease.spec.hosts },
+    });
+    api.patch(
+        &lease.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&undo),
+    )
+    .await?;
+    result
 }
