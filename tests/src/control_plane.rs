@@ -78,8 +78,22 @@ pub struct ControlPlane {
 
 impl ControlPlane {
     /// Starts everything and waits until the apiserver is ready, the CRDs are Established
-    /// and the controller-manager's controllers run.
+    /// and the controller-manager's controllers run. Ports are picked free and bound a moment
+    /// later by the components; when another process takes one in between, start again on
+    /// new ports (a few times) rather than fail the test.
     pub async fn start(config: ControlPlaneConfig) -> Result<Self> {
+        let mut attempt = 1;
+        loop {
+            match Self::start_once(config.clone()).await {
+                Err(e) if attempt < 3 && e.to_string().contains("address already in use") => {
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn start_once(config: ControlPlaneConfig) -> Result<Self> {
         let binaries = Binaries::locate()?;
         let root = state_root();
         let tempdir = tempfile::Builder::new()
