@@ -1,55 +1,90 @@
 //! Finds the control-plane binaries and kubectl.
 //!
-//! kube-apiserver and kube-controller-manager come from tests/support/build-control-plane.sh
-//! (no registry ships them), etcd and kubectl from the PATH.
+//! Every Kubernetes part is built from Go modules by tests/support/build-control-plane.sh,
+//! which also owns the supported versions. `cargo xtask test` runs it and names the result in
+//! [`BIN_ENV`] (and [`KUBECTL_ENV`]); a test process started without the xtask runs it itself,
+//! for the minor in [`KUBE_ENV`] (default: the newest), once per process.
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 
 use crate::error::{Error, Result};
 
-/// The Kubernetes version the build script produces.
-pub const KUBERNETES_VERSION: &str = "1.20.2";
+/// The directory with kube-apiserver, etcd and, where built, kube-controller-manager.
+pub const BIN_ENV: &str = "LABPODS_K8S_BIN";
+/// kubectl (the newest minor's), when it is not in [`BIN_ENV`].
+pub const KUBECTL_ENV: &str = "LABPODS_KUBECTL";
+/// The Kubernetes minor (`1.35`, `newest`, `oldest`) a test process builds or finds itself.
+pub const KUBE_ENV: &str = "LABPODS_KUBE";
 
 #[derive(Debug, Clone)]
 pub struct Binaries {
     pub etcd: PathBuf,
     pub kube_apiserver: PathBuf,
-    pub kube_controller_manager: PathBuf,
+    /// Absent on a plane built for the API tests alone: CRDs, admission and RBAC need only
+    /// etcd and the apiserver.
+    pub kube_controller_manager: Option<PathBuf>,
 }
 
 impl Binaries {
     /// Finds every binary, or says how to get the missing one.
     pub fn locate() -> Result<Self> {
-        Self::locate_in(&kubernetes_bin_dir())
+        Self::locate_in(&kubernetes_bin_dir()?)
     }
 
-    /// The same, with the Kubernetes binaries in `bin`.
+    /// The same, with the binaries in `bin`.
     pub fn locate_in(bin: &Path) -> Result<Self> {
         Ok(Self {
             kube_apiserver: in_dir(bin, "kube-apiserver")?,
-            kube_controller_manager: in_dir(bin, "kube-controller-manager")?,
-            etcd: on_path("etcd")?,
+            etcd: in_dir(bin, "etcd")?,
+            kube_controller_manager: in_dir(bin, "kube-controller-manager").ok(),
         })
     }
 }
 
-/// kubectl from the PATH, or the one the build script installs beside the control plane
-/// when the machine has none.
+/// kubectl: [`KUBECTL_ENV`], else the one beside the control plane.
 pub fn kubectl() -> Result<PathBuf> {
-    on_path("kubectl").or_else(|_| in_dir(&kubernetes_bin_dir(), "kubectl"))
+    if let Some(path) = std::env::var_os(KUBECTL_ENV) {
+        return Ok(PathBuf::from(path));
+    }
+    in_dir(&kubernetes_bin_dir()?, "kubectl")
 }
 
-/// `$LABPODS_K8S_BIN`, else `$LABPODS_CACHE/k8s-<version>/bin`, else under
-/// `~/.cache/labpods`: the same rule as the build script.
-pub fn kubernetes_bin_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("LABPODS_K8S_BIN") {
-        return PathBuf::from(dir);
+/// [`BIN_ENV`], else what the build script prints for [`KUBE_ENV`] (building it the first
+/// time on this machine: minutes).
+pub fn kubernetes_bin_dir() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os(BIN_ENV) {
+        return Ok(PathBuf::from(dir));
     }
-    let cache = std::env::var_os("LABPODS_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::home_dir().map(|home| home.join(".cache/labpods")))
-        .unwrap_or_else(|| PathBuf::from("/var/cache/labpods"));
-    cache.join(format!("k8s-{KUBERNETES_VERSION}")).join("bin")
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let minor = std::env::var(KUBE_ENV).unwrap_or_else(|_| "newest".to_string());
+            build(&minor).map_err(|e| e.to_string())
+        })
+        .clone()
+        .map_err(Error::StartFailedEarlier)
+}
+
+/// Runs the build script for `minor` (every component but helm); its last line is the
+/// directory.
+fn build(minor: &str) -> Result<PathBuf> {
+    let script = crate::workspace_root().join("tests/support/build-control-plane.sh");
+    let output = Command::new("bash")
+        .arg(&script)
+        .arg(minor)
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(Error::io(format!("running {}", script.display())))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    match stdout.lines().last() {
+        Some(dir) if output.status.success() => Ok(PathBuf::from(dir.trim())),
+        _ => Err(Error::MissingBinary {
+            binary: "kube-apiserver",
+            looked_in: format!("the output of {} {minor}", script.display()),
+        }),
+    }
 }
 
 fn in_dir(dir: &Path, binary: &'static str) -> Result<PathBuf> {
@@ -62,17 +97,6 @@ fn in_dir(dir: &Path, binary: &'static str) -> Result<PathBuf> {
             looked_in: dir.display().to_string(),
         })
     }
-}
-
-fn on_path(binary: &'static str) -> Result<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(binary))
-        .find(|candidate| is_executable(candidate))
-        .ok_or_else(|| Error::MissingBinary {
-            binary,
-            looked_in: "PATH".to_string(),
-        })
 }
 
 fn is_executable(path: &Path) -> bool {
@@ -95,6 +119,21 @@ mod tests {
         assert!(message.contains("kube-apiserver not found"), "{message}");
         assert!(message.contains("cargo xtask test"), "{message}");
         assert!(message.contains("build-control-plane.sh"), "{message}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_plane_for_the_api_tests_needs_no_controller_manager() -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir()?;
+        for name in ["kube-apiserver", "etcd"] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, "#!/bin/sh\n")?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+        }
+        let found = Binaries::locate_in(dir.path()).map_err(std::io::Error::other)?;
+        assert_eq!(found.kube_apiserver, dir.path().join("kube-apiserver"));
+        assert!(found.kube_controller_manager.is_none());
         Ok(())
     }
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 /// Where the build script lives, for the hint in [`Error::MissingBinary`].
 pub const INSTALL_HINT: &str = "run `cargo xtask test` (it builds the control plane once), \
-     or build it alone with `bash tests/support/build-control-plane.sh`";
+     or build it alone with `bash tests/support/build-control-plane.sh newest`";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

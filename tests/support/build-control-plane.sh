@@ -1,94 +1,157 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver and kube-controller-manager 1.20.2 from Debian's source package and
-# installs etcd (and kubectl, if the machine has none), once per machine. No registry ships
-# these binaries; Debian ships the source with its Go dependencies vendored.
-# Output: $LABPODS_CACHE/k8s-1.20.2/bin (default ~/.cache/labpods). Idempotent: when the
-# binaries are there it only says so. Safe to run concurrently (a lock serializes builds).
+# Builds the real Kubernetes parts the tests and the demo run, from Go modules, once per
+# machine and version. No registry ships these binaries; the Go module proxy ships the source.
+#
+#   build-control-plane.sh MINOR [COMPONENT...]
+#   build-control-plane.sh --minors        # the supported minors, newest first
+#
+# MINOR is a supported Kubernetes minor (see VERSIONS below), or `newest` / `oldest`.
+# COMPONENTs are any of
+# kube-apiserver kube-controller-manager kubectl etcd helm; the default is all but helm.
+# Prints the directory holding the binaries on stdout (progress goes to stderr), e.g.
+#   ~/.cache/labpods/k8s-1.37.2/bin
+# etcd and helm are version-independent and shared by every minor (symlinked in).
+# Idempotent: a cached binary is only reported. Concurrent runs are serialized by a lock.
 set -euo pipefail
+
+# The supported range: the newest minor and the oldest one upstream still supports.
+# A new patch release is a one-line change here; nothing else names these numbers.
+MINORS=(1.37 1.35)
+declare -A VERSIONS=([1.37]=1.37.2 [1.35]=1.35.4)
+ETCD_VERSION=3.6.16
+HELM_VERSION=3.22.0
+
+log() { printf '[control-plane] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+minor=${1:-}
+case $minor in
+  --minors) printf '%s\n' "${MINORS[*]}"; exit 0 ;;
+  newest) minor=${MINORS[0]} ;;
+  oldest) minor=${MINORS[-1]} ;;
+  "") die "usage: $0 MINOR|newest|oldest [COMPONENT...] (supported: ${MINORS[*]})" ;;
+esac
+shift
+version=${VERSIONS[$minor]:-}
+[ -n "$version" ] || die "Kubernetes $minor is not supported; supported minors: ${MINORS[*]}"
+components=("$@")
+[ ${#components[@]} -gt 0 ] || components=(kube-apiserver kube-controller-manager kubectl etcd)
 
 # CI may run us as root with HOME unset: fall back to the account's home directory.
 HOME_DIR=${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}
+export HOME=$HOME_DIR
 CACHE=${LABPODS_CACHE:-$HOME_DIR/.cache/labpods}
-OUT=$CACHE/k8s-1.20.2
+OUT=$CACHE/k8s-$version
 BIN=$OUT/bin
-log() { printf '[control-plane] %s\n' "$*" >&2; }
+SHARED=$CACHE/tools
+mkdir -p "$BIN" "$SHARED"
 
-installed() {
-  [ -x "$BIN/kube-apiserver" ] && [ -x "$BIN/kube-controller-manager" ] &&
-    command -v etcd >/dev/null && command -v kubectl >/dev/null
+missing() {
+  local what
+  for what in "${components[@]}"; do
+    [ -x "$BIN/$what" ] || { printf '%s\n' "$what"; }
+  done
 }
 
-if installed; then
+if [ -z "$(missing)" ]; then
   log "cached in $BIN"
+  printf '%s\n' "$BIN"
   exit 0
 fi
 
-mkdir -p "$BIN"
-exec 9>"$OUT/.build.lock"
+exec 9>"$CACHE/.build.lock"
 if ! flock -n 9; then
   log "another build is running; waiting for it"
   flock 9
 fi
-if installed; then
-  log "cached in $BIN"
-  exit 0
-fi
 
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO=sudo
-export DEBIAN_FRONTEND=noninteractive
+command -v go >/dev/null || die "Go is needed to build the control plane (apt-get install golang-go, or Go >= 1.24 on PATH)"
 
-# A deb-src twin of the machine's own Debian entries, so no archive host is named here.
-if [ ! -f /etc/apt/sources.list.d/labpods-src.sources ]; then
-  log "adding deb-src entries"
-  sed 's/^Types: deb$/Types: deb-src/' /etc/apt/sources.list.d/debian.sources |
-    $SUDO tee /etc/apt/sources.list.d/labpods-src.sources >/dev/null
-fi
-log "installing build dependencies (golang-go, etcd-server, rsync, jq)"
-$SUDO apt-get update -qq
-packages=(golang-go etcd-server rsync jq golang-github-modern-go-reflect2-dev dpkg-dev)
-# Debian's kubectl (1.20) only where the machine has no kubectl of its own.
-command -v kubectl >/dev/null || packages+=(kubernetes-client)
-$SUDO apt-get install -y -qq "${packages[@]}" >/dev/null
-# Debian starts an etcd service on install where systemd runs; the tests run their own.
-if [ -d /run/systemd/system ]; then
-  $SUDO systemctl disable --now etcd >/dev/null 2>&1 || true
-fi
+# Static binaries, no VCS stamping (the module cache has no .git), paths trimmed.
+export CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false" GOTOOLCHAIN=local
 
-WORK=$OUT/src
-SRC=$WORK/kubernetes-1.20.2
-mkdir -p "$WORK"
-cd "$WORK"
-if [ ! -d "$SRC" ]; then
-  log "fetching the kubernetes source package"
-  ls kubernetes_*.dsc >/dev/null 2>&1 || apt-get source -qq --download-only kubernetes >/dev/null
-  # Unpacked aside and renamed, so an interrupted run never leaves a half tree behind.
-  rm -rf "$SRC.partial"
-  dpkg-source -x --no-check kubernetes_*.dsc "$SRC.partial" >/dev/null
-  mv "$SRC.partial" "$SRC"
-fi
-# The vendored reflect2 1.0.1 crashes at run time under Go >= 1.18; Debian's 1.0.2 works.
-rm -rf "$SRC/vendor/github.com/modern-go/reflect2"
-cp -r /usr/share/gocode/src/github.com/modern-go/reflect2 "$SRC/vendor/github.com/modern-go/reflect2"
-rm -f "$SRC/vendor/github.com/modern-go/reflect2/go.mod"
+# build NAME MODULE_DIR PACKAGE LDFLAGS: go build into a temporary file, then rename, so an
+# interrupted build never leaves a binary that looks finished.
+build() {
+  local name=$1 dir=$2 package=$3 ldflags=$4 target=$5 start
+  start=$(date +%s)
+  log "building $name (cold: several minutes on 2 cores; progress in $dir/build-${name%% *}.log)"
+  (
+    cd "$dir"
+    # A line a minute so nobody stares at a silent terminal.
+    while sleep 60; do log "  still building $name ($(( ($(date +%s) - start) / 60 )) min)"; done &
+    ticker=$!
+    trap 'kill $ticker 2>/dev/null' EXIT
+    go build -trimpath -ldflags "$ldflags" -o "$target.tmp" "$package" >"build-${name%% *}.log" 2>&1 || {
+      tail -40 "build-${name%% *}.log" >&2; exit 1; }
+  )
+  mv "$target.tmp" "$target"
+  log "built $name in $(( $(date +%s) - start ))s"
+}
 
-# GOPATH mode, as Debian's own rules build it.
-export GOPATH=$SRC/.gopath HOME=$HOME_DIR CGO_ENABLED=0 GO111MODULE=off GOFLAGS=-mod=vendor
-mkdir -p "$GOPATH/src/k8s.io"
-ln -sfn "$SRC" "$GOPATH/src/k8s.io/kubernetes"
-cd "$GOPATH/src/k8s.io/kubernetes"
-for what in kube-apiserver kube-controller-manager; do
-  if [ ! -x "$BIN/$what" ]; then
-    log "building $what (several minutes on 2 cores)"
-    start=$(date +%s)
-    make WHAT=cmd/$what KUBE_VERBOSE=0 >"$OUT/build-$what.log" 2>&1 || {
-      tail -40 "$OUT/build-$what.log" >&2; exit 1; }
-    cp "_output/local/bin/linux/$(go env GOARCH)/$what" "$BIN/$what.tmp"
-    mv "$BIN/$what.tmp" "$BIN/$what"
-    log "built $what in $(( $(date +%s) - start ))s"
+# A module of our own that requires the wanted version, so the proxy's source is all we use.
+kubernetes_module() {
+  local dir=$OUT/module gomod
+  mkdir -p "$dir"
+  if [ ! -f "$dir/go.mod.done" ]; then
+    log "resolving k8s.io/kubernetes v$version from the Go module proxy"
+    gomod=$(cd "$dir" && go mod download -json "k8s.io/kubernetes@v$version" | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p')
+    [ -f "$gomod" ] || die "could not download k8s.io/kubernetes v$version"
+    {
+      printf 'module labpods.dev/control-plane\n\ngo %s\n\nrequire k8s.io/kubernetes v%s\n\n' \
+        "$(sed -n 's/^go \([0-9.]*\)$/\1/p' "$gomod")" "$version"
+      # Every staging module k8s.io/kubernetes replaces with ./staging/... is published as
+      # k8s.io/<name> v0.<minor>.<patch>.
+      sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' "$gomod" |
+        while read -r module; do printf 'replace %s => %s v0.%s\n' "$module" "$module" "${version#1.}"; done
+    } >"$dir/go.mod"
+    printf 'package main\n' >"$dir/doc.go"
+    touch "$dir/go.mod.done"
   fi
+  printf '%s\n' "$dir"
+}
+
+kubernetes_ldflags() {
+  local major=${version%%.*} rest=${version#*.} flags="-s -w" pkg
+  local minor_number=${rest%%.*}
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    flags+=" -X $pkg.gitVersion=v$version -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor_number"
+    flags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  done
+  printf '%s\n' "$flags"
+}
+
+# A version-independent tool, built once into $SHARED and linked into this minor's bin.
+shared_tool() {
+  local name=$1 module=$2 module_version=$3 package=$4 ldflags=$5
+  local dir=$SHARED/$name-$module_version
+  if [ ! -x "$dir/$name" ]; then
+    mkdir -p "$dir"
+    printf 'module labpods.dev/%s\n\ngo 1.24\n\nrequire %s %s\n' "$name" "$module" "v$module_version" >"$dir/go.mod"
+    printf 'package main\n' >"$dir/doc.go"
+    build "$name $module_version" "$dir" "$package" "$ldflags" "$dir/$name"
+  else
+    log "$name $module_version cached"
+  fi
+  ln -sfn "$dir/$name" "$BIN/$name"
+}
+
+for what in $(missing); do
+  case $what in
+    kube-apiserver | kube-controller-manager | kubectl)
+      dir=$(kubernetes_module)
+      build "$what v$version" "$dir" "k8s.io/kubernetes/cmd/$what" "$(kubernetes_ldflags)" "$BIN/$what"
+      ;;
+    etcd)
+      shared_tool etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" go.etcd.io/etcd/server/v3 \
+        "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=v$ETCD_VERSION"
+      ;;
+    helm)
+      shared_tool helm helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm \
+        "-s -w -X helm.sh/helm/v3/internal/version.version=v$HELM_VERSION"
+      ;;
+    *) die "unknown component '$what' (kube-apiserver kube-controller-manager kubectl etcd helm)" ;;
+  esac
 done
-# The unpacked tree is 2 GB; the downloaded source package stays for a rebuild.
-cd "$WORK"
-rm -rf "$SRC"
 log "done: $BIN"
+printf '%s\n' "$BIN"

@@ -1,5 +1,7 @@
-//! The test control plane itself: what tests rely on it for (namespaces, garbage
-//! collection, RBAC, kubectl) works, and a control plane leaves nothing behind.
+//! The test control plane itself: it is the Kubernetes it was built as, what tests rely on it
+//! for (namespaces, garbage collection, RBAC, kubectl, server-side apply) works, and a
+//! control plane leaves nothing behind. Tests that need the controller-manager say so in
+//! their name: the oldest minor's plane, for the API tests alone, runs without one.
 
 use std::path::Path;
 use std::time::Duration;
@@ -49,7 +51,7 @@ where
 }
 
 #[tokio::test]
-async fn a_test_namespace_is_deleted_with_its_contents_when_dropped() -> Result<()> {
+async fn the_controller_manager_deletes_a_dropped_test_namespace_with_its_contents() -> Result<()> {
     let cluster = TestCluster::get()?;
     let client = cluster.client().await?;
     let namespace = cluster.namespace("namespace-lifecycle").await?;
@@ -66,7 +68,7 @@ async fn a_test_namespace_is_deleted_with_its_contents_when_dropped() -> Result<
 }
 
 #[tokio::test]
-async fn the_garbage_collector_deletes_dependents_of_a_deleted_owner() -> Result<()> {
+async fn the_controller_manager_garbage_collects_dependents_of_a_deleted_owner() -> Result<()> {
     let cluster = TestCluster::get()?;
     let client = cluster.client().await?;
     let namespace = cluster.namespace("garbage-collector").await?;
@@ -150,6 +152,88 @@ async fn grant_read_config_maps(admin: &Client, namespace: &str, user: &str) -> 
     Api::<RoleBinding>::namespaced(admin.clone(), namespace)
         .create(&PostParams::default(), &binding)
         .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_apiserver_reports_the_kubernetes_version_it_was_built_as() -> Result<()> {
+    let cluster = TestCluster::get()?;
+    let version = cluster.client().await?.apiserver_version().await?;
+    // The build script caches each version in `k8s-<version>/bin`.
+    let bin = labpods_tests::binaries::kubernetes_bin_dir()?;
+    let built = bin
+        .parent()
+        .and_then(|dir| dir.file_name())
+        .and_then(|name| name.to_str())
+        .and_then(|name| name.strip_prefix("k8s-"))
+        .with_context(|| format!("{} is not a k8s-<version>/bin directory", bin.display()))?;
+    ensure!(
+        version.git_version == format!("v{built}"),
+        "the apiserver says {} but was built as {built}",
+        version.git_version
+    );
+    let minor: u32 = version.minor.trim_end_matches('+').parse()?;
+    ensure!(
+        version.major == "1" && minor >= 35,
+        "{} is older than any supported Kubernetes",
+        version.git_version
+    );
+    Ok(())
+}
+
+/// Kubernetes 1.20 turned a field dropped from a server-side-applied status into an explicit
+/// null (rejected by the schema); the operator's status writer no longer works around it.
+#[tokio::test]
+async fn server_side_apply_removes_a_status_field_its_manager_drops() -> Result<()> {
+    use labpods_api::LabHost;
+    use serde_json::json;
+
+    let cluster = TestCluster::get()?;
+    let client = cluster.client().await?;
+    let name = format!("ssa-drop-{}", std::process::id());
+    let _guard = cluster.delete_on_drop(format!("labhost/{name}"));
+    let hosts: Api<LabHost> = Api::all(client);
+    let host: LabHost = serde_json::from_value(json!({
+        "apiVersion": "labpods.dev/v1alpha1",
+        "kind": "LabHost",
+        "metadata": { "name": name },
+        "spec": {
+            "profile": "x86-small",
+            "bmc": {
+                "address": "https://bmc.example:443",
+                "credentialsSecretRef": { "name": "bmc", "namespace": "labpods-system" },
+            },
+        },
+    }))?;
+    hosts.create(&PostParams::default(), &host).await?;
+    let apply = |status: serde_json::Value| json!({ "apiVersion": "labpods.dev/v1alpha1", "kind": "LabHost", "status": status });
+    let params = kube::api::PatchParams::apply("ssa-test").force();
+    let with_progress = apply(json!({
+        "state": "Provisioning",
+        "lastError": "BMC timed out",
+        "provisioning": {
+            "operation": "Provision",
+            "step": "PowerOff",
+            "attempts": 1,
+            "startedAt": "2026-01-01T00:00:00Z",
+            "stepStartedAt": "2026-01-01T00:00:00Z",
+            "lease": "ssa",
+        },
+    }));
+    hosts
+        .patch_status(&name, &params, &kube::api::Patch::Apply(&with_progress))
+        .await?;
+    let without = apply(json!({ "state": "Available" }));
+    let after = hosts
+        .patch_status(&name, &params, &kube::api::Patch::Apply(&without))
+        .await?;
+
+    let status = after.status.context("no status after the second apply")?;
+    ensure!(
+        status.provisioning.is_none(),
+        "provisioning kept: {status:?}"
+    );
+    ensure!(status.last_error.is_none(), "lastError kept: {status:?}");
     Ok(())
 }
 

@@ -1,8 +1,7 @@
-//! DMTF's redfish-service-validator against one simulated BMC, with the schemas in
-//! shared/redfish/csdl: every resource the simulator serves must validate with no failures.
+//! DMTF's redfish-service-validator against one simulated BMC, with DMTF's schemas kept in
+//! tests/data/redfish/csdl: every resource the simulator serves must validate with no failures.
 //!
-//! Needs the project venv: `tests/support/python-venv.sh` (or set LABPODS_VENV). The shared
-//! schemas are found at `$REPO/../shared/redfish` unless LABPODS_REDFISH_SHARED is set.
+//! Needs the project venv: `tests/support/python-venv.sh` (or set LABPODS_VENV).
 
 #![allow(clippy::unwrap_used)]
 
@@ -40,16 +39,8 @@ fn venv() -> PathBuf {
     venv
 }
 
-fn shared_redfish() -> PathBuf {
-    let dir = std::env::var_os("LABPODS_REDFISH_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("../shared/redfish"));
-    assert!(
-        dir.join("csdl").is_dir(),
-        "no Redfish schemas in {}/csdl; set LABPODS_REDFISH_SHARED",
-        dir.display()
-    );
-    dir
+fn dmtf_schemas() -> PathBuf {
+    repo_root().join("tests/data/redfish/csdl")
 }
 
 /// The validator's closing table: `| PASS | WARN | FAIL | NOT TESTED |` then a row of counts.
@@ -84,7 +75,7 @@ const SERVED: [&str; 12] = [
 #[tokio::test(flavor = "multi_thread")]
 async fn dmtf_validator_passes_against_a_simulated_bmc() {
     let venv = venv();
-    let csdl = shared_redfish().join("csdl");
+    let csdl = dmtf_schemas();
     let sim = start(SimConfig {
         hosts: 1,
         ..SimConfig::default()

@@ -16,7 +16,8 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
 use labpods_api::v1alpha1::{LabHost, PodRequest, PodRequestPhase};
 
-use crate::testenv::{SharedControlPlane, cargo, install_control_plane};
+use crate::kube_binaries::{ALL_COMPONENTS, KubeBinaries};
+use crate::testenv::{SharedControlPlane, cargo};
 use crate::workspace_root;
 
 const USAGE: &str = "usage: cargo xtask demo [--exit-when-ready]";
@@ -48,16 +49,19 @@ pub fn run(args: &[String]) -> Result<()> {
     };
     let root = workspace_root();
     say("building the control plane (once per machine; minutes the first time)");
-    install_control_plane(&root)?;
+    let binaries = KubeBinaries::install(&root, "newest", ALL_COMPONENTS)?;
     say("building labpods, labpods-sim and labpods-testenv");
     build(&root)?;
     let dir = std::env::temp_dir().join(format!("labpods-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
 
     say("starting the control plane (etcd, kube-apiserver, kube-controller-manager) with the CRDs");
-    let mut plane = SharedControlPlane::start(&root)?;
+    let mut plane = SharedControlPlane::start(&root, &binaries)?;
     let kubeconfig = plane.kubeconfig.clone();
-    let kubectl = Kubectl::new(&kubeconfig)?;
+    let kubectl = Kubectl {
+        binary: binaries.kubectl.clone(),
+        kubeconfig: kubeconfig.clone(),
+    };
 
     say("starting 8 simulated BMCs on 127.0.0.1:9101-9108 (labpods-sim)");
     let bin = root.join("target/debug");
@@ -125,7 +129,7 @@ pub fn run(args: &[String]) -> Result<()> {
         eprintln!("\nthe operator's log ends with:\n{}", tail(&operator_log));
         return Err(err);
     }
-    print_next_steps(&kubeconfig, &dir);
+    print_next_steps(&kubeconfig, &kubectl.binary, &dir);
     if !exit_when_ready {
         runtime.block_on(async {
             let _ = tokio::signal::ctrl_c().await;
@@ -144,7 +148,6 @@ fn build(root: &Path) -> Result<()> {
     let status = Command::new(cargo())
         .args([
             "build",
-            "--quiet",
             "-p",
             "labpods-operator",
             "-p",
@@ -255,12 +258,13 @@ fn host_line(host: &LabHost) -> String {
     line
 }
 
-fn print_next_steps(kubeconfig: &Path, dir: &Path) {
+fn print_next_steps(kubeconfig: &Path, kubectl: &Path, dir: &Path) {
     println!(
         "
 The lab runs until Ctrl-C. In another terminal:
 
   export KUBECONFIG={kubeconfig}
+  export PATH={kubectl_dir}:$PATH                   # kubectl of the newest Kubernetes
   kubectl get lab -A                                # every labpods object
   kubectl get labhosts -L labpods.dev/profile       # the 8 hosts
   kubectl get podrequests -n {NAMESPACE} -o wide
@@ -274,6 +278,7 @@ The lab runs until Ctrl-C. In another terminal:
 
 Logs: {dir}/operator.log, {dir}/labpods-sim.log",
         kubeconfig = kubeconfig.display(),
+        kubectl_dir = kubectl.parent().unwrap_or(kubectl).display(),
         dir = dir.display(),
     );
 }
@@ -292,34 +297,13 @@ fn tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(30)..].join("\n")
 }
 
-/// kubectl with the demo's kubeconfig: from the PATH, or the one beside the control plane.
+/// kubectl (the newest minor's, built beside the control plane) with the demo's kubeconfig.
 struct Kubectl {
     binary: PathBuf,
     kubeconfig: PathBuf,
 }
 
 impl Kubectl {
-    fn new(kubeconfig: &Path) -> Result<Self> {
-        let on_path = std::env::var_os("PATH")
-            .map(|path| {
-                std::env::split_paths(&path)
-                    .map(|dir| dir.join("kubectl"))
-                    .collect::<Vec<_>>()
-            })
-            .unwrap_or_default();
-        let beside_plane =
-            std::env::home_dir().map(|home| home.join(".cache/labpods/k8s-1.20.2/bin/kubectl"));
-        let binary = on_path
-            .into_iter()
-            .chain(beside_plane)
-            .find(|candidate| candidate.is_file())
-            .context("kubectl not found on the PATH: install it (Debian: apt-get install kubernetes-client)")?;
-        Ok(Self {
-            binary,
-            kubeconfig: kubeconfig.to_path_buf(),
-        })
-    }
-
     fn run(&self, args: &[&str]) -> Result<()> {
         let output = Command::new(&self.binary)
             .arg("--kubeconfig")

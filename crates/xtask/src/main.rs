@@ -3,6 +3,7 @@
 mod bench;
 mod crds;
 mod demo;
+mod kube_binaries;
 mod test;
 mod testenv;
 
@@ -16,9 +17,14 @@ tasks:
   demo [--exit-when-ready]
                    a local lab: control plane, 8 simulated BMCs, the operator, a booking
   crds [--check]   write the CRD YAML in crds/ from the Rust types (--check: fail on drift)
-  test [ARGS]      install what the tests need, run them all on one control plane
-                   (ARGS go to cargo nextest run, e.g. -E 'test(podrequest)')
-  testenv          run a control plane with the CRDs installed until Ctrl-C";
+  test [--kube MINOR] [ARGS]
+                   install what the tests need and run them on real control planes: the
+                   whole suite on the newest supported Kubernetes minor, the API, CRD,
+                   admission and RBAC tests on the oldest too; --kube MINOR runs the
+                   whole suite on that minor alone (ARGS go to cargo nextest run, e.g.
+                   -E 'test(podrequest)', and select tests on the newest minor)
+  testenv [--kube MINOR]
+                   run a control plane with the CRDs installed until Ctrl-C";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -1,6 +1,12 @@
-//! `cargo xtask test [NEXTEST ARGS]`: the README's test command. Installs what the tests
-//! need, starts one control plane for all of them, runs `cargo nextest run --workspace`,
-//! stops the control plane and exits with nextest's status.
+//! `cargo xtask test [--kube MINOR] [NEXTEST ARGS]`: the README's test command. Installs
+//! what the tests need, then for each Kubernetes minor it tests starts one control plane,
+//! runs `cargo nextest run --workspace` against it and stops it; exits non-zero if any run
+//! failed.
+//!
+//! Without `--kube` the whole suite runs on the newest supported minor and the API tests
+//! ([`API_TESTS`]: CRDs, schema and CEL validation, admission policy, RBAC) on the oldest,
+//! whose plane is etcd and kube-apiserver alone. Nextest arguments select tests on the
+//! newest minor only; `--kube MINOR` runs the whole suite (or the selection) on that minor.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -8,41 +14,137 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-use crate::testenv::{SharedControlPlane, build_testenv, cargo, install_control_plane};
+use crate::kube_binaries::{ALL_COMPONENTS, API_COMPONENTS, KubeBinaries, supported_minors};
+use crate::testenv::{SharedControlPlane, build_testenv, cargo};
 use crate::workspace_root;
 
 /// Read by the tests (labpods_tests::KUBECONFIG_ENV).
 const KUBECONFIG_ENV: &str = "LABPODS_TEST_KUBECONFIG";
 /// Read by the Redfish interoperability tests: the sushy-tools virtualenv.
 const VENV_ENV: &str = "LABPODS_VENV";
+/// The tests that need only the API machinery of a minor (no controller-manager, no operator).
+const API_TESTS: &str = "package(labpods-tests) & (binary(crds) | binary(schema_validation) \
+    | binary(kubectl_output) | binary(examples) | binary(tenancy) | binary(control_plane)) \
+    & !test(/^e2e_/) & !test(/controller_manager/)";
+
+/// One nextest run on one minor's control plane.
+#[derive(Debug)]
+struct Run {
+    binaries: KubeBinaries,
+    /// Extra nextest arguments: the user's, or the API-tests filter.
+    args: Vec<String>,
+}
 
 pub fn run(args: &[String]) -> Result<()> {
     let root = workspace_root();
-    phase("control plane binaries", || install_control_plane(&root))?;
+    let (kube, nextest_args) = split_kube(args)?;
+    let runs = phase(
+        "control plane binaries (built from Go modules once per machine)",
+        || plan(&root, kube.as_deref(), nextest_args),
+    )?;
     let venv = phase("Python virtualenv", || python_venv(&root))?;
     phase("cargo-nextest", ensure_nextest)?;
     phase("build labpods-testenv", || build_testenv(&root))?;
-    let mut plane = phase("start the shared control plane", || {
-        SharedControlPlane::start(&root)
-    })?;
-    let tests = phase("cargo nextest run --workspace", || {
-        let mut nextest = Command::new(cargo());
-        nextest
-            .args(["nextest", "run", "--workspace"])
-            .args(args)
-            .current_dir(&root)
-            .env(KUBECONFIG_ENV, &plane.kubeconfig);
-        if let Some(venv) = &venv {
-            nextest.env(VENV_ENV, venv);
+    let mut failed = vec![];
+    for run in &runs {
+        let minor = &run.binaries.minor;
+        let mut plane = phase(
+            &format!("start the Kubernetes {minor} control plane"),
+            || SharedControlPlane::start(&root, &run.binaries),
+        )?;
+        let tests = phase(
+            &format!(
+                "cargo nextest run --workspace {} (Kubernetes {minor})",
+                run.args.join(" ")
+            ),
+            || {
+                let mut nextest = Command::new(cargo());
+                nextest
+                    .args(["nextest", "run", "--workspace"])
+                    .args(&run.args)
+                    .current_dir(&root)
+                    .env(KUBECONFIG_ENV, &plane.kubeconfig);
+                run.binaries.apply_env(&mut nextest);
+                if let Some(venv) = &venv {
+                    nextest.env(VENV_ENV, venv);
+                }
+                nextest.status().context("running cargo nextest")
+            },
+        )?;
+        phase(
+            &format!("stop the Kubernetes {minor} control plane"),
+            || plane.stop(),
+        )?;
+        if !tests.success() {
+            failed.push((minor.clone(), tests.code().unwrap_or(1)));
         }
-        nextest.status().context("running cargo nextest")
-    })?;
-    phase("stop the shared control plane", || plane.stop())?;
-    if !tests.success() {
+    }
+    for run in &runs {
+        let minor = &run.binaries.minor;
+        let outcome = match failed.iter().find(|(m, _)| m == minor) {
+            Some(_) => "FAILED",
+            None => "passed",
+        };
+        eprintln!("==> Kubernetes {minor}: {outcome}");
+    }
+    if let Some((_, code)) = failed.first() {
         // nextest has said what failed; keep its exit code for CI.
-        std::process::exit(tests.code().unwrap_or(1));
+        std::process::exit(*code);
     }
     Ok(())
+}
+
+/// `--kube MINOR` (anywhere before `--`) and the rest, for nextest.
+fn split_kube(args: &[String]) -> Result<(Option<String>, Vec<String>)> {
+    let mut kube = None;
+    let mut rest = vec![];
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        if arg == "--kube" {
+            kube = Some(
+                iter.next()
+                    .context("--kube needs a minor, e.g. --kube 1.35")?
+                    .clone(),
+            );
+        } else if let Some(minor) = arg.strip_prefix("--kube=") {
+            kube = Some(minor.to_string());
+        } else {
+            rest.push(arg.clone());
+        }
+    }
+    Ok((kube, rest))
+}
+
+fn plan(root: &Path, kube: Option<&str>, nextest_args: Vec<String>) -> Result<Vec<Run>> {
+    let minors = supported_minors(root)?;
+    if let Some(minor) = kube {
+        if !minors.iter().any(|m| m == minor) {
+            bail!(
+                "Kubernetes {minor} is not supported; supported minors: {}",
+                minors.join(", ")
+            );
+        }
+        let binaries = KubeBinaries::install(root, minor, ALL_COMPONENTS)?;
+        return Ok(vec![Run {
+            binaries,
+            args: nextest_args,
+        }]);
+    }
+    let (Some(newest), Some(oldest)) = (minors.first(), minors.last()) else {
+        bail!("build-control-plane.sh names no supported minor");
+    };
+    let api_only_on_oldest = nextest_args.is_empty() && oldest != newest;
+    let mut runs = vec![Run {
+        binaries: KubeBinaries::install(root, newest, ALL_COMPONENTS)?,
+        args: nextest_args,
+    }];
+    if api_only_on_oldest {
+        runs.push(Run {
+            binaries: KubeBinaries::install(root, oldest, API_COMPONENTS)?,
+            args: vec!["-E".to_string(), API_TESTS.to_string()],
+        });
+    }
+    Ok(runs)
 }
 
 fn phase<T>(name: &str, work: impl FnOnce() -> Result<T>) -> Result<T> {

@@ -1,5 +1,6 @@
-//! `cargo xtask testenv`: a control plane with the CRDs installed, for people and demos.
-//! Also the handle `cargo xtask test` keeps on the control plane it shares with the tests.
+//! `cargo xtask testenv [--kube MINOR]`: a control plane with the CRDs installed, for people
+//! and demos. Also the handle `cargo xtask test` keeps on the control plane it shares with
+//! the tests.
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
@@ -8,6 +9,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
+use crate::kube_binaries::{ALL_COMPONENTS, KubeBinaries};
 use crate::workspace_root;
 
 const PACKAGE_AND_BIN: [&str; 4] = ["--package", "labpods-tests", "--bin", "labpods-testenv"];
@@ -15,14 +17,23 @@ const PACKAGE_AND_BIN: [&str; 4] = ["--package", "labpods-tests", "--bin", "labp
 /// Builds the control plane if needed, then becomes `labpods-testenv`, which prints
 /// `KUBECONFIG=<path>` when ready and runs until Ctrl-C.
 pub fn run(args: &[String]) -> Result<()> {
-    if let Some(arg) = args.first() {
-        bail!("testenv takes no arguments, got {arg:?}");
-    }
     let root = workspace_root();
-    install_control_plane(&root)?;
+    let minor = match args {
+        [] => "newest",
+        [flag, minor] if flag == "--kube" => minor.as_str(),
+        _ => bail!("usage: cargo xtask testenv [--kube MINOR]"),
+    };
+    let binaries = KubeBinaries::install(&root, minor, ALL_COMPONENTS)?;
     build_testenv(&root)?;
     eprintln!("starting the control plane; Ctrl-C stops it");
-    let err = testenv_command(&root).exec();
+    eprintln!(
+        "kubectl {}: export PATH={}:$PATH",
+        binaries.minor,
+        binaries.kubectl.parent().unwrap_or(&binaries.bin).display()
+    );
+    let mut command = testenv_command(&root);
+    binaries.apply_env(&mut command);
+    let err = command.exec();
     Err(err).context("running labpods-testenv")
 }
 
@@ -51,20 +62,6 @@ fn testenv_command(root: &Path) -> Command {
     command
 }
 
-/// Builds kube-apiserver and kube-controller-manager once per machine (minutes the first
-/// time, instant after).
-pub fn install_control_plane(root: &Path) -> Result<()> {
-    let script = root.join("tests/support/build-control-plane.sh");
-    let status = Command::new("bash")
-        .arg(&script)
-        .status()
-        .with_context(|| format!("running {}", script.display()))?;
-    if !status.success() {
-        bail!("{} failed ({status})", script.display());
-    }
-    Ok(())
-}
-
 /// A running `labpods-testenv`. It stops when its stdin closes: on [`SharedControlPlane::stop`],
 /// on drop, and when this process dies (a Ctrl-C included, which its own process group
 /// keeps from reaching it directly).
@@ -77,8 +74,10 @@ pub struct SharedControlPlane {
 }
 
 impl SharedControlPlane {
-    pub fn start(root: &Path) -> Result<Self> {
-        let mut child = testenv_command(root)
+    pub fn start(root: &Path, binaries: &KubeBinaries) -> Result<Self> {
+        let mut command = testenv_command(root);
+        binaries.apply_env(&mut command);
+        let mut child = command
             .arg("--until-stdin-closes")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -88,19 +88,14 @@ pub async fn start_static(mockup: &Path) -> Server {
     Server::start(command, port, ScratchDir::new("sushy-static")).await
 }
 
-/// The DMTF mockups: `$LABPODS_REDFISH_MOCKUPS`, else `../shared/redfish/mockups` beside the
-/// repository (where CI clones it).
+/// The DMTF mockups kept in the repository (tests/data/redfish, with DMTF's license).
 pub fn mockup(name: &str) -> PathBuf {
-    let root = std::env::var_os("LABPODS_REDFISH_MOCKUPS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/redfish/mockups")
-        });
-    let path = root.join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/data/redfish/mockups")
+        .join(name);
     assert!(
         path.join("index.json").exists(),
-        "Redfish mockup {} not found: clone the shared/ tree beside the repository or set \
-         LABPODS_REDFISH_MOCKUPS to its redfish/mockups directory",
+        "Redfish mockup {} not found: tests/data/redfish/mockups is part of the repository",
         path.display()
     );
     path

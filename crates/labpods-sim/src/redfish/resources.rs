@@ -1,4 +1,4 @@
-//! The JSON of each Redfish resource, following the DMTF schemas in shared/redfish/csdl.
+//! The JSON of each Redfish resource, following the DMTF schemas in tests/data/redfish/csdl.
 //! Inventory is derived from the host index, so it is stable across runs.
 
 use serde_json::{Value, json};
