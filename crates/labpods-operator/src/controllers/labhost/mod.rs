@@ -221,8 +221,7 @@ impl LabHostController {
         let ctx = &self.ctx;
         let name = cached.name_any();
         // Plan from the apiserver's copy, not the cache: the cache can lag this controller's
-        // own last status write, and planning from it restarted finished provisioning runs
-        // (and made the null-field workaround in status::apply miss a dropped field).
+        // own last status write, and planning from it restarted finished provisioning runs.
         let api: Api<LabHost> = Api::all(ctx.client.clone());
         let Some(fresh) = api.get_opt(&name).await? else {
             return Ok(Action::await_change());

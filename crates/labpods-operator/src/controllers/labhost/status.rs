@@ -131,19 +131,6 @@ pub fn finish(status: &mut LabHostStatus, generation: Option<i64>, now: &Time) {
     conditions::set_condition(&mut status.conditions, c, now);
 }
 
-/// Top-level status keys `current` has and `desired` drops.
-pub fn removed_keys(current: &LabHostStatus, desired: &LabHostStatus) -> Vec<String> {
-    let keys = |s: &LabHostStatus| match serde_json::to_value(s) {
-        Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
-        _ => Vec::new(),
-    };
-    let kept = keys(desired);
-    keys(current)
-        .into_iter()
-        .filter(|k| !kept.contains(k))
-        .collect()
-}
-
 /// Applies `desired` unless it equals `current`.
 pub async fn apply(
     ctx: &Context,
@@ -157,21 +144,6 @@ pub async fn apply(
     ctx.ensure_leader()?;
     let name = host.metadata.name.clone().unwrap_or_default();
     let api: Api<LabHost> = Api::all(ctx.client.clone());
-    // kube-apiserver 1.20's server-side apply turns a field dropped from the applied status
-    // into an explicit null, which the schema rejects ("must be of type object"); remove such
-    // fields with a merge patch first.
-    let removed = current
-        .map(|c| removed_keys(c, desired))
-        .unwrap_or_default();
-    if !removed.is_empty() {
-        let nulls: serde_json::Map<String, serde_json::Value> = removed
-            .into_iter()
-            .map(|k| (k, serde_json::Value::Null))
-            .collect();
-        let patch = json!({ "status": nulls });
-        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
-    }
     let patch = json!({
         "apiVersion": "labpods.dev/v1alpha1",
         "kind": "LabHost",
@@ -248,25 +220,6 @@ mod tests {
         assert_eq!(c.reason, "Error");
         assert_eq!(c.observed_generation, Some(7));
         assert!(c.message.contains("PowerOn"));
-    }
-
-    #[test]
-    fn dropped_fields_are_found() {
-        let current = LabHostStatus {
-            current_image: Some("x".into()),
-            last_error: Some("e".into()),
-            state: Some(HostState::Provisioning),
-            ..LabHostStatus::default()
-        };
-        let desired = LabHostStatus {
-            current_image: Some("x".into()),
-            state: Some(HostState::Provisioned),
-            ..LabHostStatus::default()
-        };
-        assert_eq!(
-            removed_keys(&current, &desired),
-            vec!["lastError".to_string()]
-        );
     }
 
     #[test]
