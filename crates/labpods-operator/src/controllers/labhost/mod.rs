@@ -563,10 +563,9 @@ impl LabHostController {
             action: action.into(),
             secondary: None,
         };
-        // kube-apiserver 1.20 refuses an Event whose regarding object has no namespace
-        // (LabHosts are cluster-scoped): file it under "default", where the recorder puts it.
-        let mut regarding = host.object_ref(&());
-        regarding.namespace = Some("default".into());
+        // LabHosts are cluster-scoped: the recorder files their Events under "default", and
+        // `kubectl describe labhost` finds them by a regarding object without a namespace.
+        let regarding = host.object_ref(&());
         if let Err(e) = self.ctx.recorders.labhost.publish(&event, &regarding).await {
             tracing::warn!(error = %e, "cannot publish event");
         }
