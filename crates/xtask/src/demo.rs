@@ -17,7 +17,7 @@ use kube::{Api, Client};
 use labpods_api::v1alpha1::{LabHost, PodRequest, PodRequestPhase};
 
 use crate::kube_binaries::{ALL_COMPONENTS, KubeBinaries};
-use crate::testenv::{SharedControlPlane, cargo};
+use crate::testenv::{SharedControlPlane, cargo, debug_bin};
 use crate::workspace_root;
 
 const USAGE: &str = "usage: cargo xtask demo [--exit-when-ready]";
@@ -64,7 +64,7 @@ pub fn run(args: &[String]) -> Result<()> {
     };
 
     say("starting 8 simulated BMCs on 127.0.0.1:9101-9108 (labpods-sim)");
-    let bin = root.join("target/debug");
+    let bin = debug_bin(&root);
     let sim = Background::spawn(
         "labpods-sim",
         Command::new(bin.join("labpods-sim")).args([
@@ -129,7 +129,7 @@ pub fn run(args: &[String]) -> Result<()> {
         eprintln!("\nthe operator's log ends with:\n{}", tail(&operator_log));
         return Err(err);
     }
-    print_next_steps(&kubeconfig, &kubectl.binary, &dir);
+    print_next_steps(&kubeconfig, &kubectl.binary, &bin, &dir);
     if !exit_when_ready {
         runtime.block_on(async {
             let _ = tokio::signal::ctrl_c().await;
@@ -258,7 +258,7 @@ fn host_line(host: &LabHost) -> String {
     line
 }
 
-fn print_next_steps(kubeconfig: &Path, kubectl: &Path, dir: &Path) {
+fn print_next_steps(kubeconfig: &Path, kubectl: &Path, bin: &Path, dir: &Path) {
     println!(
         "
 The lab runs until Ctrl-C. In another terminal:
@@ -272,13 +272,14 @@ The lab runs until Ctrl-C. In another terminal:
   kubectl apply -f examples/podrequests/pod-tomorrow.yaml   # book another (a future window)
   kubectl delete podrequest {POD} -n {NAMESPACE}          # release early: hosts power off, back to the pool
   LABPODS_BMC_USERNAME=admin LABPODS_BMC_PASSWORD=labpods \
-    target/debug/labpods bmc --endpoint http://127.0.0.1:9103 info   # host-03's BMC over Redfish
+    {bin}/labpods bmc --endpoint http://127.0.0.1:9103 info   # host-03's BMC over Redfish
   curl -s http://127.0.0.1:9100/admin/hosts/3       # what simulated BMC 3 saw
   curl -s http://{METRICS_ADDRESS}/metrics
 
 Logs: {dir}/operator.log, {dir}/labpods-sim.log",
         kubeconfig = kubeconfig.display(),
         kubectl_dir = kubectl.parent().unwrap_or(kubectl).display(),
+        bin = bin.display(),
         dir = dir.display(),
     );
 }

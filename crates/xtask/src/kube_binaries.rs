@@ -17,7 +17,8 @@ pub const ALL_COMPONENTS: &[&str] = &["kube-apiserver", "kube-controller-manager
 /// One minor's binaries, and the newest minor's kubectl (the one users have).
 #[derive(Debug, Clone)]
 pub struct KubeBinaries {
-    pub minor: String,
+    /// The full version, e.g. `1.37.2`.
+    pub version: String,
     pub bin: PathBuf,
     pub kubectl: PathBuf,
 }
@@ -28,8 +29,16 @@ impl KubeBinaries {
     pub fn install(root: &Path, minor: &str, components: &[&str]) -> Result<Self> {
         let bin = run_script(root, minor, components)?;
         let kubectl = run_script(root, "newest", &["kubectl"])?.join("kubectl");
+        // The script caches each version in `k8s-<version>/bin`.
+        let version = bin
+            .parent()
+            .and_then(Path::file_name)
+            .and_then(|name| name.to_str())
+            .and_then(|name| name.strip_prefix("k8s-"))
+            .unwrap_or(minor)
+            .to_string();
         Ok(Self {
-            minor: minor.to_string(),
+            version,
             bin,
             kubectl,
         })

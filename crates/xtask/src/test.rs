@@ -47,14 +47,14 @@ pub fn run(args: &[String]) -> Result<()> {
     phase("build labpods-testenv", || build_testenv(&root))?;
     let mut failed = vec![];
     for run in &runs {
-        let minor = &run.binaries.minor;
+        let version = &run.binaries.version;
         let mut plane = phase(
-            &format!("start the Kubernetes {minor} control plane"),
+            &format!("start the Kubernetes {version} control plane"),
             || SharedControlPlane::start(&root, &run.binaries),
         )?;
         let tests = phase(
             &format!(
-                "cargo nextest run --workspace {} (Kubernetes {minor})",
+                "cargo nextest run --workspace {} (Kubernetes {version})",
                 run.args.join(" ")
             ),
             || {
@@ -72,20 +72,20 @@ pub fn run(args: &[String]) -> Result<()> {
             },
         )?;
         phase(
-            &format!("stop the Kubernetes {minor} control plane"),
+            &format!("stop the Kubernetes {version} control plane"),
             || plane.stop(),
         )?;
         if !tests.success() {
-            failed.push((minor.clone(), tests.code().unwrap_or(1)));
+            failed.push((version.clone(), tests.code().unwrap_or(1)));
         }
     }
     for run in &runs {
-        let minor = &run.binaries.minor;
-        let outcome = match failed.iter().find(|(m, _)| m == minor) {
+        let version = &run.binaries.version;
+        let outcome = match failed.iter().find(|(v, _)| v == version) {
             Some(_) => "FAILED",
             None => "passed",
         };
-        eprintln!("==> Kubernetes {minor}: {outcome}");
+        eprintln!("==> Kubernetes {version}: {outcome}");
     }
     if let Some((_, code)) = failed.first() {
         // nextest has said what failed; keep its exit code for CI.

@@ -28,7 +28,7 @@ pub fn run(args: &[String]) -> Result<()> {
     eprintln!("starting the control plane; Ctrl-C stops it");
     eprintln!(
         "kubectl {}: export PATH={}:$PATH",
-        binaries.minor,
+        binaries.version,
         binaries.kubectl.parent().unwrap_or(&binaries.bin).display()
     );
     let mut command = testenv_command(&root);
@@ -54,12 +54,18 @@ pub fn build_testenv(root: &Path) -> Result<()> {
 /// The built labpods-testenv, run directly: `cargo run` would wait for the build lock
 /// whenever anyone else on the machine compiles.
 fn testenv_command(root: &Path) -> Command {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let mut command = Command::new(target.join("debug").join("labpods-testenv"));
+    let mut command = Command::new(debug_bin(root).join("labpods-testenv"));
     command.current_dir(root);
     command
+}
+
+/// Where cargo puts debug binaries: `$CARGO_TARGET_DIR/debug` (CI keeps one across clones),
+/// else `target/debug`.
+pub fn debug_bin(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("debug")
 }
 
 /// A running `labpods-testenv`. It stops when its stdin closes: on [`SharedControlPlane::stop`],
