@@ -199,7 +199,13 @@ fn ensure_nextest() -> Result<()> {
     }
     eprintln!("    installing cargo-nextest from crates.io (a few minutes)");
     let status = Command::new(cargo())
-        .args(["install", "cargo-nextest", "--locked"])
+        // Without the self-updater: fewer crates to compile on a cold machine.
+        .args([
+            "install",
+            "cargo-nextest",
+            "--locked",
+            "--no-default-features",
+        ])
         .status()
         .context("running cargo install cargo-nextest")?;
     if !status.success() {
