@@ -7,6 +7,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, ensure};
+use k8s_openapi::jiff::{SignedDuration, Span, Timestamp, tz::TimeZone};
+use labpods_api::PodRequest;
+use labpods_api::validation::{summarize, validate_podrequest};
 use labpods_tests::{Kubectl, TestCluster, workspace_root};
 use serde::Deserialize;
 use serde_json::Value;
@@ -99,7 +102,7 @@ async fn delete(kubectl: &Kubectl, dirs: &[PathBuf]) -> Result<()> {
 }
 
 /// `kind/name=resourceVersion` of the labpods objects in the files: it changes on every
-/// write. Core kinds are left out: apiserver 1.20 rewrites a Namespace once on its first
+/// write. Core kinds are left out: the apiserver rewrites a Namespace once on its first
 /// server-side re-apply (adding a `before-first-apply` manager) and a Secret with
 /// `stringData` on every one (stringData is write-only, so it always differs).
 async fn resource_versions(kubectl: &Kubectl, dirs: &[PathBuf]) -> Result<String> {
@@ -125,6 +128,86 @@ async fn resource_versions(kubectl: &Kubectl, dirs: &[PathBuf]) -> Result<String
         })
         .map(|line| format!("{line}\n"))
         .collect())
+}
+
+/// The command `pod-tomorrow.yaml` documents for booking it from tomorrow (after `#   `),
+/// without the `| kubectl apply -f -` that sends its output to the cluster.
+fn documented_command(file: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(file)?;
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#   sed "))
+        .with_context(|| format!("{} documents no sed command", file.display()))?;
+    let command = line
+        .strip_suffix(" | kubectl apply -f -")
+        .with_context(|| format!("the command does not end in kubectl apply: {line}"))?;
+    Ok(format!("sed {command}"))
+}
+
+/// 09:00 UTC `days` after today.
+fn at_nine_utc(days: i64) -> Result<Timestamp> {
+    let today = Timestamp::now().to_zoned(TimeZone::UTC).date();
+    Ok(today
+        .checked_add(Span::new().days(days))?
+        .at(9, 0, 0, 0)
+        .to_zoned(TimeZone::UTC)?
+        .timestamp())
+}
+
+/// Runs the command `pod-tomorrow.yaml` documents, as a user would, into the cluster
+/// (the examples are applied, so it updates `workshop`): the booking moves to tomorrow and
+/// the controllers' validation accepts it today, whatever the date of the file.
+async fn rebook_for_tomorrow(kubectl: &Kubectl) -> Result<()> {
+    let root = workspace_root();
+    let file = root.join("examples/podrequests/pod-tomorrow.yaml");
+    let command = documented_command(&file)?;
+    let output = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&command)
+        .current_dir(&root)
+        .output()
+        .context("running sh")?;
+    ensure!(
+        output.status.success(),
+        "{command}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let manifest = String::from_utf8(output.stdout)?;
+    let applied = kubectl
+        .run_with_input(["apply", "-f", "-"], &manifest)
+        .await?
+        .ok()?;
+    ensure!(
+        applied.trim() == "podrequest.labpods.dev/workshop configured",
+        "{applied}"
+    );
+    let live: PodRequest = serde_json::from_str(
+        &kubectl
+            .run([
+                "get",
+                "podrequest",
+                "-n",
+                "team-a",
+                "workshop",
+                "-o",
+                "json",
+            ])
+            .await?
+            .ok()?,
+    )?;
+    ensure!(
+        live.spec.start.as_ref().map(|t| t.0) == Some(at_nine_utc(1)?)
+            && live.spec.end.as_ref().map(|t| t.0) == Some(at_nine_utc(3)?),
+        "not booked from tomorrow: {:?}",
+        live.spec
+    );
+    let errors = validate_podrequest(
+        &live.spec,
+        Timestamp::now(),
+        SignedDuration::from_hours(14 * 24),
+    );
+    ensure!(errors.is_empty(), "{}", summarize(&errors));
+    Ok(())
 }
 
 fn path_arg(path: &Path) -> String {
@@ -192,6 +275,7 @@ async fn the_examples_apply_cleanly_client_side_and_server_side() -> Result<()> 
         "re-applying rewrote objects:\n{before}\n---\n{after}"
     );
     assert_no_diff(&kubectl, &dirs, false).await?;
+    rebook_for_tomorrow(&kubectl).await?;
     delete(&kubectl, &dirs).await?;
 
     let printed = apply(&kubectl, &dirs, true).await?;

@@ -8,8 +8,9 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 };
 use kube::api::{Api, Patch, PatchParams};
 use labpods_api::{LabHost, Lease, PodRequest};
-use labpods_tests::{Kubectl, TestCluster, labpods_crds};
+use labpods_tests::{Kubectl, TestCluster, eventually, labpods_crds};
 use serde_json::{Value, json};
+use std::time::Duration;
 
 fn crd(kind: &str) -> Result<CustomResourceDefinition> {
     labpods_crds()
@@ -292,6 +293,21 @@ async fn kubectl_get_lists_all_kinds_together_and_by_category() -> Result<()> {
     Ok(())
 }
 
+/// `kubectl explain <target>`, once the apiserver serves the kind's OpenAPI v3: it publishes
+/// a new CRD's schema a moment after the CRD is Established, and until then kubectl says
+/// `couldn't find resource`.
+async fn explain(kubectl: &Kubectl, target: &str) -> Result<String> {
+    let what = format!("kubectl explain {target}");
+    Ok(eventually(&what, Duration::from_secs(30), || async move {
+        let output = kubectl.run(["explain", target]).await?;
+        if !output.success && output.stderr.contains("couldn't find resource") {
+            return Ok(None);
+        }
+        output.ok().map(Some)
+    })
+    .await?)
+}
+
 /// Whitespace-insensitive: kubectl explain wraps descriptions.
 fn normalized(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -319,7 +335,7 @@ async fn assert_explained(
             .with_context(|| format!("no {step} in the {kind} schema"))?;
     }
     let target = format!("{resource}.{}", path.join("."));
-    let explained = kubectl.run(["explain", &target]).await?.ok()?;
+    let explained = explain(kubectl, &target).await?;
     let explained_flat = normalized(&explained);
     let fields = schema.properties.as_ref().context("no fields")?;
     ensure!(!fields.is_empty(), "{target} has no fields");
@@ -352,6 +368,34 @@ async fn kubectl_explain_prints_the_field_descriptions() -> Result<()> {
     assert_explained(&kubectl, "LabHost", "labhost", &["spec"]).await?;
     assert_explained(&kubectl, "LabHost", "labhost", &["spec", "bmc"]).await?;
     assert_explained(&kubectl, "Lease", "leases.labpods.dev", &["spec"]).await?;
+    Ok(())
+}
+
+/// `kubectl explain` shows the type of an `Option` field, which the CRD marks `nullable`.
+/// Kubernetes 1.20 published nullable fields without a type (`duration <>`), so the CRDs
+/// used to drop `nullable`; the apiserver still does so in OpenAPI v2, but kubectl explains
+/// from OpenAPI v3, where the type stays.
+#[tokio::test]
+async fn kubectl_explain_shows_the_type_of_optional_fields() -> Result<()> {
+    let cluster = TestCluster::get()?;
+    let kubectl = cluster.kubectl()?;
+    for (target, field) in [
+        ("podrequest.spec.duration", "duration <string>"),
+        ("podrequest.spec.end", "end <string>"),
+        ("podrequest.spec.roles.selector", "selector <Object>"),
+        ("podrequest.spec.image.checksum", "checksum <string>"),
+        ("podrequest.status.phase", "phase <string>"),
+        ("labhost.spec.bmc.systemId", "systemId <string>"),
+        ("leases.labpods.dev.status.hostCount", "hostCount <integer>"),
+    ] {
+        let explained = explain(&kubectl, target).await?;
+        ensure!(
+            explained
+                .lines()
+                .any(|line| line.trim() == format!("FIELD: {field}")),
+            "kubectl explain {target} does not show `FIELD: {field}`:\n{explained}"
+        );
+    }
     Ok(())
 }
 

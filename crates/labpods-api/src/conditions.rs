@@ -6,7 +6,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 pub const READY: &str = "Ready";
 /// A PodRequest's hosts are reserved for its window.
 pub const SCHEDULED: &str = "Scheduled";
-/// The spec breaks a rule the schema cannot express; the message says which field and the fix.
+/// The spec breaks a validation rule: one that needs the clock or the lab's policy, or one of
+/// the CRD's rules on an object stored before the rule existed. The message says which field
+/// and the fix.
 pub const INVALID: &str = "Invalid";
 /// A Lease lost a host and no spare fitted.
 pub const DEGRADED: &str = "Degraded";

@@ -14,5 +14,10 @@ pub const IMAGE_URL: &str = "^https?://[^\\s/]+/\\S*$";
 pub const CHECKSUM: &str = "^(sha256|sha512):[0-9a-f]+$";
 
 /// A booking length: one or more `<number><unit>` terms with units `d` (24h), `h` and `m`,
-/// largest first, e.g. `72h`, `90m`, `3d`, `1d12h`.
-pub const DURATION: &str = "^([0-9]+d)?([0-9]+h)?([0-9]+m)?$";
+/// largest first, e.g. `72h`, `90m`, `3d`, `1d12h`. The digits are bounded (4 for days, 6 for
+/// hours, 8 for minutes: a few centuries at most) so every length the schema admits fits in
+/// a timestamp.
+pub const DURATION: &str = "^([0-9]{1,4}d)?([0-9]{1,6}h)?([0-9]{1,8}m)?$";
+
+/// An image checksum's longest form: `sha512:` and 128 hex digits.
+pub const CHECKSUM_MAX_LENGTH: u32 = 7 + 128;

@@ -1,18 +1,33 @@
-//! Rules a CRD schema cannot express, checked by the controllers and reported as an `Invalid`
-//! condition. Each error names the field and says how to fix it.
+//! Validation of the labpods resources, as the controllers run it and report it in an
+//! `Invalid` condition. Each error names the field and says how to fix it.
+//!
+//! Three kinds of checks, from the strongest guarantee to the weakest:
+//!
+//! * The [rules table](rules::RULES): every rule there is also a CEL `x-kubernetes-validations`
+//!   entry of the CRD, so the apiserver refuses a violating object before any controller sees
+//!   it. The controllers run the same rules again ([`podrequest_rule_errors`], ...) as a
+//!   second line, for objects stored before a rule existed; both say the same thing.
+//! * Mirrors of schema keywords (`minItems`, `pattern`, `minimum`/`maximum`) the apiserver
+//!   checks with its own wording, repeated here for the same reason.
+//! * What the apiserver cannot know, so only the controllers check: anything that needs the
+//!   clock (a window that has passed) or the lab's policy (the longest booking).
 
-use std::collections::BTreeSet;
+pub mod rules;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
-use crate::{LabHostSpec, PodRequestSpec, v1alpha1::MAX_ROLE_COUNT};
+use self::rules::{
+    Check, DURATION_POSITIVE, DURATION_XOR_END, END_AFTER_START, LENGTH_REQUIRED, errors_of,
+};
+pub use self::rules::{MAX_HOSTS_PER_REQUEST, RULES, Rule};
+use crate::{LabHostSpec, LeaseSpec, PodRequest, PodRequestSpec, v1alpha1::MAX_ROLE_COUNT};
 
 /// One problem with a spec: the offending field (`spec.roles[1].count`) and what to do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
 pub struct FieldError {
-    /// Path of the field, as `kubectl explain` spells it, with list indexes.
+    /// Path of the field, as the apiserver prints it, with list indexes.
     pub field: String,
     /// What is wrong and how to fix it.
     pub message: String,
@@ -95,86 +110,150 @@ pub fn format_duration(length: SignedDuration) -> String {
 /// The window a request asks for: `spec.start` (or `now` when absent) until `spec.end` or
 /// start + `spec.duration`. Callers that schedule a start-less request should pin the
 /// result (`status.scheduledStart`) rather than recompute it with a later `now`.
+///
+/// Fails with the first broken [rule](rules::RULES) about the window (a duration or an
+/// end, not both, a positive duration, the end after the start), worded as the apiserver
+/// words it, or when a start-less request's `spec.end` is not after `now`.
 pub fn effective_window(spec: &PodRequestSpec, now: Timestamp) -> Result<Window, FieldError> {
+    for rule in [
+        &LENGTH_REQUIRED,
+        &DURATION_XOR_END,
+        &DURATION_POSITIVE,
+        &END_AFTER_START,
+    ] {
+        if let Check::PodRequestSpec(holds) = rule.check
+            && !holds(spec)
+        {
+            return Err(rule.error_at("spec"));
+        }
+    }
     let start = spec.start.as_ref().map_or(now, |t| t.0);
-    let end = match (&spec.duration, &spec.end) {
-        (Some(_), Some(_)) => {
-            return Err(FieldError::new(
-                "spec.end",
-                "set either spec.duration or spec.end, not both: remove one of them",
-            ));
-        }
-        (None, None) => {
-            return Err(FieldError::new(
-                "spec.duration",
-                "set how long the booking lasts: spec.duration (e.g. 72h) or spec.end (RFC 3339)",
-            ));
-        }
-        (None, Some(end)) => end.0,
-        (Some(text), None) => {
-            let length = parse_duration(text).ok_or_else(|| {
-                FieldError::new(
-                    "spec.duration",
-                    format!("{text:?} is not a positive length: use <n>d, <n>h, <n>m terms, largest first, e.g. 72h or 1d12h"),
-                )
-            })?;
+    let end = match (&spec.end, &spec.duration) {
+        (Some(end), _) => end.0,
+        (None, Some(text)) => {
+            let length = parse_duration(text).ok_or_else(|| DURATION_POSITIVE.error_at("spec"))?;
             start.checked_add(length).map_err(|_| {
                 FieldError::new("spec.duration", format!("{text:?} is too long: shorten it"))
             })?
         }
+        (None, None) => return Err(LENGTH_REQUIRED.error_at("spec")),
     };
     if end <= start {
-        let what = if spec.start.is_some() {
-            "spec.start"
-        } else {
-            "now"
-        };
+        // The rules hold, so only a start-less request gets here: its end has passed.
         return Err(FieldError::new(
             "spec.end",
-            format!(
-                "{end} is not after {what} ({start}): set spec.end later, or use spec.duration"
-            ),
+            format!("{end} is not after now ({start}): set spec.end later, or use spec.duration"),
         ));
     }
     Ok(Window { start, end })
 }
 
-/// Check a PodRequest spec at `now` against rules the schema cannot express, with the lab's
-/// longest allowed booking `max_duration`. Empty when valid.
+/// Check a PodRequest spec at `now`, with the lab's longest allowed booking
+/// `max_duration`: the [rules](rules::RULES), the schema's own constraints, and what needs
+/// the clock or the policy. Empty when valid.
 pub fn validate_podrequest(
     spec: &PodRequestSpec,
     now: Timestamp,
     max_duration: SignedDuration,
 ) -> Vec<FieldError> {
-    let mut errors = Vec::new();
+    let mut errors = podrequest_rule_errors(spec);
+    errors.extend(podrequest_schema_errors(spec));
     match effective_window(spec, now) {
-        Ok(window) if window.length() > max_duration => {
-            let field = if spec.end.is_some() {
-                "spec.end"
-            } else {
-                "spec.duration"
-            };
-            errors.push(FieldError::new(
-                field,
-                format!(
-                    "the booking lasts {} but this lab allows at most {}: shorten it (extend it later if needed)",
-                    format_duration(window.length()),
-                    format_duration(max_duration),
-                ),
-            ));
-        }
-        Ok(_) => {}
+        // Already reported by the rules.
+        Err(e) if errors.contains(&e) => {}
         Err(e) => errors.push(e),
-    }
-    errors.extend(validate_roles(spec));
-    errors.extend(validate_image_url(&spec.image.url, "spec.image.url"));
-    if let Some(checksum) = &spec.image.checksum {
-        errors.extend(validate_checksum(checksum, "spec.image.checksum"));
+        Ok(window) => errors.extend(window_errors(spec, window, now, max_duration)),
     }
     errors
 }
 
-fn validate_roles(spec: &PodRequestSpec) -> Vec<FieldError> {
+/// What is wrong with a well-formed window at `now`: it has passed, or it is longer than
+/// the lab allows.
+fn window_errors(
+    spec: &PodRequestSpec,
+    window: Window,
+    now: Timestamp,
+    max_duration: SignedDuration,
+) -> Option<FieldError> {
+    if window.end <= now {
+        // Only with a spec.start: without one the window starts now.
+        let (start, end) = (window.start, window.end);
+        return Some(if spec.end.is_some() {
+            FieldError::new(
+                "spec.end",
+                format!(
+                    "the booking from spec.start {start} to spec.end {end} lies wholly in the past (it is {now}): move spec.start and spec.end into the future, or remove spec.start to start as soon as hosts are free"
+                ),
+            )
+        } else {
+            FieldError::new(
+                "spec.start",
+                format!(
+                    "the booking from spec.start {start} for spec.duration {} lies wholly in the past (it ended {end}; it is {now}): move spec.start into the future, or remove it to start as soon as hosts are free",
+                    spec.duration.as_deref().unwrap_or_default()
+                ),
+            )
+        });
+    }
+    if window.length() > max_duration {
+        let field = if spec.end.is_some() {
+            "spec.end"
+        } else {
+            "spec.duration"
+        };
+        return Some(FieldError::new(
+            field,
+            format!(
+                "the booking lasts {} but this lab allows at most {}: shorten it (extend it later if needed)",
+                format_duration(window.length()),
+                format_duration(max_duration),
+            ),
+        ));
+    }
+    None
+}
+
+/// The [rules](rules::RULES) a PodRequest spec breaks, as the apiserver reports them.
+pub fn podrequest_rule_errors(spec: &PodRequestSpec) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    errors_of(&mut errors, "spec", spec, |c| match c {
+        Check::PodRequestSpec(holds) => Some(*holds),
+        _ => None,
+    });
+    for (i, role) in spec.roles.iter().enumerate() {
+        let at = format!("spec.roles[{i}]");
+        errors_of(&mut errors, &at, role, |c| match c {
+            Check::Role(holds) => Some(*holds),
+            _ => None,
+        });
+        if let Some(selector) = &role.selector {
+            errors.extend(validate_selector(selector, &format!("{at}.selector")));
+        }
+    }
+    errors_of(&mut errors, "spec.image", &spec.image, |c| match c {
+        Check::Image(holds) => Some(*holds),
+        _ => None,
+    });
+    errors
+}
+
+/// The transition rules of the [table](rules::RULES) that an update from `old` to `new`
+/// breaks (what may not change once hosts are bound), as the apiserver reports them.
+pub fn podrequest_update_errors(old: &PodRequest, new: &PodRequest) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    for rule in RULES {
+        if let Check::PodRequestUpdate(holds) = rule.check
+            && !holds(old, new)
+        {
+            errors.push(rule.error_at(""));
+        }
+    }
+    errors
+}
+
+/// Mirrors of the schema's own constraints on a PodRequest (the apiserver words these
+/// itself): at least one role, role names DNS labels, counts in range.
+fn podrequest_schema_errors(spec: &PodRequestSpec) -> Vec<FieldError> {
     let mut errors = Vec::new();
     if spec.roles.is_empty() {
         errors.push(FieldError::new(
@@ -182,17 +261,7 @@ fn validate_roles(spec: &PodRequestSpec) -> Vec<FieldError> {
             "list at least one role, e.g. {name: node, count: 3}",
         ));
     }
-    let mut seen = BTreeSet::new();
     for (i, role) in spec.roles.iter().enumerate() {
-        if !seen.insert(role.name.as_str()) {
-            errors.push(FieldError::new(
-                format!("spec.roles[{i}].name"),
-                format!(
-                    "role {:?} is listed twice: merge the entries or rename one",
-                    role.name
-                ),
-            ));
-        }
         if !is_dns_label(&role.name) {
             errors.push(FieldError::new(
                 format!("spec.roles[{i}].name"),
@@ -208,144 +277,66 @@ fn validate_roles(spec: &PodRequestSpec) -> Vec<FieldError> {
                 ),
             ));
         }
-        if let Some(selector) = &role.selector {
-            errors.extend(validate_selector(
-                selector,
-                &format!("spec.roles[{i}].selector"),
-            ));
-        }
     }
     errors
 }
 
-/// Check a label selector the way the apiserver checks Deployment selectors: key and value
-/// syntax, and operators with the right number of values. `field` prefixes error paths.
+/// The [rules](rules::RULES) a role's label selector breaks: label syntax, and operators
+/// with the right number of values. `field` is the selector's path (`spec.roles[0].selector`).
 pub fn validate_selector(selector: &LabelSelector, field: &str) -> Vec<FieldError> {
     let mut errors = Vec::new();
-    for (key, value) in selector.match_labels.iter().flatten() {
-        let at = format!("{field}.matchLabels[{key}]");
-        errors.extend(check_label_key(key, &at));
-        if !is_label_value(value) {
-            errors.push(FieldError::new(
-                at,
-                format!("{value:?} is not a label value: at most 63 letters, digits, '-', '_' or '.', starting and ending alphanumeric"),
-            ));
-        }
-    }
+    errors_of(&mut errors, field, selector, |c| match c {
+        Check::Selector(holds) => Some(*holds),
+        _ => None,
+    });
     for (i, req) in selector.match_expressions.iter().flatten().enumerate() {
-        let at = format!("{field}.matchExpressions[{i}]");
-        errors.extend(check_label_key(&req.key, &format!("{at}.key")));
-        let values = req.values.as_deref().unwrap_or_default();
-        match req.operator.as_str() {
-            "In" | "NotIn" if values.is_empty() => errors.push(FieldError::new(
-                format!("{at}.values"),
-                format!(
-                    "operator {} needs at least one value: list the values to match",
-                    req.operator
-                ),
-            )),
-            "Exists" | "DoesNotExist" if !values.is_empty() => errors.push(FieldError::new(
-                format!("{at}.values"),
-                format!("operator {} takes no values: remove values", req.operator),
-            )),
-            "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
-            other => errors.push(FieldError::new(
-                format!("{at}.operator"),
-                format!("unknown operator {other:?}: use In, NotIn, Exists or DoesNotExist"),
-            )),
-        }
-        for (j, value) in values.iter().enumerate() {
-            if !is_label_value(value) {
-                errors.push(FieldError::new(
-                    format!("{at}.values[{j}]"),
-                    format!("{value:?} is not a label value: at most 63 letters, digits, '-', '_' or '.', starting and ending alphanumeric"),
-                ));
-            }
-        }
+        errors_of(
+            &mut errors,
+            &format!("{field}.matchExpressions[{i}]"),
+            req,
+            |c| match c {
+                Check::Requirement(holds) => Some(*holds),
+                _ => None,
+            },
+        );
     }
     errors
 }
 
-/// Check a LabHost spec against rules the schema cannot express. Empty when valid.
+/// Check a LabHost spec against the [rules](rules::RULES). Empty when valid.
 pub fn validate_labhost(spec: &LabHostSpec) -> Vec<FieldError> {
     let mut errors = Vec::new();
-    let tls = &spec.bmc.tls;
-    if tls.insecure_skip_verify && tls.ca_bundle_secret_ref.is_some() {
-        errors.push(FieldError::new(
-            "spec.bmc.tls",
-            "caBundleSecretRef and insecureSkipVerify contradict each other: keep the CA bundle and set insecureSkipVerify to false",
-        ));
-    }
-    errors.extend(check_url(
-        &spec.bmc.address,
-        "spec.bmc.address",
-        "the BMC's Redfish URL, e.g. https://10.0.0.21",
-    ));
-    if spec
-        .bmc
-        .system_id
-        .as_deref()
-        .is_some_and(|id| id.contains('/'))
-    {
-        errors.push(FieldError::new(
-            "spec.bmc.systemId",
-            "a system id is one path segment (the <id> in /redfish/v1/Systems/<id>): remove the '/'",
-        ));
-    }
+    errors_of(&mut errors, "spec.bmc", &spec.bmc, |c| match c {
+        Check::Bmc(holds) => Some(*holds),
+        _ => None,
+    });
+    errors_of(&mut errors, "spec.bmc.tls", &spec.bmc.tls, |c| match c {
+        Check::BmcTls(holds) => Some(*holds),
+        _ => None,
+    });
     errors
 }
 
-fn validate_image_url(url: &str, field: &str) -> Vec<FieldError> {
-    check_url(url, field, "an http:// or https:// URL of the ISO image")
+/// Check a Lease spec against the [rules](rules::RULES). Empty when valid.
+pub fn validate_lease(spec: &LeaseSpec) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    errors_of(&mut errors, "spec", spec, |c| match c {
+        Check::LeaseSpec(holds) => Some(*holds),
+        _ => None,
+    });
+    errors_of(&mut errors, "spec.image", &spec.image, |c| match c {
+        Check::Image(holds) => Some(*holds),
+        _ => None,
+    });
+    errors
 }
 
-fn check_url(text: &str, field: &str, expected: &str) -> Vec<FieldError> {
-    let problem = match url::Url::parse(text) {
-        Err(e) => Some(e.to_string()),
-        Ok(u) if !matches!(u.scheme(), "http" | "https") => {
-            Some(format!("scheme {:?} is not http or https", u.scheme()))
-        }
-        Ok(u) if u.host_str().is_none_or(str::is_empty) => Some("it has no host".to_owned()),
-        Ok(_) => None,
-    };
-    problem
-        .map(|p| {
-            FieldError::new(
-                field,
-                format!("{text:?} is not a valid URL ({p}): use {expected}"),
-            )
-        })
-        .into_iter()
-        .collect()
-}
-
-fn validate_checksum(checksum: &str, field: &str) -> Vec<FieldError> {
-    let expected_len = match checksum.split_once(':') {
-        Some(("sha256", hex)) => (64, hex),
-        Some(("sha512", hex)) => (128, hex),
-        _ => {
-            return vec![FieldError::new(
-                field,
-                "use sha256:<64 hex digits> or sha512:<128 hex digits>",
-            )];
-        }
-    };
-    let (len, hex) = expected_len;
-    if hex.len() == len
-        && hex
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
-        Vec::new()
-    } else {
-        vec![FieldError::new(
-            field,
-            format!(
-                "the digest must be {len} lower-case hex digits, got {}: copy it from the image's SHA*SUMS file",
-                hex.len()
-            ),
-        )]
-    }
+/// An `http://` or `https://` URL with a host, as the `url` crate parses it. Stricter than
+/// CEL's `isURL` in corners (a port above 65535, an invalid IPv6 host), never looser.
+fn is_url_with_host(text: &str) -> bool {
+    url::Url::parse(text).is_ok_and(|u| {
+        matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty())
+    })
 }
 
 /// A DNS-1123 label (see [`crate::patterns::DNS_LABEL`]).
@@ -362,7 +353,7 @@ fn is_dns_subdomain(s: &str) -> bool {
     s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
-/// A label name or value: at most 63 of `[A-Za-z0-9_.-]`, alphanumeric at both ends.
+/// A label name: at most 63 of `[A-Za-z0-9_.-]`, alphanumeric at both ends.
 fn is_label_name(s: &str) -> bool {
     let edge_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
     (1..=63).contains(&s.len())
@@ -372,21 +363,17 @@ fn is_label_name(s: &str) -> bool {
         && edge_ok(s.chars().last())
 }
 
+/// A label value: empty or a label name (see [`rules::LABEL_VALUE_RE`]).
 fn is_label_value(s: &str) -> bool {
     s.is_empty() || is_label_name(s)
 }
 
-fn check_label_key(key: &str, field: &str) -> Option<FieldError> {
-    let valid = match key.split_once('/') {
+/// A label key, `[prefix/]name` (see [`rules::LABEL_KEY_RE`]).
+fn is_label_key(key: &str) -> bool {
+    match key.split_once('/') {
         Some((prefix, name)) => is_dns_subdomain(prefix) && is_label_name(name),
         None => is_label_name(key),
-    };
-    (!valid).then(|| {
-        FieldError::new(
-            field,
-            format!("{key:?} is not a label key: use [prefix/]name, prefix a DNS subdomain, name at most 63 letters, digits, '-', '_' or '.', e.g. labpods.dev/rack"),
-        )
-    })
+    }
 }
 
 #[cfg(test)]

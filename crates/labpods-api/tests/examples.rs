@@ -98,3 +98,59 @@ fn podrequests_are_valid_before_the_workshop() {
     assert_eq!(later[0].spec.host_count(), 2);
     assert!(later[0].spec.start.is_some());
 }
+
+/// The shell command `pod-tomorrow.yaml` documents (after `#   `), without the
+/// `| kubectl apply -f -` that sends it to a cluster.
+fn documented_command(file: &str) -> String {
+    let text = std::fs::read_to_string(examples().join(file)).expect("example readable");
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#   sed "))
+        .unwrap_or_else(|| panic!("{file} documents no sed command"));
+    let command = line
+        .strip_suffix(" | kubectl apply -f -")
+        .unwrap_or_else(|| panic!("{file}: the command does not end in kubectl apply: {line}"));
+    format!("sed {command}")
+}
+
+#[test]
+fn pod_tomorrow_rebooked_by_its_documented_command_is_valid_today() {
+    let command = documented_command("podrequests/pod-tomorrow.yaml");
+    let output = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&command)
+        .current_dir(examples().join(".."))
+        .output()
+        .expect("sh runs");
+    assert!(
+        output.status.success(),
+        "{command}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let pr: PodRequest = serde_yaml::from_slice(&output.stdout).expect("still a PodRequest");
+
+    let now = Timestamp::now();
+    let today = now.to_zoned(k8s_openapi::jiff::tz::TimeZone::UTC).date();
+    let at_nine = |days: i64| -> Timestamp {
+        today
+            .checked_add(k8s_openapi::jiff::Span::new().days(days))
+            .expect("a date")
+            .at(9, 0, 0, 0)
+            .to_zoned(k8s_openapi::jiff::tz::TimeZone::UTC)
+            .expect("a UTC time")
+            .timestamp()
+    };
+    assert_eq!(pr.spec.start.as_ref().map(|t| t.0), Some(at_nine(1)));
+    assert_eq!(pr.spec.end.as_ref().map(|t| t.0), Some(at_nine(3)));
+    assert_eq!(
+        validate_podrequest(&pr.spec, now, SignedDuration::from_hours(14 * 24)),
+        [],
+        "{command}"
+    );
+    // Everything but the dates is the file's.
+    let mut original: Vec<PodRequest> = documents("podrequests/pod-tomorrow.yaml", "PodRequest");
+    let mut original = original.remove(0);
+    original.spec.start.clone_from(&pr.spec.start);
+    original.spec.end.clone_from(&pr.spec.end);
+    assert_eq!(original, pr);
+}

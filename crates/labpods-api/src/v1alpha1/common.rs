@@ -16,7 +16,7 @@ pub struct ImageSpec {
     /// Expected digest of the image, `sha256:<hex>` or `sha512:<hex>`; when set, an image that
     /// does not match is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(pattern(patterns::CHECKSUM))]
+    #[schemars(pattern(patterns::CHECKSUM), length(max = patterns::CHECKSUM_MAX_LENGTH))]
     pub checksum: Option<String>,
 }
 

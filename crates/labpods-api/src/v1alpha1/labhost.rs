@@ -193,13 +193,17 @@ pub struct HardwareFacts {
 #[serde(rename_all = "camelCase")]
 pub struct ClaimRef {
     /// Namespace of the PodRequest.
+    #[schemars(length(max = 63))]
     pub namespace: String,
     /// Name of the PodRequest.
+    #[schemars(length(max = 253))]
     pub name: String,
     /// UID of the PodRequest, so a re-created request with the same name is not mistaken
     /// for the old one.
+    #[schemars(length(max = 128))]
     pub uid: String,
     /// Name of the Lease (in the same namespace) that binds the host.
+    #[schemars(length(max = 253))]
     pub lease: String,
 }
 

@@ -8,6 +8,11 @@ use serde::{Deserialize, Serialize};
 use super::common::ImageSpec;
 use super::labhost::{HostState, ProvisioningStep};
 
+/// Most hosts one Lease may list: a request's hosts (at most
+/// [`MAX_HOSTS_PER_REQUEST`](crate::validation::MAX_HOSTS_PER_REQUEST)) and the spares that
+/// replaced failed ones.
+pub const MAX_LEASE_HOSTS: u32 = 1024;
+
 /// The binding of a PodRequest to concrete LabHosts for a time window.
 ///
 /// Namespaced, created and owned by the operator (ownerReference to its PodRequest, same
@@ -56,8 +61,9 @@ use super::labhost::{HostState, ProvisioningStep};
 pub struct LeaseSpec {
     /// The PodRequest this lease serves.
     pub request_ref: RequestRef,
-    /// The hosts bound, one entry per host, sorted by host.
-    #[schemars(length(min = 1))]
+    /// The hosts bound, one entry per host, sorted by host (spares that replaced a failed
+    /// host included).
+    #[schemars(length(min = 1, max = MAX_LEASE_HOSTS))]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["host"]))]
     pub hosts: Vec<LeaseHost>,
     /// Start of the window: provisioning begins then.
@@ -73,8 +79,10 @@ pub struct LeaseSpec {
 #[serde(rename_all = "camelCase")]
 pub struct RequestRef {
     /// Name of the PodRequest.
+    #[schemars(length(max = 253))]
     pub name: String,
     /// UID of the PodRequest.
+    #[schemars(length(max = 128))]
     pub uid: String,
 }
 
@@ -85,8 +93,10 @@ pub struct RequestRef {
 #[serde(rename_all = "camelCase")]
 pub struct LeaseHost {
     /// Name of the LabHost.
+    #[schemars(length(max = 253))]
     pub host: String,
     /// The role it fills in the PodRequest.
+    #[schemars(length(max = 63))]
     pub role: String,
 }
 

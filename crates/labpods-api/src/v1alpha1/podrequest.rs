@@ -121,8 +121,10 @@ pub struct PodRequestStatus {
     /// Pending, Scheduled, Provisioning, Ready, Releasing, Released or Failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<PodRequestPhase>,
-    /// Name of the Lease binding this request's hosts (same namespace).
+    /// Name of the Lease binding this request's hosts (same namespace). Once set, the
+    /// roles cannot change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
     pub lease: Option<String>,
     /// Hosts assigned, one per host, sorted by role then host.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

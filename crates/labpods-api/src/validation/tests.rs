@@ -1,7 +1,9 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelectorRequirement, Time};
 
+use super::rules::{Kind, rule};
 use super::*;
 use crate::{BmcTls, ImageSpec, RoleSpec, SecretReference};
+use crate::{LeaseHost, PodRequestPhase, PodRequestStatus, RequestRef};
 
 const NOW: &str = "2026-11-24T12:00:00Z";
 
@@ -77,11 +79,7 @@ fn end_before_start_is_rejected() {
     spec.end = Some(Time(ts("2026-12-01T09:00:00Z")));
     let errs = errors(&spec);
     assert_eq!(fields(&errs), ["spec.end"]);
-    assert!(
-        errs[0].message.contains("not after spec.start"),
-        "{}",
-        errs[0]
-    );
+    assert_eq!(errs, [END_AFTER_START.error_at("spec")]);
 }
 
 #[test]
@@ -143,10 +141,24 @@ fn malformed_duration_is_rejected() {
 }
 
 #[test]
-fn duplicate_role_names_are_rejected_at_the_second_entry() {
+fn duplicate_role_names_are_rejected_at_the_list() {
     let mut spec = request();
     spec.roles.push(RoleSpec::new("node", 2));
-    assert_eq!(fields(&errors(&spec)), ["spec.roles[2].name"]);
+    let errs = errors(&spec);
+    assert_eq!(fields(&errs), ["spec.roles"]);
+    assert!(errs[0].message.contains("unique"), "{}", errs[0]);
+}
+
+#[test]
+fn total_hosts_are_bounded() {
+    let mut spec = request();
+    spec.roles = (0..2).map(|i| RoleSpec::new(format!("r{i}"), 64)).collect();
+    assert_eq!(errors(&spec), []);
+    spec.roles.push(RoleSpec::new("one-more", 1));
+    let errs = errors(&spec);
+    assert_eq!(fields(&errs), ["spec.roles"]);
+    assert!(errs[0].message.contains("128 hosts"), "{}", errs[0]);
+    assert_eq!(MAX_HOSTS_PER_REQUEST, 128);
 }
 
 #[test]
@@ -227,11 +239,20 @@ fn selector_label_syntax() {
     assert_eq!(
         fields(&errs),
         [
-            "spec.roles[0].selector.matchLabels[Bad_Prefix/x]",
-            "spec.roles[0].selector.matchLabels[bad key!]",
-            "spec.roles[0].selector.matchLabels[ok]",
-            "spec.roles[0].selector.matchExpressions[0].values[1]",
+            "spec.roles[0].selector.matchLabels",
+            "spec.roles[0].selector.matchLabels",
+            "spec.roles[0].selector.matchExpressions[0].values",
         ]
+    );
+    assert!(
+        errs[0].message.contains("key of matchLabels"),
+        "{}",
+        errs[0]
+    );
+    assert!(
+        errs[1].message.contains("value of matchLabels"),
+        "{}",
+        errs[1]
     );
 }
 
@@ -241,7 +262,7 @@ fn image_url_and_checksum() {
     spec.image = ImageSpec::new("ftp://images.lab/x.iso").with_checksum("sha256:abc");
     let errs = errors(&spec);
     assert_eq!(fields(&errs), ["spec.image.url", "spec.image.checksum"]);
-    assert!(errs[0].message.contains("ftp"), "{}", errs[0]);
+    assert!(errs[0].message.contains("http://"), "{}", errs[0]);
     spec.image = ImageSpec::new("https://images.lab/x.iso")
         .with_checksum(format!("sha256:{}", "a".repeat(64)));
     assert_eq!(errors(&spec), []);
@@ -296,4 +317,483 @@ fn summary_joins_field_and_message() {
         FieldError::new("spec.b", "fix b"),
     ];
     assert_eq!(summarize(&errs), "spec.a: fix a; spec.b: fix b");
+}
+
+#[test]
+fn a_window_wholly_in_the_past_is_invalid_naming_start_and_end() {
+    // NOW is 2026-11-24T12:00Z; this booking was for the week before.
+    let mut spec = request();
+    spec.duration = None;
+    spec.start = Some(Time(ts("2026-11-16T09:00:00Z")));
+    spec.end = Some(Time(ts("2026-11-18T09:00:00Z")));
+    let errs = errors(&spec);
+    assert_eq!(fields(&errs), ["spec.end"]);
+    for needle in [
+        "spec.start 2026-11-16T09:00:00Z",
+        "spec.end 2026-11-18T09:00:00Z",
+        "wholly in the past",
+        "move spec.start and spec.end into the future",
+        "remove spec.start",
+    ] {
+        assert!(errs[0].message.contains(needle), "{needle}: {}", errs[0]);
+    }
+
+    // The same with a duration: the start is what to move.
+    spec.end = None;
+    spec.duration = Some("48h".into());
+    let errs = errors(&spec);
+    assert_eq!(fields(&errs), ["spec.start"]);
+    for needle in [
+        "spec.duration 48h",
+        "2026-11-18T09:00:00Z",
+        "move spec.start",
+    ] {
+        assert!(errs[0].message.contains(needle), "{needle}: {}", errs[0]);
+    }
+
+    // Ending exactly now is over too.
+    spec.duration = None;
+    spec.end = Some(Time(ts(NOW)));
+    assert_eq!(fields(&errors(&spec)), ["spec.end"]);
+}
+
+#[test]
+fn a_window_that_started_but_has_not_ended_is_valid() {
+    let mut spec = request();
+    spec.duration = None;
+    spec.start = Some(Time(ts("2026-11-23T09:00:00Z")));
+    spec.end = Some(Time(ts("2026-11-25T09:00:00Z")));
+    assert_eq!(errors(&spec), []);
+    spec.end = None;
+    spec.duration = Some("1d3h1m".into());
+    assert_eq!(errors(&spec), []);
+}
+
+#[test]
+fn a_past_window_is_reported_once_and_only_when_the_rules_hold() {
+    // Broken rules hide the clock checks: fix the spec first, then the dates.
+    let mut spec = request();
+    spec.start = Some(Time(ts("2026-11-16T09:00:00Z")));
+    spec.end = Some(Time(ts("2026-11-10T09:00:00Z")));
+    spec.duration = None;
+    assert_eq!(errors(&spec), [END_AFTER_START.error_at("spec")]);
+}
+
+// The table: every rule has a Rust check that agrees with its intent, reports its own
+// message at its own field, and is located where its check variant says.
+
+/// A DNS subdomain of exactly `len` characters: labels of up to 63, joined by dots.
+fn dns_name(len: usize) -> String {
+    let mut name = String::new();
+    while name.len() < len {
+        if !name.is_empty() {
+            name.push('.');
+        }
+        let label = (len - name.len()).min(63);
+        name.push_str(&"a".repeat(label));
+    }
+    name
+}
+
+fn spec_with(f: impl FnOnce(&mut PodRequestSpec)) -> PodRequestSpec {
+    let mut spec = request();
+    f(&mut spec);
+    spec
+}
+
+fn selector_role(f: impl FnOnce(&mut LabelSelector)) -> PodRequestSpec {
+    spec_with(|s| {
+        let mut selector = LabelSelector::default();
+        f(&mut selector);
+        s.roles[1].selector = Some(selector);
+    })
+}
+
+fn requirement_role(r: LabelSelectorRequirement) -> PodRequestSpec {
+    selector_role(|sel| sel.match_expressions = Some(vec![r]))
+}
+
+fn lease() -> LeaseSpec {
+    LeaseSpec::new(
+        RequestRef {
+            name: "ci-pod".into(),
+            uid: "u1".into(),
+        },
+        [LeaseHost {
+            host: "host-01".into(),
+            role: "node".into(),
+        }],
+        Time(ts("2026-12-01T09:00:00Z")),
+        Time(ts("2026-12-04T09:00:00Z")),
+        ImageSpec::new("http://images.lab/x.iso"),
+    )
+}
+
+fn pod_request(spec: PodRequestSpec, status: Option<PodRequestStatus>) -> PodRequest {
+    let mut pr = PodRequest::new("ci-pod", spec);
+    pr.status = status;
+    pr
+}
+
+/// What one rule is checked on.
+enum Subject {
+    PodRequest(PodRequestSpec),
+    Update(Box<(PodRequest, PodRequest)>),
+    Lease(LeaseSpec),
+    LabHost(LabHostSpec),
+}
+
+impl Subject {
+    fn errors(&self) -> Vec<FieldError> {
+        match self {
+            Self::PodRequest(spec) => podrequest_rule_errors(spec),
+            Self::Update(pair) => podrequest_update_errors(&pair.0, &pair.1),
+            Self::Lease(spec) => validate_lease(spec),
+            Self::LabHost(spec) => validate_labhost(spec),
+        }
+    }
+}
+
+/// Per rule: an object that breaks it (with the field it is reported at) and one that
+/// keeps it, as close to each other as the rule allows.
+fn update(old: PodRequest, new: PodRequest) -> Subject {
+    Subject::Update(Box::new((old, new)))
+}
+
+fn cases() -> Vec<(&'static str, Subject, &'static str, Subject)> {
+    use Subject::{LabHost, Lease, PodRequest};
+    let bound = Some(PodRequestStatus {
+        lease: Some("ci-pod".into()),
+        phase: Some(PodRequestPhase::Scheduled),
+        ..PodRequestStatus::default()
+    });
+    let provisioning = Some(PodRequestStatus {
+        lease: Some("ci-pod".into()),
+        phase: Some(PodRequestPhase::Provisioning),
+        ..PodRequestStatus::default()
+    });
+    let more_nodes = spec_with(|s| s.roles[1].count = 4);
+    let other_image = spec_with(|s| s.image = ImageSpec::new("http://images.lab/other.iso"));
+    let t = |s: &str| Some(Time(ts(s)));
+    vec![
+        (
+            "podrequest-length-required",
+            PodRequest(spec_with(|s| s.duration = None)),
+            "spec.duration",
+            PodRequest(spec_with(|s| {
+                s.duration = None;
+                s.end = t("2026-12-01T00:00:00Z");
+            })),
+        ),
+        (
+            "podrequest-duration-xor-end",
+            PodRequest(spec_with(|s| s.end = t("2026-12-01T00:00:00Z"))),
+            "spec.end",
+            PodRequest(request()),
+        ),
+        (
+            "podrequest-duration-positive",
+            PodRequest(spec_with(|s| s.duration = Some("0d0h".into()))),
+            "spec.duration",
+            PodRequest(spec_with(|s| s.duration = Some("0d1h".into()))),
+        ),
+        (
+            "podrequest-end-after-start",
+            PodRequest(spec_with(|s| {
+                s.duration = None;
+                s.start = t("2026-12-01T09:00:00Z");
+                s.end = t("2026-12-01T09:00:00Z");
+            })),
+            "spec.end",
+            PodRequest(spec_with(|s| {
+                s.duration = None;
+                s.start = t("2026-12-01T09:00:00Z");
+                s.end = t("2026-12-01T09:00:01Z");
+            })),
+        ),
+        (
+            "podrequest-role-names-unique",
+            PodRequest(spec_with(|s| s.roles[0].name = "node".into())),
+            "spec.roles",
+            PodRequest(request()),
+        ),
+        (
+            "podrequest-total-hosts",
+            PodRequest(spec_with(|s| {
+                s.roles[0].count = 64;
+                s.roles[1].count = 64;
+                s.roles.push(RoleSpec::new("extra", 1));
+            })),
+            "spec.roles",
+            PodRequest(spec_with(|s| {
+                s.roles[0].count = 64;
+                s.roles[1].count = 64;
+            })),
+        ),
+        (
+            "selector-match-labels-keys",
+            PodRequest(selector_role(|sel| {
+                sel.match_labels = Some([(format!("{}/rack", dns_name(254)), "r1".into())].into());
+            })),
+            "spec.roles[1].selector.matchLabels",
+            PodRequest(selector_role(|sel| {
+                sel.match_labels = Some([(format!("{}/rack", dns_name(253)), "r1".into())].into());
+            })),
+        ),
+        (
+            "selector-match-labels-values",
+            PodRequest(selector_role(|sel| {
+                sel.match_labels = Some([("labpods.dev/rack".into(), "r1-".into())].into());
+            })),
+            "spec.roles[1].selector.matchLabels",
+            PodRequest(selector_role(|sel| {
+                sel.match_labels = Some([("labpods.dev/rack".into(), String::new())].into());
+            })),
+        ),
+        (
+            "requirement-key",
+            PodRequest(requirement_role(requirement(
+                "labpods.dev/",
+                "Exists",
+                None,
+            ))),
+            "spec.roles[1].selector.matchExpressions[0].key",
+            PodRequest(requirement_role(requirement(
+                "labpods.dev/r",
+                "Exists",
+                None,
+            ))),
+        ),
+        (
+            "requirement-operator",
+            PodRequest(requirement_role(requirement("k", "in", Some(vec!["v"])))),
+            "spec.roles[1].selector.matchExpressions[0].operator",
+            PodRequest(requirement_role(requirement("k", "In", Some(vec!["v"])))),
+        ),
+        (
+            "requirement-values-required",
+            PodRequest(requirement_role(requirement("k", "NotIn", Some(vec![])))),
+            "spec.roles[1].selector.matchExpressions[0].values",
+            PodRequest(requirement_role(requirement("k", "NotIn", Some(vec![""])))),
+        ),
+        (
+            "requirement-values-forbidden",
+            PodRequest(requirement_role(requirement(
+                "k",
+                "DoesNotExist",
+                Some(vec!["v"]),
+            ))),
+            "spec.roles[1].selector.matchExpressions[0].values",
+            PodRequest(requirement_role(requirement(
+                "k",
+                "DoesNotExist",
+                Some(vec![]),
+            ))),
+        ),
+        (
+            "requirement-values-syntax",
+            PodRequest(requirement_role(requirement(
+                "k",
+                "In",
+                Some(vec!["a", "b c"]),
+            ))),
+            "spec.roles[1].selector.matchExpressions[0].values",
+            PodRequest(requirement_role(requirement(
+                "k",
+                "In",
+                Some(vec!["a", "b.c"]),
+            ))),
+        ),
+        (
+            "image-url",
+            PodRequest(spec_with(|s| s.image.url = "http://:80/x.iso".into())),
+            "spec.image.url",
+            PodRequest(spec_with(|s| s.image.url = "http://x/x.iso".into())),
+        ),
+        (
+            "image-checksum-length",
+            PodRequest(spec_with(|s| {
+                s.image.checksum = Some(format!("sha512:{}", "a".repeat(64)))
+            })),
+            "spec.image.checksum",
+            PodRequest(spec_with(|s| {
+                s.image.checksum = Some(format!("sha512:{}", "a".repeat(128)))
+            })),
+        ),
+        (
+            "podrequest-roles-immutable-once-bound",
+            update(
+                pod_request(request(), bound.clone()),
+                pod_request(more_nodes.clone(), bound.clone()),
+            ),
+            "spec.roles",
+            update(pod_request(request(), None), pod_request(more_nodes, None)),
+        ),
+        (
+            "podrequest-image-immutable-once-provisioning",
+            update(
+                pod_request(request(), provisioning.clone()),
+                pod_request(other_image.clone(), provisioning),
+            ),
+            "spec.image",
+            update(
+                pod_request(request(), bound.clone()),
+                pod_request(other_image, bound),
+            ),
+        ),
+        (
+            "lease-end-after-start",
+            Lease({
+                let mut l = lease();
+                l.end = l.start.clone();
+                l
+            }),
+            "spec.end",
+            Lease(lease()),
+        ),
+        (
+            "bmc-address-url",
+            LabHost({
+                let mut h = host();
+                h.bmc.address = "https://10.0.0.21:99999".into();
+                h
+            }),
+            "spec.bmc.address",
+            LabHost({
+                let mut h = host();
+                h.bmc.address = "https://10.0.0.21:65535".into();
+                h
+            }),
+        ),
+        (
+            "bmc-system-id-one-segment",
+            LabHost(host().with_system_id("Systems/1")),
+            "spec.bmc.systemId",
+            LabHost(host().with_system_id("System.Embedded.1")),
+        ),
+        (
+            "bmc-tls-ca-or-insecure",
+            LabHost({
+                let mut h = host();
+                h.bmc.tls = BmcTls {
+                    ca_bundle_secret_ref: Some(SecretReference::new("labpods-system", "ca")),
+                    insecure_skip_verify: true,
+                };
+                h
+            }),
+            "spec.bmc.tls",
+            LabHost({
+                let mut h = host();
+                h.bmc.tls = BmcTls {
+                    ca_bundle_secret_ref: Some(SecretReference::new("labpods-system", "ca")),
+                    insecure_skip_verify: false,
+                };
+                h
+            }),
+        ),
+    ]
+}
+
+#[test]
+fn every_rule_rejects_its_violation_with_its_message_and_accepts_the_fix() {
+    let cases = cases();
+    for rule in RULES {
+        assert!(
+            cases.iter().any(|(id, ..)| *id == rule.id),
+            "rule {} has no case",
+            rule.id
+        );
+    }
+    for (id, violating, field, passing) in &cases {
+        let rule = rule(id).unwrap_or_else(|| panic!("no rule {id}"));
+        let expected = FieldError::new(*field, rule.message);
+        assert_eq!(violating.errors(), [expected], "{id}: violating");
+        assert_eq!(passing.errors(), [], "{id}: passing");
+    }
+}
+
+#[test]
+fn rule_ids_are_unique_and_messages_name_a_fix() {
+    let mut ids: Vec<_> = RULES.iter().map(|r| r.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), RULES.len(), "duplicate rule ids");
+    for rule in RULES {
+        // "what is wrong: what to do", or a rule whose message is its own fix.
+        assert!(
+            rule.message.contains(':') || rule.message.starts_with("operator must"),
+            "{}: {}",
+            rule.id,
+            rule.message
+        );
+        assert!(!rule.cel.contains('\n'), "{}", rule.id);
+        assert_eq!(
+            rule.check.is_transition(),
+            rule.cel.contains("oldSelf"),
+            "{}: only transition rules read oldSelf",
+            rule.id
+        );
+        for (kind, path) in rule.check.locations() {
+            // A rule at the root may only name fields below it.
+            assert!(
+                !path.is_empty() || rule.field_path.starts_with(".spec"),
+                "{} on {} root",
+                rule.id,
+                kind.as_str()
+            );
+        }
+    }
+    assert_eq!(
+        rule("lease-end-after-start").map(|r| r.check.locations()),
+        Some(&[(Kind::Lease, "spec")][..])
+    );
+}
+
+#[test]
+fn error_paths_join_the_node_and_the_field_path() {
+    assert_eq!(LENGTH_REQUIRED.error_at("spec").field, "spec.duration");
+    let root = rule("podrequest-roles-immutable-once-bound").expect("rule exists");
+    assert_eq!(root.error_at("").field, "spec.roles");
+    let tls = rule("bmc-tls-ca-or-insecure").expect("rule exists");
+    assert_eq!(tls.error_at("spec.bmc.tls").field, "spec.bmc.tls");
+}
+
+#[test]
+fn roles_compare_by_name_whatever_the_order() {
+    let status = Some(PodRequestStatus {
+        lease: Some("ci-pod".into()),
+        ..PodRequestStatus::default()
+    });
+    let old = pod_request(request(), status.clone());
+    let mut reordered = request();
+    reordered.roles.reverse();
+    assert_eq!(
+        podrequest_update_errors(&old, &pod_request(reordered, status.clone())),
+        []
+    );
+    let mut fewer = request();
+    fewer.roles.pop();
+    assert_eq!(
+        fields(&podrequest_update_errors(&old, &pod_request(fewer, status))),
+        ["spec.roles"]
+    );
+}
+
+#[test]
+fn label_regexes_agree_with_the_rust_checks_on_their_shape() {
+    // The CEL regexes are RE2, checked for real by the apiserver tests; here only that they
+    // are anchored and bounded (the apiserver's cost estimate needs bounded strings anyway).
+    for re in [rules::LABEL_KEY_RE, rules::LABEL_VALUE_RE] {
+        assert!(re.starts_with('^') && re.ends_with('$'), "{re}");
+        assert!(re.contains("{0,61}"), "{re}");
+    }
+    assert!(is_label_key(&format!(
+        "{}/{}",
+        dns_name(253),
+        "b".repeat(63)
+    )));
+    assert!(!is_label_key(&format!("{}/b", dns_name(254))));
+    assert!(!is_label_key(&"b".repeat(64)));
+    assert!(!is_label_key("a/b/c"));
+    assert!(is_label_value("") && is_label_value("x86_64") && !is_label_value("_x"));
 }
