@@ -24,7 +24,7 @@ const KUBECONFIG_ENV: &str = "LABPODS_TEST_KUBECONFIG";
 const VENV_ENV: &str = "LABPODS_VENV";
 /// The tests that need only the API machinery of a minor (no controller-manager, no operator).
 const API_TESTS: &str = "package(labpods-tests) & (binary(crds) | binary(schema_validation) \
-    | binary(kubectl_output) | binary(examples) | binary(tenancy) | binary(control_plane)) \
+    | binary(kubectl_output) | binary(tenancy) | binary(control_plane)) \
     & !test(/^e2e_/) & !test(/controller_manager/)";
 
 /// One nextest run on one minor's control plane.
