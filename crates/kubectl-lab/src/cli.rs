@@ -1,0 +1,161 @@
+//! The command line, as `kubectl lab --help` shows it. kubectl runs the binary `kubectl-lab`
+//! on the PATH for `kubectl lab ...`; the global flags are the ones kubectl users expect.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const EXAMPLES: &str = "\
+Examples:
+  kubectl lab hosts --profile x86-large            # every host, who holds it until when
+  kubectl lab hosts --free-at +2d                  # what is free two days from now
+  kubectl lab book ci-pod --role jumphost=1 --role node=3 --profile x86-large \\
+      --image https://images.example/os.iso --for 3d --wait
+  kubectl lab status ci-pod -n team-a              # per-host progress, conditions, events
+  kubectl lab extend ci-pod --by 1d
+  kubectl lab calendar --days 7
+  kubectl lab release ci-pod
+  kubectl lab completion bash > /etc/bash_completion.d/kubectl-lab
+
+Exit codes: 0 done, 1 error (not found, refused, API), 2 bad usage, 3 the booking failed,
+4 timed out waiting.";
+
+/// Book, watch, extend and release bare-metal pods of a labpods lab.
+#[derive(Debug, Parser)]
+#[command(name = "kubectl-lab", bin_name = "kubectl lab", version, after_help = EXAMPLES)]
+pub struct Cli {
+    /// The namespace of your bookings (default: the context's namespace, else `default`).
+    #[arg(short = 'n', long, global = true)]
+    pub namespace: Option<String>,
+    /// The kubeconfig context to use.
+    #[arg(long, global = true)]
+    pub context: Option<String>,
+    /// Path to the kubeconfig file (default: $KUBECONFIG, else ~/.kube/config).
+    #[arg(long, global = true)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Output format: a table for people (default), or json / yaml for scripts.
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Hosts of the lab: state, power, profile, who holds each until when, when each is free.
+    Hosts(HostsArgs),
+    /// Book a pod: writes a PodRequest (and with --wait follows it to Ready).
+    Book(BookArgs),
+    /// A booking's phase, per-host progress, conditions, events and place in the queue.
+    Status(NameArgs),
+    /// Ask for a later end of a booking; the operator accepts or says why not.
+    Extend(ExtendArgs),
+    /// Give a booking's hosts back now (they are powered off and return to the pool).
+    Release(ReleaseArgs),
+    /// Who holds which host when, and what is reserved, as a timeline.
+    Calendar(CalendarArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct HostsArgs {
+    /// Only hosts of this lab (label labpods.dev/lab).
+    #[arg(long)]
+    pub lab: Option<String>,
+    /// Only hosts of this profile.
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Only hosts free at this time (RFC 3339, `now`, or `+2d` from now).
+    #[arg(long, value_name = "TIME")]
+    pub free_at: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BookArgs {
+    /// Name of the booking (a PodRequest, and later its Lease, of this name).
+    pub name: String,
+    /// A role and how many hosts it needs, e.g. `--role jumphost=1 --role node=3`.
+    #[arg(long = "role", value_name = "NAME=COUNT", required = true)]
+    pub roles: Vec<String>,
+    /// Only hosts of this profile (every role).
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Only hosts of this lab (label labpods.dev/lab, every role).
+    #[arg(long)]
+    pub lab: Option<String>,
+    /// URL of the ISO image every host boots.
+    #[arg(long)]
+    pub image: String,
+    /// Expected digest of the image, `sha256:<hex>` or `sha512:<hex>`.
+    #[arg(long)]
+    pub checksum: Option<String>,
+    /// When the booking starts (RFC 3339 or `+1d` from now); default: as soon as hosts are free.
+    #[arg(long, value_name = "TIME")]
+    pub start: Option<String>,
+    /// How long the booking lasts: `3d`, `12h`, `1d12h`, `90m`.
+    #[arg(long = "for", value_name = "DURATION")]
+    pub duration: String,
+    /// What the pod is for (shown to lab operators in reports).
+    #[arg(long)]
+    pub purpose: Option<String>,
+    /// Follow the booking with a progress bar per host until it is Ready or fails.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits.
+    #[arg(long, value_name = "DURATION", default_value = "30m")]
+    pub timeout: String,
+}
+
+#[derive(Debug, Args)]
+pub struct NameArgs {
+    /// Name of the booking.
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ExtendArgs {
+    /// Name of the booking.
+    pub name: String,
+    /// How much longer: `2d`, `12h`, `1d6h`.
+    #[arg(long, value_name = "DURATION")]
+    pub by: String,
+    /// How long to wait for the operator's answer.
+    #[arg(long, value_name = "DURATION", default_value = "1m")]
+    pub timeout: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ReleaseArgs {
+    /// Name of the booking.
+    pub name: String,
+    /// Wait until every host is back in the pool.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits.
+    #[arg(long, value_name = "DURATION", default_value = "30m")]
+    pub timeout: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CalendarArgs {
+    /// How many days the timeline shows, from today.
+    #[arg(long, default_value_t = 14, value_parser = clap::value_parser!(u32).range(1..=90))]
+    pub days: u32,
+    /// Only hosts of this profile.
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Only hosts of this lab.
+    #[arg(long)]
+    pub lab: Option<String>,
+}

@@ -1,0 +1,562 @@
+//! `kubectl lab` as a user runs it: the `kubectl-lab` binary with `--kubeconfig`, against the
+//! shared control plane with fixture LabHosts, Leases and PodRequests of known content (no
+//! operator: these read and write the API), and against a bare control plane without the
+//! CRDs. The whole session with a running operator is `e2e_kubectl_lab_session` in
+//! kubectl_lab_e2e.rs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use anyhow::{Context, Result, bail, ensure};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use labpods_api::v1alpha1::{
+    ImageSpec, LABEL_LAB, LabHost, LabHostSpec, Lease, LeaseHost, LeaseSpec, PodRequest,
+    RequestRef, SecretReference,
+};
+use labpods_tests::{ControlPlane, ControlPlaneConfig, DeleteOnDrop, TestCluster, workspace_root};
+use serde_json::{Value, json};
+
+/// What one run of the plugin printed and how it exited.
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn ok(self) -> Result<String> {
+        ensure!(
+            self.code == 0,
+            "kubectl lab exited {}: {}",
+            self.code,
+            self.stderr
+        );
+        Ok(self.stdout)
+    }
+}
+
+/// The plugin binary, built once per test process (a test must never run a stale one).
+fn plugin() -> Result<PathBuf> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| build().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+fn build() -> Result<PathBuf> {
+    let root = workspace_root();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let output = Command::new(&cargo)
+        .args(["build", "--quiet", "--package", "kubectl-lab", "--bins"])
+        .current_dir(&root)
+        .output()
+        .context("running cargo build -p kubectl-lab")?;
+    if !output.status.success() {
+        bail!(
+            "cargo build -p kubectl-lab failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let binary = target.join("debug").join("kubectl-lab");
+    ensure!(
+        binary.is_file(),
+        "no {} after cargo build",
+        binary.display()
+    );
+    Ok(binary)
+}
+
+/// `kubectl-lab --kubeconfig K ARGS...` with no terminal, so no colour.
+async fn lab(kubeconfig: &Path, args: &[&str]) -> Result<Run> {
+    let binary = plugin()?;
+    let output = tokio::process::Command::new(binary)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .output()
+        .await
+        .context("running kubectl-lab")?;
+    Ok(Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    })
+}
+
+/// The row of a plugin table whose first cell is `name`, split on runs of 3+ spaces.
+fn row<'a>(table: &'a str, name: &str) -> Result<Vec<&'a str>> {
+    table
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .map(|l| {
+            l.split("   ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect()
+        })
+        .with_context(|| format!("no row {name} in:\n{table}"))
+}
+
+fn minute(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%d %H:%MZ").to_string()
+}
+
+/// A LabHost of `lab` (deleted when the test ends), its status as the LabHost controller
+/// would write it.
+async fn labhost(
+    cluster: &TestCluster,
+    client: &Client,
+    name: &str,
+    lab: &str,
+    profile: &str,
+    status: Value,
+) -> Result<DeleteOnDrop> {
+    let api: Api<LabHost> = Api::all(client.clone());
+    let mut host = LabHost::new(
+        name,
+        LabHostSpec::new(
+            "http://127.0.0.1:9",
+            profile,
+            SecretReference::new("labpods-system", "bmc"),
+        ),
+    );
+    host.metadata.labels = Some([(LABEL_LAB.to_string(), lab.to_string())].into());
+    host.spec.maintenance = status["state"] == "Maintenance";
+    api.create(&PostParams::default(), &host).await?;
+    let guard = cluster.delete_on_drop(format!("labhost/{name}"));
+    api.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "status": status })),
+    )
+    .await?;
+    Ok(guard)
+}
+
+async fn lease(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    hosts: &[(&str, &str)],
+    window: (Timestamp, Timestamp),
+    phase: &str,
+) -> Result<()> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
+    let spec = LeaseSpec::new(
+        RequestRef {
+            name: name.into(),
+            uid: "00000000-0000-0000-0000-000000000001".into(),
+        },
+        hosts.iter().map(|(h, r)| LeaseHost {
+            host: h.to_string(),
+            role: r.to_string(),
+        }),
+        Time(window.0),
+        Time(window.1),
+        ImageSpec::new("http://images.test/os.iso"),
+    );
+    api.create(&PostParams::default(), &Lease::new(name, spec))
+        .await?;
+    api.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "status": { "phase": phase } })),
+    )
+    .await?;
+    Ok(())
+}
+
+/// To the minute: fixtures' windows are shown in minutes.
+fn now_minute() -> Result<Timestamp> {
+    let s = Timestamp::now().as_second();
+    Ok(Timestamp::from_second(s - s % 60)?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_lab_hosts_and_calendar_show_who_holds_what_until_when() -> Result<()> {
+    let cluster = TestCluster::get()?;
+    let client = cluster.client().await?;
+    let ns = cluster.namespace("kubectl-lab-hosts").await?;
+    let lab_name = ns.name().to_string();
+    let (h1, h2, h3) = (
+        format!("{lab_name}-h1"),
+        format!("{lab_name}-h2"),
+        format!("{lab_name}-h3"),
+    );
+    let _hosts = [
+        labhost(
+            &cluster,
+            &client,
+            &h1,
+            &lab_name,
+            "small",
+            json!({"state": "Provisioned", "power": "On"}),
+        )
+        .await?,
+        labhost(
+            &cluster,
+            &client,
+            &h2,
+            &lab_name,
+            "large",
+            json!({"state": "Available", "power": "Off"}),
+        )
+        .await?,
+        labhost(
+            &cluster,
+            &client,
+            &h3,
+            &lab_name,
+            "large",
+            json!({"state": "Maintenance", "power": "Off"}),
+        )
+        .await?,
+    ];
+    let now = now_minute()?;
+    let hour = SignedDuration::from_hours(1);
+    let held_end = now + 2 * hour;
+    lease(
+        &client,
+        ns.name(),
+        "held",
+        &[(&h1, "node")],
+        (now - hour, held_end),
+        "Ready",
+    )
+    .await?;
+    let (later_start, later_end) = (now + 24 * hour, now + 48 * hour);
+    lease(
+        &client,
+        ns.name(),
+        "later",
+        &[(&h2, "node")],
+        (later_start, later_end),
+        "Bound",
+    )
+    .await?;
+    let kubeconfig = cluster.kubeconfig();
+    let held = format!("{}/held", ns.name());
+    let later = format!("{}/later", ns.name());
+
+    let table = lab(kubeconfig, &["hosts", "--lab", &lab_name])
+        .await?
+        .ok()?;
+    assert!(
+        table.starts_with("NAME") && table.contains("HELD BY") && table.contains("FREE FROM"),
+        "{table}"
+    );
+    let r1 = row(&table, &h1)?;
+    assert_eq!(
+        &r1[..6],
+        [h1.as_str(), &lab_name, "small", "Provisioned", "On", &held],
+        "{table}"
+    );
+    assert_eq!(
+        r1[6],
+        minute(held_end),
+        "held until the Lease's end:\n{table}"
+    );
+    assert!(
+        r1[7].starts_with(&minute(held_end)),
+        "free once the Lease ends:\n{table}"
+    );
+    let r2 = row(&table, &h2)?;
+    assert_eq!(
+        &r2[3..],
+        [
+            "Available",
+            "Off",
+            "-",
+            "-",
+            "now",
+            &format!("{later} from {}", minute(later_start))
+        ],
+        "{table}"
+    );
+    let r3 = row(&table, &h3)?;
+    assert_eq!(
+        &r3[3..8],
+        ["Maintenance", "Off", "-", "-", "-"],
+        "never free while in maintenance:\n{table}"
+    );
+
+    // A day and an hour from now h1 is free again, h2 is reserved, h3 still in maintenance.
+    let free = lab(
+        kubeconfig,
+        &["hosts", "--lab", &lab_name, "--free-at", "+1d1h"],
+    )
+    .await?
+    .ok()?;
+    assert!(
+        free.contains(&h1) && !free.contains(&h2) && !free.contains(&h3),
+        "{free}"
+    );
+    let none = lab(
+        kubeconfig,
+        &["hosts", "--lab", &lab_name, "--profile", "gpu"],
+    )
+    .await?
+    .ok()?;
+    assert_eq!(none.trim(), "no LabHosts match");
+
+    let json: Value = serde_json::from_str(
+        &lab(kubeconfig, &["hosts", "--lab", &lab_name, "-o", "json"])
+            .await?
+            .ok()?,
+    )?;
+    let rows = json.as_array().context("hosts -o json is a list")?;
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0]["name"], h1.as_str());
+    assert_eq!(rows[0]["heldBy"], held.as_str());
+    assert_eq!(
+        rows[1]["nextReservation"],
+        format!("{later} from {}", minute(later_start))
+    );
+
+    let calendar = lab(kubeconfig, &["calendar", "--lab", &lab_name, "--days", "3"])
+        .await?
+        .ok()?;
+    let line = |host: &str| -> Result<String> {
+        calendar
+            .lines()
+            .find(|l| l.starts_with(host))
+            .map(|l| l[host.len()..].trim().to_string())
+            .with_context(|| format!("no {host} in the calendar:\n{calendar}"))
+    };
+    let (t1, t2, t3) = (line(&h1)?, line(&h2)?, line(&h3)?);
+    assert_eq!(t1.len(), 12, "3 days of 4 slots:\n{calendar}");
+    // Slots are 6 h from today 00:00 UTC.
+    let slot = |t: Timestamp| ((t.as_second() % 86_400) / 21_600) as usize;
+    assert_eq!(
+        t1.chars().nth(slot(now)),
+        Some('A'),
+        "h1 held now:\n{calendar}"
+    );
+    assert!(
+        !t1[slot(now) + 2..].contains('A'),
+        "h1 free a day on:\n{calendar}"
+    );
+    assert_eq!(
+        t2.chars().nth(slot(later_start) + 4),
+        Some('B'),
+        "h2 reserved tomorrow:\n{calendar}"
+    );
+    assert_eq!(
+        t2.chars().nth(slot(now)),
+        Some('.'),
+        "h2 free now:\n{calendar}"
+    );
+    assert!(t3.ends_with("####"), "h3 out of service:\n{calendar}");
+    assert!(
+        calendar.contains(&format!("A  {held}  Ready  ")),
+        "{calendar}"
+    );
+    assert!(
+        calendar.contains(&format!(
+            "B  {later}  Bound (reserved)  {} -> {}  1 host",
+            minute(later_start),
+            minute(later_end)
+        )),
+        "{calendar}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_lab_book_status_extend_release_and_their_errors() -> Result<()> {
+    let cluster = TestCluster::get()?;
+    let client = cluster.client().await?;
+    let ns = cluster.namespace("kubectl-lab-book").await?;
+    let kubeconfig = cluster.kubeconfig();
+    let n = ns.name();
+    let booked = lab(
+        kubeconfig,
+        &[
+            "book",
+            "ci-pod",
+            "-n",
+            n,
+            "--role",
+            "jumphost=1",
+            "--role",
+            "node=2",
+            "--lab",
+            "no-such-lab",
+            "--image",
+            "http://images.test/os.iso",
+            "--for",
+            "1d",
+        ],
+    )
+    .await?
+    .ok()?;
+    assert_eq!(
+        booked.trim(),
+        format!(
+            "podrequest {n}/ci-pod created: 1 jumphost + 2 node for 1d, as soon as hosts are free"
+        )
+    );
+    let api: Api<PodRequest> = Api::namespaced(client.clone(), n);
+    let pr = api.get("ci-pod").await?;
+    assert_eq!(pr.spec.host_count(), 3);
+    assert_eq!(pr.spec.duration.as_deref(), Some("1d"));
+
+    let again = lab(
+        kubeconfig,
+        &[
+            "book",
+            "ci-pod",
+            "-n",
+            n,
+            "--role",
+            "node=1",
+            "--image",
+            "http://i.test/a.iso",
+            "--for",
+            "1h",
+        ],
+    )
+    .await?;
+    assert_eq!(again.code, 1);
+    assert!(
+        again.stderr.contains(&format!(
+            "a PodRequest named ci-pod already exists in namespace {n}"
+        )),
+        "{}",
+        again.stderr
+    );
+
+    let status = lab(kubeconfig, &["status", "ci-pod", "-n", n])
+        .await?
+        .ok()?;
+    assert!(
+        status.starts_with(&format!("PodRequest {n}/ci-pod: Pending")),
+        "{status}"
+    );
+    assert!(
+        status.contains("Queue: position "),
+        "a waiting request shows its place:\n{status}"
+    );
+    assert!(status.contains("Hosts: none assigned yet"), "{status}");
+    let json: Value = serde_json::from_str(
+        &lab(kubeconfig, &["status", "ci-pod", "-n", n, "-o", "json"])
+            .await?
+            .ok()?,
+    )?;
+    assert_eq!(json["phase"], "Pending");
+    assert_eq!(json["name"], "ci-pod");
+    let yaml = lab(kubeconfig, &["status", "ci-pod", "-n", n, "-o", "yaml"])
+        .await?
+        .ok()?;
+    assert!(yaml.contains("phase: Pending"), "{yaml}");
+
+    let missing = lab(kubeconfig, &["status", "nope", "-n", n]).await?;
+    assert_eq!(missing.code, 1);
+    assert_eq!(
+        missing.stderr.trim(),
+        format!("error: no PodRequest named nope in namespace {n}")
+    );
+    let missing = lab(kubeconfig, &["release", "nope", "-n", n]).await?;
+    assert_eq!(missing.code, 1);
+    assert!(
+        missing.stderr.contains("no PodRequest named nope"),
+        "{}",
+        missing.stderr
+    );
+
+    // Not bound yet: the request itself gets longer.
+    let extended = lab(kubeconfig, &["extend", "ci-pod", "-n", n, "--by", "12h"])
+        .await?
+        .ok()?;
+    assert_eq!(
+        extended.trim(),
+        "ci-pod has no hosts yet: its request is now 12h longer"
+    );
+    assert_eq!(
+        api.get("ci-pod").await?.spec.duration.as_deref(),
+        Some("1d12h")
+    );
+
+    let usage = lab(kubeconfig, &["extend", "ci-pod", "-n", n, "--by", "soon"]).await?;
+    assert_eq!(usage.code, 2);
+    assert!(
+        usage.stderr.contains("--by \"soon\": expected a length"),
+        "{}",
+        usage.stderr
+    );
+    let usage = lab(
+        kubeconfig,
+        &[
+            "book", "x", "-n", n, "--role", "node=0", "--image", "http://i", "--for", "1d",
+        ],
+    )
+    .await?;
+    assert_eq!(usage.code, 2);
+    assert!(
+        usage.stderr.contains("expected NAME=COUNT"),
+        "{}",
+        usage.stderr
+    );
+    let usage = lab(
+        kubeconfig,
+        &["book", "x", "-n", n, "--image", "http://i", "--for", "1d"],
+    )
+    .await?;
+    assert_eq!(usage.code, 2, "clap's own usage error: {}", usage.stderr);
+
+    let released = lab(kubeconfig, &["release", "ci-pod", "-n", n])
+        .await?
+        .ok()?;
+    assert_eq!(released.trim(), "ci-pod released (it held no hosts)");
+    assert!(
+        api.get_opt("ci-pod").await?.is_none(),
+        "no operator holds it back: gone"
+    );
+
+    let completion = lab(kubeconfig, &["completion", "bash"]).await?.ok()?;
+    assert!(
+        completion.contains("kubectl-lab") && completion.contains("calendar"),
+        "{completion}"
+    );
+    let help = lab(kubeconfig, &["--help"]).await?.ok()?;
+    assert!(
+        help.contains("Examples:") && help.contains("Exit codes:"),
+        "{help}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_lab_says_when_labpods_is_not_installed() -> Result<()> {
+    let plane = ControlPlane::start(ControlPlaneConfig::default()).await?;
+    let status = lab(plane.kubeconfig(), &["status", "x", "-n", "default"]).await?;
+    assert_eq!(status.code, 1);
+    assert_eq!(
+        status.stderr.trim(),
+        "error: labpods is not installed in this cluster: CRD podrequests.labpods.dev missing"
+    );
+    let hosts = lab(plane.kubeconfig(), &["hosts"]).await?;
+    assert_eq!(hosts.code, 1);
+    assert_eq!(
+        hosts.stderr.trim(),
+        "error: labpods is not installed in this cluster: CRD labhosts.labpods.dev missing"
+    );
+    let unreachable = lab(plane.kubeconfig(), &["hosts", "--context", "nope"]).await?;
+    assert_eq!(unreachable.code, 1);
+    assert!(
+        unreachable.stderr.contains("cannot load the kubeconfig"),
+        "{}",
+        unreachable.stderr
+    );
+    Ok(())
+}

@@ -1,0 +1,167 @@
+//! A user's whole session through `kubectl lab` with the operator running and a simulated
+//! lab: book --wait, status, hosts, extend, calendar, release --wait. The plugin runs through
+//! its library with the exact arguments a user types (the e2e harness hands out a client,
+//! not a kubeconfig); the binary's own flag handling is tested in kubectl_lab.rs.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use labpods_tests::e2e::E2e;
+use labpods_tests::sim::HostGroup;
+
+const LAB: &str = "e2e-kubectl-lab";
+
+/// Runs `kubectl lab ARGS` and returns what it printed, or fails with it.
+async fn lab(e2e: &E2e, args: &[&str]) -> Result<String> {
+    let mut out = Vec::new();
+    let result = kubectl_lab::run_with_client(e2e.client(), args.iter().copied(), &mut out).await;
+    let printed = String::from_utf8_lossy(&out).into_owned();
+    // Shown with a failure's output: the whole session as the user saw it.
+    println!("$ kubectl lab {}\n{printed}", args.join(" "));
+    match result {
+        Ok(()) => Ok(printed),
+        Err(e) => bail!(
+            "kubectl lab {} failed: {e}\nprinted:\n{printed}",
+            args.join(" ")
+        ),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_kubectl_lab_session() -> Result<()> {
+    let mut e2e = E2e::start(
+        LAB,
+        &[HostGroup::new("small", 1), HostGroup::new("large", 2)],
+    )
+    .await?;
+    let ns = e2e.namespace().to_string();
+    let image = e2e.image().to_string();
+
+    let booked = lab(
+        &e2e,
+        &[
+            "book",
+            "pod",
+            "-n",
+            &ns,
+            "--role",
+            "jumphost=1",
+            "--role",
+            "node=2",
+            "--lab",
+            LAB,
+            "--image",
+            &image,
+            "--for",
+            "1h",
+            "--wait",
+            "--timeout",
+            "3m",
+        ],
+    )
+    .await;
+    let booked = match booked {
+        Ok(text) => text,
+        Err(e) => bail!("{e:#}\n{}", e2e.diagnostics().await),
+    };
+    assert!(
+        booked.starts_with(&format!(
+            "podrequest {ns}/pod created: 1 jumphost + 2 node for 1h"
+        )),
+        "{booked}"
+    );
+    let hosts = e2e.assigned_hosts("pod").await?;
+    assert_eq!(hosts.len(), 3);
+    for host in &hosts {
+        // Each host's bar was shown moving, then full.
+        assert!(
+            booked
+                .lines()
+                .any(|l| l.contains(host.as_str()) && l.contains("] ") && !l.contains("9/9")),
+            "no progress shown for {host} before Ready:\n{booked}"
+        );
+        assert!(
+            booked
+                .lines()
+                .any(|l| l.contains(host.as_str()) && l.contains("[##################] 9/9 Ready")),
+            "{host} never shown Ready:\n{booked}"
+        );
+    }
+    assert!(booked.contains("pod is Ready: 3 hosts until "), "{booked}");
+    assert!(
+        booked.contains("kubectl lab release pod"),
+        "says how to finish:\n{booked}"
+    );
+
+    let status = lab(&e2e, &["status", "pod", "-n", &ns]).await?;
+    assert!(
+        status.starts_with(&format!("PodRequest {ns}/pod: Ready")),
+        "{status}"
+    );
+    for host in &hosts {
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(host.as_str()))
+            .with_context(|| format!("{host} missing:\n{status}"))?;
+        assert!(line.contains("Provisioned"), "{line}");
+    }
+    assert!(
+        status.contains("CONDITION") && status.contains("Ready"),
+        "{status}"
+    );
+    assert!(
+        !status.contains("Queue:"),
+        "a Ready pod is in no queue:\n{status}"
+    );
+
+    let table = lab(&e2e, &["hosts", "--lab", LAB]).await?;
+    for host in &hosts {
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(host.as_str()))
+            .with_context(|| format!("{host} missing:\n{table}"))?;
+        assert!(
+            line.contains(&format!("{ns}/pod")),
+            "held by the booking: {line}"
+        );
+    }
+
+    let before = e2e.lease("pod").await?.context("no Lease")?.spec.end.0;
+    let extended = lab(&e2e, &["extend", "pod", "-n", &ns, "--by", "1h"]).await?;
+    assert!(extended.starts_with("pod extended: ends "), "{extended}");
+    let after = e2e.lease("pod").await?.context("no Lease")?.spec.end.0;
+    assert_eq!(
+        after.duration_since(before).as_secs(),
+        3_600,
+        "the Lease ends an hour later"
+    );
+
+    let calendar = lab(&e2e, &["calendar", "--lab", LAB, "--days", "2"]).await?;
+    assert!(
+        calendar.contains(&format!("A  {ns}/pod  Ready  ")),
+        "{calendar}"
+    );
+    assert!(calendar.contains("3 hosts"), "{calendar}");
+
+    let released = lab(
+        &e2e,
+        &["release", "pod", "-n", &ns, "--wait", "--timeout", "3m"],
+    )
+    .await?;
+    assert!(
+        released.starts_with("pod released: its 3 hosts are powered off"),
+        "{released}"
+    );
+    assert!(
+        released.contains("every host of pod is back in the pool"),
+        "{released}"
+    );
+    e2e.wait_hosts_free(&hosts, Duration::from_secs(90)).await?;
+    let table = lab(&e2e, &["hosts", "--lab", LAB]).await?;
+    assert!(
+        !table.contains(&format!("{ns}/pod")),
+        "nobody holds the hosts:\n{table}"
+    );
+    e2e.shutdown().await;
+    Ok(())
+}
