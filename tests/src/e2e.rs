@@ -32,6 +32,7 @@ use crate::kubectl::Kubectl;
 use crate::operator::{Operator, OperatorSettings};
 use crate::sim::{HostGroup, SimLab};
 use crate::sushy::{SUSHY_PROFILE, SushyLab};
+use crate::tenancy;
 use crate::wait::eventually;
 use crate::workspace_root;
 
@@ -65,6 +66,10 @@ pub struct E2e {
     image: String,
     operators: Vec<Operator>,
     settings: OperatorSettings,
+    /// The kubeconfig the operators run with: the admin's, or their ServiceAccount's.
+    operator_kubeconfig: PathBuf,
+    /// Where the operator keeps its election Lease, signing key and history.
+    operator_namespace: String,
     /// Bookings each host has been verified Ready for: a host reused by a later booking
     /// has booted the image once per booking.
     bookings_served: BTreeMap<String, usize>,
@@ -84,19 +89,28 @@ impl E2e {
     /// A control plane, a namespace `name`, a lab of `groups` labelled `lab=<name>`, and one
     /// operator (identity `<name>-a`).
     pub async fn start(name: &str, groups: &[HostGroup]) -> Result<Self> {
-        Self::start_with(name, Source::Sim(groups)).await
+        Self::start_with(name, Source::Sim(groups), Install::Bare).await
     }
 
     /// The same with `count` sushy-tools systems instead of simulated BMCs.
     pub async fn start_sushy(name: &str, count: usize) -> Result<Self> {
-        Self::start_with(name, Source::Sushy(count)).await
+        Self::start_with(name, Source::Sushy(count), Install::Bare).await
     }
 
-    async fn start_with(name: &str, source: Source<'_>) -> Result<Self> {
+    /// A lab installed as a lab operator installs it: `kubectl apply -k deploy/` as shipped
+    /// (namespace, RBAC, roles, admission policies bound cluster-wide), the BMC credentials
+    /// in labpods-system, and the operator running as its ServiceAccount (a real token) with
+    /// the shipped RBAC, not as an admin.
+    pub async fn start_installed(name: &str, groups: &[HostGroup]) -> Result<Self> {
+        Self::start_with(name, Source::Sim(groups), Install::Shipped).await
+    }
+
+    async fn start_with(name: &str, source: Source<'_>, install: Install) -> Result<Self> {
         let plane = ControlPlane::start(ControlPlaneConfig::default().crds(labpods_crds()))
             .await
             .context("starting the control plane")?;
         let client = client_for(plane.kubeconfig()).await?;
+        let kubectl = Kubectl::new(plane.kubeconfig())?;
         let namespace = Namespace {
             metadata: ObjectMeta {
                 name: Some(name.to_string()),
@@ -112,18 +126,38 @@ impl E2e {
         // A previous run's logs would confuse the reader of this one's.
         let _ = std::fs::remove_dir_all(&logs);
         std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+        let (operator_namespace, operator_kubeconfig) = match install {
+            Install::Bare => (name.to_string(), plane.kubeconfig().to_path_buf()),
+            Install::Shipped => {
+                let deploy = workspace_root().join("deploy");
+                kubectl
+                    .run(["apply".as_ref(), "-k".as_ref(), deploy.as_os_str()])
+                    .await?
+                    .ok()
+                    .context("kubectl apply -k deploy/")?;
+                let token = tenancy::service_account_token(
+                    &client,
+                    tenancy::OPERATOR_NAMESPACE,
+                    tenancy::OPERATOR_SERVICE_ACCOUNT,
+                )
+                .await?;
+                let kubeconfig = logs.join("operator-kubeconfig.yaml");
+                tenancy::write_token_kubeconfig(plane.kubeconfig(), &token, &kubeconfig)?;
+                (tenancy::OPERATOR_NAMESPACE.to_string(), kubeconfig)
+            }
+        };
         let mut settings = OperatorSettings {
-            lease_namespace: name.to_string(),
+            lease_namespace: operator_namespace.clone(),
             wipe_images: vec![(WIPED_PROFILE.to_string(), WIPE_IMAGE.to_string())],
             boot_fallbacks: Vec::new(),
         };
         let (hardware, image) = match source {
             Source::Sim(groups) => (
-                Hardware::Sim(SimLab::start(&client, name, name, groups).await?),
+                Hardware::Sim(SimLab::start(&client, name, &operator_namespace, groups).await?),
                 IMAGE.to_string(),
             ),
             Source::Sushy(count) => {
-                let lab = SushyLab::start(&client, name, name, count).await?;
+                let lab = SushyLab::start(&client, name, &operator_namespace, count).await?;
                 // sushy reports no BootProgress: completion comes from the per-profile fallback.
                 settings
                     .boot_fallbacks
@@ -134,7 +168,9 @@ impl E2e {
         };
         let mut e2e = Self {
             name: name.to_string(),
-            kubectl: Kubectl::new(plane.kubeconfig())?,
+            kubectl,
+            operator_kubeconfig,
+            operator_namespace,
             client,
             namespace: name.to_string(),
             hardware,
@@ -153,7 +189,7 @@ impl E2e {
     pub fn start_operator(&mut self, suffix: &str) -> Result<()> {
         let identity = format!("{}-{suffix}", self.name);
         let operator = Operator::start(
-            self.plane.kubeconfig(),
+            &self.operator_kubeconfig,
             &self.settings,
             &identity,
             &self.logs,
@@ -198,8 +234,19 @@ impl E2e {
         })
     }
 
+    /// An admin (system:masters) client.
     pub fn client(&self) -> Client {
         self.client.clone()
+    }
+
+    /// The admin kubeconfig of this test's control plane.
+    pub fn kubeconfig(&self) -> &std::path::Path {
+        self.plane.kubeconfig()
+    }
+
+    /// A client acting as `user` in `groups` (impersonation, as `kubectl --as`).
+    pub async fn client_as(&self, user: &str, groups: &[&str]) -> Result<Client> {
+        tenancy::client_as(self.plane.kubeconfig(), user, groups).await
     }
 
     pub fn namespace(&self) -> &str {
@@ -576,7 +623,7 @@ impl E2e {
     /// The name of the coordination Lease holder (leader election).
     pub async fn leader(&self) -> Result<Option<String>> {
         let api: Api<k8s_openapi::api::coordination::v1::Lease> =
-            Api::namespaced(self.client.clone(), &self.namespace);
+            Api::namespaced(self.client.clone(), &self.operator_namespace);
         Ok(api
             .get_opt("labpods-operator")
             .await?
@@ -596,6 +643,14 @@ impl E2e {
 enum Source<'a> {
     Sim(&'a [HostGroup]),
     Sushy(usize),
+}
+
+/// How the lab is installed.
+enum Install {
+    /// CRDs only; the operator runs as the admin (in the test's namespace).
+    Bare,
+    /// `deploy/` as shipped; the operator runs as its ServiceAccount in labpods-system.
+    Shipped,
 }
 
 #[derive(Debug)]

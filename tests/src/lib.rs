@@ -31,6 +31,7 @@ mod pki;
 pub mod sim;
 mod supervised;
 pub mod sushy;
+pub mod tenancy;
 mod wait;
 
 pub use cleanup::DeleteOnDrop;

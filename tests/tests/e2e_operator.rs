@@ -6,8 +6,15 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
+use kube::Api;
+use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use labpods_api::conditions::{EXTENSION_REJECTED, find_condition};
-use labpods_api::v1alpha1::{HostState, LeasePhase, PodRequestPhase};
+use labpods_api::v1alpha1::{
+    HostState, ImageSpec, Lease, LeaseHost, LeasePhase, LeaseSpec, PodRequest, PodRequestPhase,
+    PodRequestSpec, RequestRef,
+};
 use labpods_tests::e2e::{E2e, PROVISION_TIMEOUT, WIPE_IMAGE, WIPED_PROFILE, from_now};
 use labpods_tests::sim::HostGroup;
 
@@ -499,6 +506,328 @@ async fn e2e_sushy_tools_systems_are_reimaged_and_released() -> Result<()> {
     e2e.release("sushy").await?;
     e2e.wait_hosts_free(&hosts, RELEASE_TIMEOUT).await?;
     e2e.wait_lease_gone("sushy", RELEASE_TIMEOUT).await?;
+    e2e.shutdown().await;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Tenancy: the operator honours only the Leases it wrote (its own defence, with no admission
+// policy installed), and the shipped policy and roles hold on a whole installed cluster.
+
+/// The Lease a tenant would forge: `hosts` for the request `name` (uid), from now on.
+fn forged_lease(e2e: &E2e, name: &str, uid: &str, hosts: &[String]) -> Result<Lease> {
+    let mut lease = Lease::new(
+        name,
+        LeaseSpec::new(
+            RequestRef {
+                name: name.into(),
+                uid: uid.into(),
+            },
+            hosts.iter().map(|h| LeaseHost {
+                host: h.clone(),
+                role: "node".into(),
+            }),
+            from_now(0)?,
+            from_now(3600)?,
+            ImageSpec::new(e2e.image()),
+        ),
+    );
+    lease.metadata.namespace = Some(e2e.namespace().into());
+    Ok(lease)
+}
+
+/// Waits for the Lease's Authentic condition to be False with `reason`.
+async fn wait_refused(e2e: &mut E2e, name: &str, reason: &str) -> Result<String> {
+    let api: Api<Lease> = Api::namespaced(e2e.client(), e2e.namespace());
+    let what = format!("Lease {name} to be refused ({reason})");
+    let reason = reason.to_string();
+    e2e.wait(&what, SCHEDULE_TIMEOUT, || {
+        let api = api.clone();
+        let reason = reason.clone();
+        async move {
+            let lease = api.get(name).await?;
+            let conditions = lease.status.map(|s| s.conditions).unwrap_or_default();
+            Ok(find_condition(&conditions, "Authentic")
+                .filter(|c| c.status == "False" && c.reason == reason)
+                .map(|c| c.message.clone()))
+        }
+    })
+    .await
+}
+
+/// Waits for the PodRequest to say its Lease is not honoured.
+async fn wait_request_refused(e2e: &mut E2e, name: &str) -> Result<String> {
+    let api: Api<PodRequest> = Api::namespaced(e2e.client(), e2e.namespace());
+    let what = format!("PodRequest {name} to report its Lease refused");
+    e2e.wait(&what, SCHEDULE_TIMEOUT, || {
+        let api = api.clone();
+        async move {
+            let status = api.get(name).await?.status.unwrap_or_default();
+            let refused = find_condition(&status.conditions, "Scheduled")
+                .is_some_and(|c| c.reason == "LeaseRefused");
+            Ok(status.message.filter(|_| refused))
+        }
+    })
+    .await
+}
+
+/// Events with `reason` about `name` in the test's namespace.
+async fn events_about(e2e: &E2e, name: &str, reason: &str) -> Result<usize> {
+    let events: Api<Event> = Api::namespaced(e2e.client(), e2e.namespace());
+    Ok(events
+        .list(&Default::default())
+        .await?
+        .items
+        .iter()
+        .filter(|e| {
+            e.reason.as_deref() == Some(reason)
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+        })
+        .count())
+}
+
+/// The attack of issue 7 against the operator itself (no admission policy here; an admin
+/// writes what a tenant would): a Lease naming every free host for a waiting request, with a
+/// status saying it provisions, and one for no request at all. No host is claimed or booted;
+/// the request and the Lease say why; the forged objects are left alone; the lab still
+/// books normally around them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_forged_lease_claims_no_host() -> Result<()> {
+    let mut e2e = E2e::start("e2e-forged", &[HostGroup::new("small", 3)]).await?;
+    let hosts = e2e.host_names();
+    // More hosts than the lab has: the request waits, with no Lease of its own.
+    e2e.book("waiting", vec![e2e.role("node", 4, None)], "1h")
+        .await?;
+    e2e.wait_waiting("waiting", SCHEDULE_TIMEOUT).await?;
+    let uid = e2e
+        .podrequest("waiting")
+        .await?
+        .and_then(|pr| pr.metadata.uid)
+        .context("PodRequest waiting has no uid")?;
+    let leases: Api<Lease> = Api::namespaced(e2e.client(), e2e.namespace());
+    for (name, uid) in [("waiting", uid.as_str()), ("ghost", "no-such-request")] {
+        leases
+            .create(
+                &PostParams::default(),
+                &forged_lease(&e2e, name, uid, &hosts)?,
+            )
+            .await
+            .with_context(|| format!("forging Lease {name}"))?;
+        let provisioning = serde_json::json!({ "status": { "phase": "Provisioning" } });
+        leases
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&provisioning))
+            .await?;
+    }
+
+    let message = wait_request_refused(&mut e2e, "waiting").await?;
+    assert!(
+        message.contains("Lease waiting is not honoured")
+            && message.contains("the labpods operator did not write it")
+            && message.contains("kubectl delete leases.labpods.dev waiting"),
+        "the request should say what happened and what to do: {message}"
+    );
+    for name in ["waiting", "ghost"] {
+        wait_refused(&mut e2e, name, "NotSignedByOperator").await?;
+    }
+    let events = events_about(&e2e, "waiting", "NotAuthentic").await?;
+    assert!(events >= 1, "no NotAuthentic event on the forged Lease");
+
+    for host in &hosts {
+        let labhost = e2e.labhost(host).await?;
+        assert_eq!(labhost.spec.claim_ref, None, "{host} was claimed");
+        let boots = e2e.sim()?.bmc(host)?.boots();
+        assert!(boots.is_empty(), "{host} was booted: {boots:?}");
+    }
+    // The forged Leases hold nothing in the calendar: a real booking gets a host now.
+    e2e.book("legit", vec![e2e.role("node", 1, None)], "1h")
+        .await?;
+    e2e.check_ready("legit", &[("node", 1)]).await?;
+    e2e.check_no_double_binding().await?;
+    // Never collected, although Released past the retention (5 s): they may be a tenant's.
+    for name in ["waiting", "ghost"] {
+        assert!(
+            leases.get_opt(name).await?.is_some(),
+            "the operator deleted the forged Lease {name}"
+        );
+    }
+    let waiting = e2e
+        .podrequest("waiting")
+        .await?
+        .context("PodRequest waiting is gone")?;
+    assert!(
+        waiting
+            .status
+            .map(|s| s.hosts)
+            .unwrap_or_default()
+            .is_empty(),
+        "the forged Lease's request got hosts"
+    );
+    e2e.shutdown().await;
+    Ok(())
+}
+
+/// A running booking whose Lease someone stretches (an admin, bypassing the PodRequest and
+/// the scheduler): the operator does not keep the hosts past an end it never granted; the
+/// changed Lease is not honoured, its hosts are released (powered off, back in the pool).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_stretched_lease_end_is_not_honoured() -> Result<()> {
+    let mut e2e = E2e::start("e2e-stretch", &[HostGroup::new("small", 2)]).await?;
+    e2e.book("mine", vec![e2e.role("node", 1, None)], "1h")
+        .await?;
+    let hosts = e2e.check_ready("mine", &[("node", 1)]).await?;
+    let leases: Api<Lease> = Api::namespaced(e2e.client(), e2e.namespace());
+    let stretched = from_now(30 * 86400)?;
+    let patch = serde_json::json!({ "spec": { "end": stretched } });
+    leases
+        .patch("mine", &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+
+    e2e.wait_hosts_free(&hosts, RELEASE_TIMEOUT).await?;
+    let message = wait_request_refused(&mut e2e, "mine").await?;
+    assert!(
+        message.contains("someone other than the labpods operator wrote or changed it"),
+        "the request should say the Lease was changed: {message}"
+    );
+    wait_refused(&mut e2e, "mine", "ChangedByOthers").await?;
+    let request = e2e
+        .podrequest("mine")
+        .await?
+        .context("PodRequest mine is gone")?;
+    assert!(
+        request
+            .status
+            .map(|s| s.hosts)
+            .unwrap_or_default()
+            .is_empty(),
+        "the stretched booking still lists hosts"
+    );
+    for host in &hosts {
+        assert_eq!(e2e.labhost(host).await?.spec.claim_ref, None, "{host}");
+    }
+    e2e.shutdown().await;
+    Ok(())
+}
+
+/// The whole cluster as a lab operator installs it (`kubectl apply -k deploy/`, the policy
+/// bound for every namespace, the operator as its ServiceAccount with the shipped RBAC): a
+/// lab user books to Ready through the policy; the forged Lease, the stretched end and a
+/// claim are refused, to the user by RBAC and to a cluster-admin by the policy; the user's
+/// release returns the hosts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_installed_lab_lets_only_the_operator_write_leases_and_claims() -> Result<()> {
+    let mut e2e = E2e::start_installed("e2e-installed", &[HostGroup::new("small", 3)]).await?;
+    let namespace = e2e.namespace().to_string();
+    let binding = RoleBinding {
+        metadata: ObjectMeta {
+            name: Some("alice-books".into()),
+            namespace: Some(namespace.clone()),
+            ..ObjectMeta::default()
+        },
+        role_ref: RoleRef {
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            kind: "ClusterRole".into(),
+            name: "labpods-user".into(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "User".into(),
+            name: "alice".into(),
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            ..Subject::default()
+        }]),
+    };
+    Api::<RoleBinding>::namespaced(e2e.client(), &namespace)
+        .create(&PostParams::default(), &binding)
+        .await?;
+    let alice = e2e.client_as("alice", &["lab-users"]).await?;
+    let request = PodRequest::new(
+        "ci-pod",
+        PodRequestSpec::new(
+            vec![e2e.role("node", 2, None)],
+            ImageSpec::new(e2e.image()),
+            "1h",
+        ),
+    );
+    let as_alice: Api<PodRequest> = Api::namespaced(alice.clone(), &namespace);
+    e2e.wait("RBAC to let alice book", SCHEDULE_TIMEOUT, || {
+        let api = as_alice.clone();
+        let request = request.clone();
+        async move {
+            match api.create(&PostParams::default(), &request).await {
+                Ok(created) => Ok(Some(created)),
+                Err(kube::Error::Api(s)) if s.code == 403 => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        }
+    })
+    .await?;
+    let hosts = e2e.check_ready("ci-pod", &[("node", 2)]).await?;
+    let free = e2e
+        .host_names()
+        .into_iter()
+        .find(|h| !hosts.contains(h))
+        .context("no free host")?;
+    let uid = e2e
+        .podrequest("ci-pod")
+        .await?
+        .and_then(|pr| pr.metadata.uid)
+        .context("no uid")?;
+    let forged = forged_lease(&e2e, "forged", &uid, std::slice::from_ref(&free))?;
+    let operator =
+        "only the labpods operator (system:serviceaccount:labpods-system:labpods) may write";
+
+    let refused = |result: kube::Result<Lease>| match result {
+        Ok(l) => bail!("allowed: {l:?}"),
+        Err(kube::Error::Api(s)) if s.code == 403 => Ok(s.message),
+        Err(e) => Err(e.into()),
+    };
+    let alice_leases: Api<Lease> = Api::namespaced(alice.clone(), &namespace);
+    let admin_leases: Api<Lease> = Api::namespaced(e2e.client(), &namespace);
+    let by_rbac = refused(alice_leases.create(&PostParams::default(), &forged).await)?;
+    assert!(!by_rbac.contains("ValidatingAdmissionPolicy"), "{by_rbac}");
+    let by_policy = refused(admin_leases.create(&PostParams::default(), &forged).await)?;
+    assert!(
+        by_policy.contains(&format!("{operator} Leases"))
+            && by_policy.contains("Create a PodRequest instead"),
+        "{by_policy}"
+    );
+    let lease = admin_leases.get("ci-pod").await?;
+    let stretch = serde_json::json!({ "spec": { "end": from_now(30 * 86400)? } });
+    refused(
+        alice_leases
+            .patch("ci-pod", &PatchParams::default(), &Patch::Merge(&stretch))
+            .await,
+    )?;
+    let by_policy = refused(
+        admin_leases
+            .patch("ci-pod", &PatchParams::default(), &Patch::Merge(&stretch))
+            .await,
+    )?;
+    assert!(
+        by_policy.contains(&format!("{operator} spec.end"))
+            && by_policy.contains("change spec.end or spec.duration of PodRequest ci-pod"),
+        "{by_policy}"
+    );
+    let claim = serde_json::json!({ "spec": { "claimRef": {
+        "namespace": namespace, "name": "ci-pod", "uid": uid, "lease": "ci-pod" } } });
+    let hosts_api: Api<labpods_api::v1alpha1::LabHost> = Api::all(e2e.client());
+    match hosts_api
+        .patch(&free, &PatchParams::default(), &Patch::Merge(&claim))
+        .await
+    {
+        Err(kube::Error::Api(s)) if s.code == 403 => assert!(
+            s.message.contains(&format!("{operator} spec.claimRef")),
+            "{}",
+            s.message
+        ),
+        other => bail!("an admin set a claim: {other:?}"),
+    }
+    assert_eq!(admin_leases.get("ci-pod").await?.spec.end, lease.spec.end);
+    assert_eq!(e2e.labhost(&free).await?.spec.claim_ref, None);
+    // Admins still run the lab: maintenance on the free host.
+    e2e.set_maintenance(&free, true).await?;
+
+    as_alice.delete("ci-pod", &Default::default()).await?;
+    e2e.wait_hosts_free(&hosts, RELEASE_TIMEOUT).await?;
     e2e.shutdown().await;
     Ok(())
 }

@@ -187,6 +187,10 @@ pub struct LeaseConfig {
     /// next booking (default 10m).
     #[serde(with = "humantime_serde_compat")]
     pub release_allowance: Duration,
+    /// Secret in the operator's namespace (`leaderElection.leaseNamespace`) holding the key
+    /// the operator signs its Leases with; created with a random key on first start, shared
+    /// by every replica. Losing it releases every booking (default labpods-lease-signing).
+    pub signing_key_secret: String,
 }
 
 impl Default for LeaseConfig {
@@ -195,6 +199,7 @@ impl Default for LeaseConfig {
             retention: Duration::from_secs(24 * 3600),
             expiry_notices: vec![Duration::from_secs(24 * 3600), Duration::from_secs(3600)],
             release_allowance: Duration::from_secs(600),
+            signing_key_secret: "labpods-lease-signing".into(),
         }
     }
 }
@@ -340,6 +345,17 @@ impl Default for LoggingConfig {
     }
 }
 
+/// A Kubernetes object name (DNS subdomain, RFC 1123).
+fn is_dns_subdomain(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -407,6 +423,15 @@ impl Config {
             if value.is_zero() {
                 return Err(ConfigError::invalid(field, "must be longer than 0s"));
             }
+        }
+        if !is_dns_subdomain(&self.leases.signing_key_secret) {
+            return Err(ConfigError::invalid(
+                "leases.signingKeySecret",
+                format!(
+                    "{:?} is not a Secret name (lowercase letters, digits, '-' and '.')",
+                    self.leases.signing_key_secret
+                ),
+            ));
         }
         if self.bmc.global_concurrency == 0 {
             return Err(ConfigError::invalid(
@@ -626,6 +651,17 @@ mod tests {
         );
         assert_eq!(config.policy.quota_for("team-a"), Some(10));
         assert_eq!(config.policy.quota_for("team-b"), Some(4));
+    }
+
+    #[test]
+    fn signing_key_secret_must_be_a_secret_name() {
+        let config =
+            Config::from_yaml("leases:\n  signingKeySecret: Not_A_Name\n", "cfg.yaml").unwrap();
+        let text = config.validate().unwrap_err().to_string();
+        assert!(text.contains("leases.signingKeySecret"), "{text}");
+        let config =
+            Config::from_yaml("leases:\n  signingKeySecret: lab-key.v2\n", "cfg.yaml").unwrap();
+        config.validate().unwrap();
     }
 
     #[test]

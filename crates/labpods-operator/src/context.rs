@@ -20,6 +20,7 @@ use crate::{
     http::PhoneHomeTokens,
     leader::Leadership,
     metrics::Metrics,
+    signing::LeaseSigner,
 };
 
 /// Source of "now", injected so that tests control time.
@@ -147,6 +148,8 @@ pub struct Context {
     pub leadership: Leadership,
     pub backoffs: Backoffs,
     pub phone_home: PhoneHomeTokens,
+    /// Signs the Leases this operator writes and tells them from everyone else's.
+    pub signer: LeaseSigner,
 }
 
 impl std::fmt::Debug for Context {

@@ -12,5 +12,6 @@ pub mod leader;
 pub mod metrics;
 pub mod provisioning;
 pub mod scheduler;
+pub mod signing;
 pub mod startup;
 pub mod telemetry;

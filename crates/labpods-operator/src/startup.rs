@@ -16,7 +16,7 @@ pub enum StartupError {
     #[error("CRD {crd} is not installed: run kubectl apply -f crds/")]
     MissingCrd { crd: String },
     #[error(
-        "the operator's service account may not {verb} {resource}{scope}: add this rule to its (Cluster)Role (see charts/labpods)"
+        "the operator's service account may not {verb} {resource}{scope}: add this rule to its (Cluster)Role (deploy/operator/rbac.yaml grants every rule the operator needs)"
     )]
     Forbidden {
         verb: String,
@@ -65,9 +65,11 @@ impl Permission {
     }
 }
 
-/// The permissions the runtime and the LabHost controller need. `lease_namespace` is where
-/// the leader election Lease lives.
-pub fn required_permissions(lease_namespace: Option<&str>) -> Vec<Permission> {
+/// Every permission the operator uses (what `deploy/operator/rbac.yaml` grants, and no more).
+/// `namespace` is the operator's own (`leaderElection.leaseNamespace`): the BMC credential
+/// Secrets, the Lease signing key, the history ConfigMaps and, when `leader_election`, the
+/// election Lease live there. Nothing else is read or written outside the labpods kinds.
+pub fn required_permissions(namespace: &str, leader_election: bool) -> Vec<Permission> {
     let p = |group, resource, subresource, verb, namespace: Option<&str>| Permission {
         group,
         resource,
@@ -78,18 +80,26 @@ pub fn required_permissions(lease_namespace: Option<&str>) -> Vec<Permission> {
     let mut out = vec![];
     for verb in ["get", "list", "watch", "patch", "update"] {
         out.push(p("labpods.dev", "labhosts", None, verb, None));
-    }
-    out.push(p("labpods.dev", "labhosts", Some("status"), "patch", None));
-    for verb in ["get", "list", "watch"] {
-        out.push(p("labpods.dev", "leases", None, verb, None));
         out.push(p("labpods.dev", "podrequests", None, verb, None));
     }
-    out.push(p("", "secrets", None, "get", None));
+    for verb in ["get", "list", "watch", "create", "patch", "delete"] {
+        out.push(p("labpods.dev", "leases", None, verb, None));
+    }
+    for resource in ["labhosts", "podrequests", "leases"] {
+        out.push(p("labpods.dev", resource, Some("status"), "patch", None));
+    }
     out.push(p("events.k8s.io", "events", None, "create", None));
     out.push(p("events.k8s.io", "events", None, "patch", None));
-    if let Some(ns) = lease_namespace {
+    let ns = Some(namespace);
+    for verb in ["get", "create"] {
+        out.push(p("", "secrets", None, verb, ns));
+    }
+    for verb in ["get", "create", "patch"] {
+        out.push(p("", "configmaps", None, verb, ns));
+    }
+    if leader_election {
         for verb in ["get", "create", "update"] {
-            out.push(p("coordination.k8s.io", "leases", None, verb, Some(ns)));
+            out.push(p("coordination.k8s.io", "leases", None, verb, ns));
         }
     }
     out
@@ -103,8 +113,12 @@ const CRDS: [(&str, &str); 3] = [
 ];
 
 /// Fails with the first problem found: missing CRDs first (the most common mistake), then
-/// missing permissions.
-pub async fn check(client: &Client, lease_namespace: Option<&str>) -> Result<(), StartupError> {
+/// missing permissions (see [`required_permissions`]).
+pub async fn check(
+    client: &Client,
+    namespace: &str,
+    leader_election: bool,
+) -> Result<(), StartupError> {
     for (plural, kind) in CRDS {
         let resource = ApiResource {
             group: labpods_api::GROUP.into(),
@@ -127,7 +141,7 @@ pub async fn check(client: &Client, lease_namespace: Option<&str>) -> Result<(),
         }
     }
     let reviews: Api<SelfSubjectAccessReview> = Api::all(client.clone());
-    for permission in required_permissions(lease_namespace) {
+    for permission in required_permissions(namespace, leader_election) {
         let review = SelfSubjectAccessReview {
             spec: SelfSubjectAccessReviewSpec {
                 resource_attributes: Some(ResourceAttributes {
@@ -169,7 +183,7 @@ mod tests {
             missing.to_string(),
             "CRD labhosts.labpods.dev is not installed: run kubectl apply -f crds/"
         );
-        let status = required_permissions(None)
+        let status = required_permissions("labpods-system", false)
             .into_iter()
             .find(|p| p.subresource == Some("status"))
             .unwrap();
@@ -180,16 +194,30 @@ mod tests {
 
     #[test]
     fn leader_election_rules_are_namespaced() {
-        let perms = required_permissions(Some("labpods-system"));
+        let perms = required_permissions("labpods-system", true);
         let lease = perms
             .iter()
             .find(|p| p.group == "coordination.k8s.io" && p.verb == "update")
             .unwrap();
         assert_eq!(lease.namespace.as_deref(), Some("labpods-system"));
         assert!(
-            required_permissions(None)
+            required_permissions("labpods-system", false)
                 .iter()
                 .all(|p| p.group != "coordination.k8s.io")
+        );
+    }
+
+    /// Secrets (BMC credentials, the signing key) only in the operator's namespace: the
+    /// operator never needs to read a tenant's Secret.
+    #[test]
+    fn secrets_only_in_the_operators_namespace() {
+        let perms = required_permissions("labpods-system", true);
+        let secrets: Vec<_> = perms.iter().filter(|p| p.resource == "secrets").collect();
+        assert!(!secrets.is_empty());
+        assert!(
+            secrets
+                .iter()
+                .all(|p| p.namespace.as_deref() == Some("labpods-system"))
         );
     }
 }

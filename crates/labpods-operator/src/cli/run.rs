@@ -17,6 +17,7 @@ use crate::{
     http::{self, Health, HttpError, PhoneHomeTokens},
     leader::{LeaderElector, Leadership, default_identity},
     metrics::Metrics,
+    signing::{self, key::KeyError},
     startup::{self, StartupError},
     telemetry,
 };
@@ -68,6 +69,8 @@ pub enum RunError {
     Http(#[from] HttpError),
     #[error("phone-home secret: {0}")]
     Secret(String),
+    #[error(transparent)]
+    SigningKey(#[from] KeyError),
 }
 
 impl RunError {
@@ -79,6 +82,7 @@ impl RunError {
             Self::Startup(e) => e.metric_label(),
             Self::Http(e) => e.metric_label(),
             Self::Secret(_) => "secret",
+            Self::SigningKey(e) => e.metric_label(),
         }
     }
 }
@@ -167,11 +171,11 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     telemetry::init(&config.logging).map_err(RunError::Logging)?;
     let client = Client::try_default().await.map_err(RunError::Kubeconfig)?;
     let election = &config.leader_election;
-    startup::check(
+    startup::check(&client, &election.lease_namespace, election.enabled).await?;
+    let signer = signing::key::load_or_create(
         &client,
-        election
-            .enabled
-            .then_some(election.lease_namespace.as_str()),
+        &election.lease_namespace,
+        &config.leases.signing_key_secret,
     )
     .await?;
 
@@ -231,6 +235,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         clock: Arc::new(SystemClock),
         bmc: connector.clone(),
         phone_home: tokens,
+        signer,
         identity,
     };
     controllers::run(shared, leadership, shutdown_rx).await;

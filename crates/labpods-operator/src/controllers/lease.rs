@@ -38,11 +38,14 @@ use crate::{
     context::Context,
     error::{Error, Result},
     history::{self, Ending},
+    signing::{Seal, Untrusted},
 };
 
 /// Name in metrics and logs.
 pub const CONTROLLER: &str = "lease";
 pub const FIELD_MANAGER: &str = "labpods-lease";
+/// After a write lost a race (stale cache), look again this soon.
+const STALE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 struct LeaseController {
     ctx: Arc<Context>,
@@ -178,6 +181,13 @@ impl LeaseController {
             // The LabHost controller releases the hosts of a Lease that is gone.
             return Ok(Action::await_change());
         }
+        match self.ctx.signer.verify(lease) {
+            Ok(Seal::Sealed) => {}
+            // Being bound: sealed in a moment (a watch event), or rolled back by the
+            // PodRequest controller if a crash interrupted the binding.
+            Ok(Seal::Provisional) => return Ok(Action::await_change()),
+            Err(why) => return self.refuse(lease, &why).await,
+        }
         let ns = lease.namespace().unwrap_or_default();
         let claim = claim_of(lease);
         let all_hosts: Vec<LabHost> = self
@@ -215,6 +225,7 @@ impl LeaseController {
                         return Ok(Action::await_change());
                     }
                     Healed::NoSpare(why) => unhealed.push((failed, why)),
+                    Healed::Stale => return Ok(Action::requeue(STALE_RETRY)),
                 }
             }
         }
@@ -240,6 +251,41 @@ impl LeaseController {
             return Ok(Action::await_change());
         }
         Ok(plan.wake.map_or_else(Action::await_change, Action::requeue))
+    }
+
+    /// A Lease the operator did not write, or that someone changed: no healing, no history,
+    /// never collected (it may be a tenant's object); its status says why, and so do Events
+    /// on it and on the PodRequest of its name. The LabHost controller releases any host
+    /// claimed for it; the phase follows those claims (Releasing, then Released).
+    async fn refuse(&self, lease: &Lease, why: &Untrusted) -> Result<Action> {
+        let ns = lease.namespace().unwrap_or_default();
+        let name = lease.name_any();
+        let claimed = self.hosts.state().iter().any(|g| {
+            g.0.as_ref().is_ok_and(|h| {
+                h.spec
+                    .claim_ref
+                    .as_ref()
+                    .is_some_and(|c| c.namespace == ns && c.lease == name)
+            })
+        });
+        let status = plan::refused(lease, why, claimed, self.ctx.clock.now());
+        if self.apply(lease, &status).await? && plan::newly_refused(lease.status.as_ref()) {
+            let note = format!(
+                "Lease {name} is not honoured: {why}. The labpods operator claims and provisions hosts only for the Leases it writes; book with a PodRequest"
+            );
+            tracing::warn!(%why, "refusing a Lease the operator did not write");
+            self.publish(lease, EventType::Warning, plan::NOT_AUTHENTIC, note.clone())
+                .await;
+            let request = self
+                .requests
+                .get(&ObjectRef::new(&name).within(&ns))
+                .and_then(|g| g.0.as_ref().ok().cloned());
+            if let Some(pr) = request {
+                self.publish(&pr, EventType::Warning, plan::NOT_AUTHENTIC, note)
+                    .await;
+            }
+        }
+        Ok(Action::await_change())
     }
 
     /// On the transition to Released, appends the allocations to the history first: if that
@@ -286,11 +332,13 @@ impl LeaseController {
     /// The lab for spare finding: every host (claims run until their Lease's end) and the
     /// reservations of requests waiting for a future start.
     fn lab(&self, hosts: &[LabHost]) -> crate::scheduler::PlanInput {
+        // Only sealed Leases hold hosts in the calendar.
         let leases: Vec<Lease> = self
             .leases
             .state()
             .iter()
             .filter_map(|g| g.0.as_ref().ok().cloned())
+            .filter(|l| self.ctx.signer.is_sealed(l))
             .collect();
         let requests: Vec<PodRequest> = self
             .requests

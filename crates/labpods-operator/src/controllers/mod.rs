@@ -33,6 +33,27 @@
 //! server-side apply); the Lease controller owns `spec.claimRef` except the final clearing.
 //! The phone-home endpoint writes only the annotation `labpods.dev/phoned-home`.
 //!
+//! # Trust: only the operator's own Leases count
+//!
+//! Leases live in tenants' namespaces. The admission policy (`deploy/admission/`) lets only
+//! the operator's identity write them and `LabHost.spec.claimRef`; as defence in depth the
+//! controllers honour only Leases the operator signed ([`crate::signing`]):
+//!
+//! 5. **Sealed.** A Lease is created with a provisional signature and sealed (signature bound
+//!    to its uid) before the first claim; every later spec change (an extension, a spare) is
+//!    signed in the same write ([`sealed`]). Claims (point 1), resumed bindings, healing,
+//!    extensions, provisioning (point 2), the calendar and the history read sealed Leases
+//!    only. A provisional Lease left by a crash is rolled back (deleted by uid), never
+//!    resumed; no host was claimed for it.
+//! 6. **Refused.** A Lease without a valid signature (forged, or changed by anyone else) binds
+//!    nothing: the LabHost controller treats a claim on it as a claim whose Lease is gone and
+//!    releases the host (point 3); the Lease controller reports it (`Authentic=False`, phase
+//!    Releasing then Released, an Event on it and its PodRequest) and never deletes it; the
+//!    PodRequest says why and that deleting the Lease books it again.
+//!
+//! Claims themselves are trusted: `LabHost` is cluster-scoped, and the policy reserves
+//! `spec.claimRef` to the operator.
+//!
 //! # Runtime
 //!
 //! [`run`] waits for leadership, then runs every controller until leadership is lost or the
@@ -42,6 +63,7 @@
 pub mod labhost;
 pub mod lease;
 pub mod podrequest;
+pub mod sealed;
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -55,6 +77,7 @@ use crate::{
     http::{Health, PhoneHomeTokens},
     leader::Leadership,
     metrics::{Metrics, ObjectCounts},
+    signing::LeaseSigner,
 };
 
 /// What outlives leadership terms.
@@ -67,6 +90,7 @@ pub struct Shared {
     pub clock: Arc<dyn Clock>,
     pub bmc: Arc<dyn labpods_redfish::BmcConnector>,
     pub phone_home: PhoneHomeTokens,
+    pub signer: LeaseSigner,
     pub identity: String,
 }
 
@@ -128,6 +152,7 @@ async fn run_term(
         leadership,
         backoffs: Backoffs::default(),
         phone_home: shared.phone_home.clone(),
+        signer: shared.signer.clone(),
     });
     let metrics = shared.metrics.clone();
     let health = shared.health.clone();

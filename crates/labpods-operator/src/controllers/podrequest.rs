@@ -13,8 +13,14 @@
 //! controller has driven its Lease to Released (every host back in the pool), so hosts are
 //! always released before the objects go away; a request that never got a Lease is let go
 //! at once.
+//!
+//! Only Leases this operator sealed ([`signing`](crate::signing)) are read as bindings: the
+//! calendar, the requests' Bound state, resumed bindings and extensions come from them
+//! alone. A Lease that does not verify is refused (the request says why, its hosts are
+//! released by the LabHost controller); a provisional one left by a crash is rolled back.
 
 pub mod bind;
+pub mod binding;
 pub mod claim;
 pub mod extension;
 pub mod snapshot;
@@ -51,12 +57,15 @@ use tokio::sync::Notify;
 
 use self::{
     bind::{Bound, bind, lease_for},
+    binding::LeaseOf,
     status::Standing,
 };
+use super::sealed::{self, Changed};
 use crate::{
     context::Context,
     error::Result,
     scheduler::{self, Decision, ExtensionDecision, check_extension, from_api},
+    signing::{Seal, Untrusted},
 };
 
 /// Name in metrics and logs.
@@ -204,6 +213,13 @@ enum Class {
     /// Had a Lease that the cache no longer shows.
     LeaseMissing,
     Bound(Lease),
+    /// A Lease of its name that the operator created but never sealed (a crash mid-bind).
+    Unsealed(Lease),
+    /// A Lease of its name that the operator did not write, or that someone changed.
+    Refused {
+        lease: String,
+        why: Untrusted,
+    },
     Waiting(scheduler::Request),
 }
 
@@ -211,7 +227,10 @@ struct Pass<'a> {
     ctx: &'a Context,
     requests: Vec<PodRequest>,
     hosts: HashMap<String, Arc<LabHost>>,
+    /// Sealed Leases only: the bindings the operator made.
     leases: HashMap<(String, String), Lease>,
+    /// Every other Lease: provisional (Ok) or refused (Err), by namespace and name.
+    unsealed: HashMap<(String, String), (Lease, Result<Seal, Untrusted>)>,
     now: scheduler::Time,
     kube_now: KubeTime,
     /// Milliseconds until the next pass is due (shared across the pass's awaits).
@@ -233,19 +252,26 @@ impl<'a> Pass<'a> {
             .filter_map(|g| readable(g))
             .map(|h: LabHost| (h.name_any(), Arc::new(h)))
             .collect();
-        let leases = caches
-            .leases
-            .state()
-            .iter()
-            .filter_map(|g| readable(g))
-            .map(|l: Lease| (snapshot::key_of(&l), l))
-            .collect();
+        let mut leases = HashMap::new();
+        let mut unsealed = HashMap::new();
+        for lease in caches.leases.state().iter().filter_map(|g| readable(g)) {
+            let lease: Lease = lease;
+            match ctx.signer.verify(&lease) {
+                Ok(Seal::Sealed) => {
+                    leases.insert(snapshot::key_of(&lease), lease);
+                }
+                other => {
+                    unsealed.insert(snapshot::key_of(&lease), (lease, other));
+                }
+            }
+        }
         let kube_now = KubeTime(ctx.clock.now());
         Self {
             ctx,
             requests,
             hosts,
             leases,
+            unsealed,
             now: from_api::time(&kube_now),
             kube_now,
             next: AtomicU64::new(millis(IDLE_PASS)),
@@ -261,16 +287,21 @@ impl<'a> Pass<'a> {
     }
 
     fn classify(&self, pr: &PodRequest) -> Class {
-        let lease = self.leases.get(&snapshot::key_of(pr));
-        let own = lease.filter(|l| Some(&l.spec.request_ref.uid) == pr.metadata.uid.as_ref());
+        let key = snapshot::key_of(pr);
+        let lease = binding::lease_of(pr, self.leases.get(&key), self.unsealed.get(&key));
         if pr.metadata.deletion_timestamp.is_some() {
-            return Class::Deleting(own.cloned());
+            let own = match lease {
+                LeaseOf::Own(l) => Some(l),
+                _ => None,
+            };
+            return Class::Deleting(own);
         }
-        if let Some(l) = own {
-            return Class::Bound(l.clone());
-        }
-        if lease.is_some() {
-            return Class::Blocked;
+        match lease {
+            LeaseOf::Own(l) => return Class::Bound(l),
+            LeaseOf::Earlier => return Class::Blocked,
+            LeaseOf::Unsealed(l) => return Class::Unsealed(l),
+            LeaseOf::Refused { lease, why } => return Class::Refused { lease, why },
+            LeaseOf::Nothing => {}
         }
         let status = pr.status.as_ref();
         if status.and_then(|s| s.phase) == Some(PodRequestPhase::Released) {
@@ -352,6 +383,18 @@ impl<'a> Pass<'a> {
         for (pr, lease, standing) in writes {
             let standing = match (&standing, &lease) {
                 (StandingOwned::Invalid(m), _) => Standing::Invalid(m),
+                (
+                    StandingOwned::Refused {
+                        lease,
+                        why,
+                        releasing,
+                    },
+                    _,
+                ) => Standing::Refused {
+                    lease,
+                    why,
+                    releasing: *releasing,
+                },
                 (StandingOwned::Decided(d), _) => Standing::Decided(d),
                 (StandingOwned::Bound(rejected), Some(l)) => Standing::Bound {
                     lease: l,
@@ -449,6 +492,22 @@ impl<'a> Pass<'a> {
                     .filter(|_| !let_go)
                     .map(|l| (Some(Arc::new(l)), StandingOwned::Bound(None)))
             }
+            Class::Unsealed(lease) => {
+                self.roll_back_unsealed(&lease).await?;
+                None
+            }
+            Class::Refused { lease, why } => {
+                tracing::debug!(request = %pr.name_any(), %lease, %why, "refusing a Lease the operator did not write");
+                let releasing = self.claims_of(pr) > 0;
+                Some((
+                    None,
+                    StandingOwned::Refused {
+                        lease,
+                        why: why.to_string(),
+                        releasing,
+                    },
+                ))
+            }
             Class::Waiting(_) | Class::Done => None,
         })
     }
@@ -485,6 +544,35 @@ impl<'a> Pass<'a> {
         }
     }
 
+    /// Hosts claimed for `pr` (claims are the operator's own writes on cluster-scoped
+    /// objects: trusted whatever any Lease says).
+    fn claims_of(&self, pr: &PodRequest) -> usize {
+        let uid = pr.uid().unwrap_or_default();
+        self.hosts
+            .values()
+            .filter(|h| h.spec.claim_ref.as_ref().is_some_and(|c| c.uid == uid))
+            .count()
+    }
+
+    /// A provisional Lease in the cache: the binder seals it within the pass that created it,
+    /// so unless the apiserver's copy is sealed by now (the cache lags), a crash interrupted
+    /// that pass. No host was claimed for it: delete it and re-plan.
+    async fn roll_back_unsealed(&self, cached: &Lease) -> Result<()> {
+        let api: Api<Lease> = Api::namespaced(
+            self.ctx.client.clone(),
+            &cached.namespace().unwrap_or_default(),
+        );
+        self.wake_in(RETRY_SOON);
+        let Some(fresh) = api.get_opt(&cached.name_any()).await? else {
+            return Ok(());
+        };
+        if fresh.uid() == cached.uid() && self.ctx.signer.verify(&fresh) == Ok(Seal::Provisional) {
+            tracing::info!(lease = %fresh.name_any(), "rolling back a binding a crash left unsealed");
+            bind::roll_back_unsealed(self.ctx, &fresh).await?;
+        }
+        Ok(())
+    }
+
     /// A Lease still binding (after a crash, or a cache that had not seen the claims yet):
     /// finish or roll back the claims.
     async fn resume_binding(&self, pr: &PodRequest, lease: &Lease) -> Result<()> {
@@ -517,26 +605,11 @@ impl<'a> Pass<'a> {
         match check_extension(&asked, input) {
             ExtensionDecision::Rejected { reason } => Ok(Some(reason)),
             ExtensionDecision::Accepted => {
-                self.ctx.ensure_leader()?;
-                let api: Api<Lease> =
-                    Api::namespaced(self.ctx.client.clone(), &pr.namespace().unwrap_or_default());
-                let patch = json!({
-                    "metadata": { "resourceVersion": lease.metadata.resource_version },
-                    "spec": { "end": snapshot::kube_time(asked.new_end) },
-                });
-                match api
-                    .patch(
-                        &lease.name_any(),
-                        &PatchParams::default(),
-                        &Patch::Merge(&patch),
-                    )
-                    .await
-                {
-                    Ok(_) => {
-                        tracing::info!(request = %pr.name_any(), end = %asked.new_end, "lease end changed")
-                    }
-                    Err(kube::Error::Api(s)) if s.code == 409 => {}
-                    Err(e) => return Err(e.into()),
+                let mut spec = lease.spec.clone();
+                spec.end = snapshot::kube_time(asked.new_end);
+                // Signed with the new end in the same write (a tenant's end never verifies).
+                if let Changed::Written(_) = sealed::change_spec(self.ctx, lease, &spec).await? {
+                    tracing::info!(request = %pr.name_any(), end = %asked.new_end, "lease end changed");
                 }
                 Ok(None)
             }
@@ -550,15 +623,9 @@ impl<'a> Pass<'a> {
         if !pr.finalizers().iter().any(|f| f == FINALIZER) {
             return Ok(true);
         }
-        let uid = pr.uid().unwrap_or_default();
         let released = lease
             .is_none_or(|l| l.status.as_ref().and_then(|s| s.phase) == Some(LeasePhase::Released));
-        let claims = self
-            .hosts
-            .values()
-            .filter(|h| h.spec.claim_ref.as_ref().is_some_and(|c| c.uid == uid))
-            .count();
-        if released && claims == 0 {
+        if released && self.claims_of(pr) == 0 {
             let rest: Vec<String> = pr
                 .finalizers()
                 .iter()
@@ -576,6 +643,11 @@ impl<'a> Pass<'a> {
 /// [`Standing`] without borrows, collected during the pass.
 enum StandingOwned {
     Invalid(String),
+    Refused {
+        lease: String,
+        why: String,
+        releasing: bool,
+    },
     Decided(Decision),
     Bound(Option<String>),
     Finished,

@@ -81,13 +81,18 @@ pub async fn run(
     let host_store = controller.store();
     // A Lease change concerns the hosts it lists and the hosts that claim it (a host a spare
     // replaced is no longer listed but still claims the Lease).
+    // Only a sealed Lease's list counts: anyone's Lease listing every host must not make the
+    // operator poll every BMC on each of its writes.
     let mapper_store = host_store.clone();
+    let signer = ctx.signer.clone();
     let controller =
         controller.watches_stream(lease_events, move |lease: DeserializeGuard<Lease>| {
             let (ns, name) = (lease.namespace(), lease.name_any());
             let mut refs: Vec<ObjectRef<DeserializeGuard<LabHost>>> = lease
                 .0
                 .as_ref()
+                .ok()
+                .filter(|l| signer.is_sealed(l))
                 .map(|l| {
                     l.spec
                         .hosts
@@ -232,14 +237,16 @@ impl LabHostController {
             Some(c) => self.lease(&c.namespace, &c.lease).await?,
             None => None,
         };
-        let mut view = plan::lease_view(&name, claim, lease.as_ref());
+        let mut view = plan::lease_view(&name, claim, self.sealed(lease).as_ref());
         if view == LeaseView::Ending
             && let Some(c) = claim
         {
             // Releasing is irreversible: confirm on the apiserver's copy of the Lease. The cache
-            // can lag a write that just listed this host (a spare swapped in by healing).
+            // can lag a write that just listed this host (a spare swapped in by healing) or
+            // sealed a new Lease.
             let api: Api<Lease> = Api::namespaced(ctx.client.clone(), &c.namespace);
-            view = plan::lease_view(&name, claim, api.get_opt(&c.lease).await?.as_ref());
+            let fresh = self.sealed(api.get_opt(&c.lease).await?);
+            view = plan::lease_view(&name, claim, fresh.as_ref());
         }
         let current = host.status.clone();
         let mut status = current.clone().unwrap_or_default();
@@ -262,6 +269,21 @@ impl LabHostController {
                 .await;
         }
         outcome.map(Action::requeue)
+    }
+
+    /// The Lease if the operator sealed it. A claim whose Lease does not verify is treated as
+    /// a claim whose Lease is gone: the host is released (a Lease someone else wrote or
+    /// changed is never provisioned for, nor kept past an end nobody granted).
+    fn sealed(&self, lease: Option<Lease>) -> Option<Lease> {
+        let lease = lease?;
+        match self.ctx.signer.verify(&lease) {
+            Ok(crate::signing::Seal::Sealed) => Some(lease),
+            Ok(crate::signing::Seal::Provisional) => None,
+            Err(why) => {
+                tracing::debug!(lease = %lease.name_any(), namespace = %lease.namespace().unwrap_or_default(), %why, "the claim's Lease is not the operator's: releasing the host");
+                None
+            }
+        }
     }
 
     /// The claim's Lease: from the cache, or from the apiserver when the cache has none yet

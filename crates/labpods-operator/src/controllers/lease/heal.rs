@@ -4,17 +4,16 @@
 //! listed, is released by the LabHost controller. If the claim loses a race the swap is
 //! undone and the next pass tries again.
 
-use kube::{
-    Api, ResourceExt,
-    api::{Patch, PatchParams},
-};
+use kube::ResourceExt;
 use labpods_api::v1alpha1::{LabHost, Lease, LeaseHost, PodRequest};
-use serde_json::json;
 
 use super::plan::claim_of;
 use crate::{
     context::Context,
-    controllers::podrequest::claim::{Claimed, claim},
+    controllers::{
+        podrequest::claim::{Claimed, claim},
+        sealed::{Changed, change_spec},
+    },
     error::Result,
     scheduler::{PlanInput, RequestKey, SpareQuery, find_spare, from_api},
 };
@@ -26,6 +25,8 @@ pub enum Healed {
     Swapped(String),
     /// Not replaced, and why.
     NoSpare(String),
+    /// The Lease changed while swapping (a stale copy): look again.
+    Stale,
 }
 
 /// Tries to replace `failed` in `lease` (serving `request`) with a spare from `lab`;
@@ -92,22 +93,14 @@ pub async fn heal(
         hosts.sort();
         hosts
     };
-    ctx.ensure_leader()?;
-    let api: Api<Lease> =
-        Api::namespaced(ctx.client.clone(), &lease.namespace().unwrap_or_default());
     // List the spare before claiming it: the LabHost controller releases a claim whose Lease
-    // does not list the host, so claim-then-list races it.
-    let patch = json!({
-        "metadata": { "resourceVersion": lease.metadata.resource_version },
-        "spec": { "hosts": swap(failed, &spare) },
-    });
-    let swapped = api
-        .patch(
-            &lease.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await?;
+    // does not list the host, so claim-then-list races it. Signed in the same write.
+    let mut swapped_spec = lease.spec.clone();
+    swapped_spec.hosts = swap(failed, &spare);
+    let swapped = match change_spec(ctx, lease, &swapped_spec).await? {
+        Changed::Written(swapped) => swapped,
+        Changed::Unchanged | Changed::Conflict => return Ok(Healed::Stale),
+    };
     let result = match claim(ctx, cached, &ours).await {
         Ok(Claimed::Yes(_)) => return Ok(Healed::Swapped(spare)),
         Ok(Claimed::No(why)) => Ok(Healed::NoSpare(format!(
@@ -116,15 +109,6 @@ pub async fn heal(
         Err(e) => Err(e),
     };
     // Put the failed host back so the next pass can try another spare.
-    let undo = json!({
-        "metadata": { "resourceVersion": swapped.metadata.resource_version },
-        "spec": { "hosts": lease.spec.hosts },
-    });
-    api.patch(
-        &lease.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&undo),
-    )
-    .await?;
+    change_spec(ctx, &swapped, &lease.spec).await?;
     result
 }

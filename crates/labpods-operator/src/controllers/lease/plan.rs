@@ -21,6 +21,14 @@ use labpods_api::{
     validation::format_duration,
 };
 
+use crate::signing::Untrusted;
+
+/// Condition type on a Lease: False when the operator did not write it (see
+/// [`signing`](crate::signing)); absent on the Leases it wrote.
+pub const AUTHENTIC: &str = "Authentic";
+/// Reason of the Ready condition and of the Events of a refused Lease.
+pub const NOT_AUTHENTIC: &str = "NotAuthentic";
+
 /// How often a Releasing Lease looks at its claims even without a watch event.
 const RELEASE_RECHECK: Duration = Duration::from_secs(30);
 
@@ -156,6 +164,7 @@ pub fn plan(f: &Facts<'_>) -> Plan {
     status.hosts.sort_by(|a, b| a.host.cmp(&b.host));
     let generation = lease.metadata.generation;
     let conditions = &mut status.conditions;
+    remove_condition(conditions, AUTHENTIC);
     let ready = phase == LeasePhase::Ready;
     let message = if ready {
         "every host runs the image".to_owned()
@@ -239,6 +248,62 @@ pub fn plan(f: &Facts<'_>) -> Plan {
         delete,
         wake,
     }
+}
+
+/// The status of a Lease the operator refuses (pure): no per-host progress of hosts it
+/// merely names (they may be anyone's), Releasing while hosts are still claimed for it, then
+/// Released; conditions say why.
+pub fn refused(lease: &Lease, why: &Untrusted, claimed: bool, now: Timestamp) -> LeaseStatus {
+    let current = lease.status.clone().unwrap_or_default();
+    let now = Time(now);
+    let generation = lease.metadata.generation;
+    let phase = if claimed {
+        LeasePhase::Releasing
+    } else {
+        LeasePhase::Released
+    };
+    let message = if claimed {
+        format!("not honoured: {why}; the hosts claimed for it are being released")
+    } else {
+        format!("not honoured: {why}; no host is claimed or provisioned for it")
+    };
+    let mut conditions = current.conditions.clone();
+    for gone in [DEGRADED, EXPIRING_SOON] {
+        remove_condition(&mut conditions, gone);
+    }
+    set_condition(
+        &mut conditions,
+        new_condition(
+            READY,
+            false,
+            NOT_AUTHENTIC,
+            message.clone(),
+            generation,
+            &now,
+        ),
+        &now,
+    );
+    set_condition(
+        &mut conditions,
+        new_condition(AUTHENTIC, false, why.reason(), message, generation, &now),
+        &now,
+    );
+    LeaseStatus {
+        phase: Some(phase),
+        hosts: Vec::new(),
+        host_count: None,
+        released_at: (phase == LeasePhase::Released)
+            .then(|| current.released_at.clone().unwrap_or_else(|| now.clone())),
+        observed_generation: generation,
+        conditions,
+    }
+}
+
+/// Whether a refusal is news: the status before did not say so yet (worth an Event).
+pub fn newly_refused(before: Option<&LeaseStatus>) -> bool {
+    before
+        .and_then(|s| find_condition(&s.conditions, AUTHENTIC))
+        .is_none_or(|c| c.status != labpods_api::conditions::FALSE)
 }
 
 /// The tightest notice offset the end is within, if any (e.g. 1h when 40 minutes are left).
@@ -502,5 +567,67 @@ mod tests {
             None,
             "one event per offset"
         );
+    }
+
+    #[test]
+    fn a_refused_lease_reports_why_and_shows_nothing_of_the_hosts_it_names() {
+        let mut l = lease(Some(LeasePhase::Ready));
+        l.metadata.generation = Some(2);
+        let now = at("2026-11-24T12:00:00Z");
+        let releasing = refused(&l, &Untrusted::Mismatch, true, now);
+        assert_eq!(releasing.phase, Some(LeasePhase::Releasing));
+        assert!(releasing.hosts.is_empty(), "{:?}", releasing.hosts);
+        assert_eq!(releasing.released_at, None);
+        let authentic = find_condition(&releasing.conditions, AUTHENTIC).unwrap();
+        assert_eq!(
+            (authentic.status.as_str(), authentic.reason.as_str()),
+            ("False", "ChangedByOthers")
+        );
+        assert!(
+            authentic
+                .message
+                .contains("someone other than the labpods operator")
+                && authentic.message.contains("being released"),
+            "{}",
+            authentic.message
+        );
+        let ready = find_condition(&releasing.conditions, READY).unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", NOT_AUTHENTIC)
+        );
+        assert!(newly_refused(l.status.as_ref()));
+
+        // Once no host is claimed for it: Released, and the instant is kept.
+        l.status = Some(releasing);
+        assert!(!newly_refused(l.status.as_ref()), "one event per refusal");
+        let later = at("2026-11-24T12:05:00Z");
+        let released = refused(&l, &Untrusted::Mismatch, false, later);
+        assert_eq!(released.phase, Some(LeasePhase::Released));
+        assert_eq!(released.released_at, Some(Time(later)));
+        l.status = Some(released.clone());
+        assert_eq!(
+            refused(&l, &Untrusted::Mismatch, false, at("2026-11-25T00:00:00Z")),
+            released,
+            "a second pass writes nothing"
+        );
+    }
+
+    #[test]
+    fn a_sealed_lease_carries_no_authentic_condition() {
+        let mut l = lease(Some(LeasePhase::Ready));
+        l.status = Some(refused(
+            &l,
+            &Untrusted::Unsigned,
+            false,
+            at("2026-11-24T11:00:00Z"),
+        ));
+        l.status.as_mut().unwrap().phase = Some(LeasePhase::Ready);
+        let (h1, h2) = (
+            host("h1", HostState::Provisioned, true),
+            host("h2", HostState::Provisioned, true),
+        );
+        let p = plan(&facts(&l, &[&h1, &h2], "2026-11-24T12:00:00Z"));
+        assert!(find_condition(&p.status.conditions, AUTHENTIC).is_none());
     }
 }

@@ -8,17 +8,24 @@
 //! If a host cannot be claimed the attempt is rolled back: the claims made are cleared (with
 //! preconditions) and the Lease is deleted, and the next pass re-plans. A Pending Lease found
 //! after a restart is resumed with the same steps (claiming is idempotent).
+//!
+//! Signatures ([`signing`](crate::signing)): the Lease is created with a provisional
+//! signature and sealed (bound to its uid) before any host is claimed, so a host is only ever
+//! claimed for a sealed Lease: one that holds exactly what this scheduler chose for this
+//! request. A provisional Lease left by a crash is rolled back, never resumed.
 
 use std::{collections::HashMap, sync::Arc};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{
     Api, Resource, ResourceExt,
-    api::{DeleteParams, PostParams, Preconditions},
+    api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions},
 };
 use labpods_api::v1alpha1::{
     ClaimRef, LabHost, Lease, LeaseHost, LeaseSpec, PodRequest, RequestRef,
 };
+
+use serde_json::json;
 
 use super::{
     claim::{Claimed, HostCheck, check, claim, unclaim},
@@ -28,6 +35,7 @@ use crate::{
     context::Context,
     error::{Error, Result},
     scheduler::Placement,
+    signing::SIGNATURE,
 };
 
 /// Annotation on a Lease: the end first granted, from which extensions count.
@@ -105,13 +113,33 @@ pub async fn bind(
     }
     let lease = if create {
         ctx.ensure_leader()?;
-        match api.create(&PostParams::default(), lease).await {
+        let mut new = lease.clone();
+        ctx.signer.sign_new(&mut new);
+        let created = match api.create(&PostParams::default(), &new).await {
             Ok(created) => created,
             Err(kube::Error::Api(s)) if s.code == 409 => return Ok(Bound::Exists),
             Err(e) => return Err(Error::Kube(e)),
+        };
+        match seal(ctx, &api, &created).await {
+            Ok(Some(sealed)) => sealed,
+            Ok(None) => {
+                return Ok(Bound::Conflict(
+                    "the new Lease changed while sealing it".into(),
+                ));
+            }
+            Err(e) => {
+                rollback(ctx, &api, &created, &[], &ours).await?;
+                return Err(e);
+            }
         }
-    } else {
+    } else if ctx.signer.is_sealed(lease) {
         lease.clone()
+    } else {
+        // Never claim for a Lease this operator did not seal (the callers check too).
+        return Ok(Bound::Conflict(format!(
+            "Lease {} is not sealed by the operator",
+            lease.name_any()
+        )));
     };
     let mut claimed = Vec::with_capacity(lease.spec.hosts.len());
     for h in &lease.spec.hosts {
@@ -132,6 +160,54 @@ pub async fn bind(
         }
     }
     Ok(Bound::Done)
+}
+
+/// Seals a Lease this operator just created: its signature, now bound to the uid the
+/// apiserver gave it. No resourceVersion precondition is needed: the signature covers the
+/// generation and every trusted field, so sealing an object someone changed meanwhile
+/// yields a signature that does not verify. None when the Lease is gone or was changed (it
+/// is then rolled back).
+async fn seal(ctx: &Context, api: &Api<Lease>, created: &Lease) -> Result<Option<Lease>> {
+    let generation = created.metadata.generation.unwrap_or(1);
+    let patch = json!({
+        "metadata": { "annotations": { SIGNATURE: ctx.signer.sealed(created, generation) } },
+    });
+    ctx.ensure_leader()?;
+    match api
+        .patch(
+            &created.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(sealed) if ctx.signer.is_sealed(&sealed) => Ok(Some(sealed)),
+        Ok(changed) => {
+            rollback(ctx, api, &changed, &[], &claim_ref_of(&changed)).await?;
+            Ok(None)
+        }
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
+        Err(e) => Err(Error::Kube(e)),
+    }
+}
+
+/// The claim a Lease's hosts carry (for rollbacks, where only a sealed spec is trusted and
+/// nothing was claimed yet).
+fn claim_ref_of(lease: &Lease) -> ClaimRef {
+    ClaimRef {
+        namespace: lease.namespace().unwrap_or_default(),
+        name: lease.spec.request_ref.name.clone(),
+        uid: lease.spec.request_ref.uid.clone(),
+        lease: lease.name_any(),
+    }
+}
+
+/// Deletes a provisional Lease that a crash left unsealed (no host was claimed for it), by
+/// uid so that a newer Lease of the same name is never touched. The next pass re-plans.
+pub async fn roll_back_unsealed(ctx: &Context, lease: &Lease) -> Result<()> {
+    let api: Api<Lease> =
+        Api::namespaced(ctx.client.clone(), &lease.namespace().unwrap_or_default());
+    rollback(ctx, &api, lease, &[], &claim_ref_of(lease)).await
 }
 
 /// Why binding `wanted` cannot succeed according to the cache, if it cannot (pure).

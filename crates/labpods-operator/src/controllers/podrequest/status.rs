@@ -43,6 +43,13 @@ pub enum Standing<'a> {
     },
     /// The booking ran and its Lease is gone (collected after retention, or deleted).
     Finished,
+    /// A Lease of the request's name that the operator did not write or that someone
+    /// changed: not honoured. `releasing` while hosts are still claimed for the request.
+    Refused {
+        lease: &'a str,
+        why: &'a str,
+        releasing: bool,
+    },
 }
 
 /// The status for `standing`, keeping the transition times of unchanged conditions.
@@ -185,6 +192,22 @@ pub fn desired(pr: &PodRequest, standing: Standing<'_>, now: &KubeTime) -> PodRe
             );
             remove_condition(&mut conditions, EXPIRING_SOON);
         }
+        Standing::Refused {
+            lease,
+            why,
+            releasing,
+        } => {
+            let message = refused_message(pr, lease, why, releasing);
+            status.phase = Some(if releasing {
+                PodRequestPhase::Releasing
+            } else {
+                PodRequestPhase::Pending
+            });
+            set(&mut conditions, SCHEDULED, false, LEASE_REFUSED, &message);
+            remove_condition(&mut conditions, EXPIRING_SOON);
+            remove_condition(&mut conditions, EXTENSION_REJECTED);
+            status.message = Some(message);
+        }
     }
     if !matches!(standing, Standing::Invalid(_)) {
         remove_condition(&mut conditions, INVALID);
@@ -199,6 +222,22 @@ pub fn desired(pr: &PodRequest, standing: Standing<'_>, now: &KubeTime) -> PodRe
     set(&mut conditions, READY, ready, &phase, ready_message);
     status.conditions = conditions;
     status
+}
+
+/// The reason of the Scheduled condition of a request whose Lease is refused.
+pub const LEASE_REFUSED: &str = "LeaseRefused";
+
+/// What a user reads when the Lease of their request is not the operator's.
+fn refused_message(pr: &PodRequest, lease: &str, why: &str, releasing: bool) -> String {
+    let now = if releasing {
+        "its hosts are being released"
+    } else {
+        "no host is bound for it"
+    };
+    format!(
+        "Lease {lease} is not honoured: {why}. Only the labpods operator writes Leases; {now}. Delete it (kubectl delete leases.labpods.dev {lease} -n {ns}) and this PodRequest is scheduled again; to change the booking, edit the PodRequest",
+        ns = pr.namespace().unwrap_or_default(),
+    )
 }
 
 fn placed(status: &mut PodRequestStatus, p: &Placement) {
@@ -466,5 +505,57 @@ mod tests {
                 .message,
             reason
         );
+    }
+
+    #[test]
+    fn a_refused_lease_tells_the_user_what_happened_and_what_to_do() {
+        let now = KubeTime(Timestamp::UNIX_EPOCH);
+        let mut pr = PodRequest::new(
+            "ci-pod",
+            PodRequestSpec::new(
+                [RoleSpec::new("node", 1)],
+                ImageSpec::new("http://i.test/a.iso"),
+                "1h",
+            ),
+        );
+        pr.metadata.namespace = Some("team-a".into());
+        let why = "its signature does not match its content";
+        let status = desired(
+            &pr,
+            Standing::Refused {
+                lease: "ci-pod",
+                why,
+                releasing: true,
+            },
+            &now,
+        );
+        assert_eq!(status.phase, Some(PodRequestPhase::Releasing));
+        assert!(status.hosts.is_empty());
+        let message = status.message.clone().unwrap();
+        for part in [
+            "Lease ci-pod is not honoured",
+            why,
+            "Only the labpods operator writes Leases",
+            "its hosts are being released",
+            "kubectl delete leases.labpods.dev ci-pod -n team-a",
+        ] {
+            assert!(message.contains(part), "{part:?} missing from {message:?}");
+        }
+        let scheduled = find_condition(&status.conditions, SCHEDULED).unwrap();
+        assert_eq!(
+            (scheduled.status.as_str(), scheduled.reason.as_str()),
+            ("False", LEASE_REFUSED)
+        );
+        let waiting = desired(
+            &pr,
+            Standing::Refused {
+                lease: "ci-pod",
+                why,
+                releasing: false,
+            },
+            &now,
+        );
+        assert_eq!(waiting.phase, Some(PodRequestPhase::Pending));
+        assert!(waiting.message.unwrap().contains("no host is bound for it"));
     }
 }
