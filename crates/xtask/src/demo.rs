@@ -264,7 +264,7 @@ fn print_next_steps(kubeconfig: &Path, kubectl: &Path, bin: &Path, dir: &Path) {
 The lab runs until Ctrl-C. In another terminal:
 
   export KUBECONFIG={kubeconfig}
-  export PATH={kubectl_dir}:$PATH                   # kubectl of the newest Kubernetes
+  export PATH={kubectl_dir}:$PATH   # the kubectl it built
   kubectl get lab -A                                # every labpods object
   kubectl get labhosts -L labpods.dev/profile       # the 8 hosts
   kubectl get podrequests -n {NAMESPACE} -o wide
