@@ -38,6 +38,29 @@ async fn e2e_book_jumphost_and_three_nodes_to_ready() -> Result<()> {
         .await?;
     assert_eq!(hosts.len(), 4);
     e2e.check_no_double_binding().await?;
+    // A lab operator looking at a host sees what the operator did to it: the Events of a
+    // cluster-scoped LabHost are found by `kubectl describe`.
+    let kubectl = labpods_tests::Kubectl::new(e2e.kubeconfig())?;
+    let host = hosts.first().context("no host assigned")?.clone();
+    e2e.wait(
+        "kubectl describe labhost to list the Provisioned event",
+        PROVISION_TIMEOUT,
+        || {
+            let kubectl = kubectl.clone();
+            let host = host.clone();
+            async move {
+                let text = kubectl.run(["describe", "labhost", &host]).await?.ok()?;
+                let events = text
+                    .split_once("\nEvents:")
+                    .map_or("", |(_, events)| events);
+                let listed = events
+                    .lines()
+                    .any(|line| line.contains("Provisioned") && line.contains("booted "));
+                Ok(listed.then_some(()))
+            }
+        },
+    )
+    .await?;
     e2e.shutdown().await;
     Ok(())
 }
