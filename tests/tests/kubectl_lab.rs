@@ -4,11 +4,7 @@
 //! CRDs. The whole session with a running operator is `e2e_kubectl_lab_session` in
 //! kubectl_lab_e2e.rs.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
-
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Patch, PatchParams, PostParams};
@@ -17,81 +13,12 @@ use labpods_api::v1alpha1::{
     ImageSpec, LABEL_LAB, LabHost, LabHostSpec, Lease, LeaseHost, LeaseSpec, PodRequest,
     RequestRef, SecretReference,
 };
-use labpods_tests::{ControlPlane, ControlPlaneConfig, DeleteOnDrop, TestCluster, workspace_root};
+use labpods_tests::{ControlPlane, ControlPlaneConfig, DeleteOnDrop, TestCluster};
 use serde_json::{Value, json};
 
-/// What one run of the plugin printed and how it exited.
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+mod kubectl_lab_support;
 
-impl Run {
-    fn ok(self) -> Result<String> {
-        ensure!(
-            self.code == 0,
-            "kubectl lab exited {}: {}",
-            self.code,
-            self.stderr
-        );
-        Ok(self.stdout)
-    }
-}
-
-/// The plugin binary, built once per test process (a test must never run a stale one).
-fn plugin() -> Result<PathBuf> {
-    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| build().map_err(|e| format!("{e:#}")))
-        .clone()
-        .map_err(anyhow::Error::msg)
-}
-
-fn build() -> Result<PathBuf> {
-    let root = workspace_root();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    let output = Command::new(&cargo)
-        .args(["build", "--quiet", "--package", "kubectl-lab", "--bins"])
-        .current_dir(&root)
-        .output()
-        .context("running cargo build -p kubectl-lab")?;
-    if !output.status.success() {
-        bail!(
-            "cargo build -p kubectl-lab failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let binary = target.join("debug").join("kubectl-lab");
-    ensure!(
-        binary.is_file(),
-        "no {} after cargo build",
-        binary.display()
-    );
-    Ok(binary)
-}
-
-/// `kubectl-lab --kubeconfig K ARGS...` with no terminal, so no colour.
-async fn lab(kubeconfig: &Path, args: &[&str]) -> Result<Run> {
-    let binary = plugin()?;
-    let output = tokio::process::Command::new(binary)
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .env_remove("KUBECONFIG")
-        .output()
-        .await
-        .context("running kubectl-lab")?;
-    Ok(Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    })
-}
+use kubectl_lab_support::lab;
 
 /// The row of a plugin table whose first cell is `name`, split on runs of 3+ spaces.
 fn row<'a>(table: &'a str, name: &str) -> Result<Vec<&'a str>> {

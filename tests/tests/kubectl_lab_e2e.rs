@@ -157,6 +157,56 @@ async fn e2e_kubectl_lab_session() -> Result<()> {
         "{released}"
     );
     e2e.wait_hosts_free(&hosts, Duration::from_secs(90)).await?;
+
+    // The history (in the operator's namespace, the test's here) is written in the
+    // background: the report shows the booking once the writer has flushed.
+    let history = [
+        "report",
+        "--since",
+        "1d",
+        "--history-namespace",
+        ns.as_str(),
+        "-o",
+        "json",
+    ];
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let report = loop {
+        let json: serde_json::Value = serde_json::from_str(&lab(&e2e, &history).await?)?;
+        if json["total"]["allocations"] == 3 {
+            break json;
+        }
+        if std::time::Instant::now() > deadline {
+            bail!(
+                "the booking never reached the history:\n{json:#}\n{}",
+                e2e.diagnostics().await
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let total = &report["total"];
+    assert_eq!(total["bookings"], 1, "{report:#}");
+    assert_eq!(total["provisioningSuccess"], 1.0, "{report:#}");
+    assert!(
+        total["provisioningMeanMinutes"]
+            .as_f64()
+            .is_some_and(|m| m > 0.0),
+        "{report:#}"
+    );
+    assert_eq!(
+        total["extensionHours"], 2.0,
+        "the 1 h extension, once per profile: {report:#}"
+    );
+    let table = lab(
+        &e2e,
+        &["report", "--since", "1d", "--history-namespace", &ns],
+    )
+    .await?;
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with(LAB) && l.contains("large")),
+        "{table}"
+    );
     let table = lab(&e2e, &["hosts", "--lab", LAB]).await?;
     assert!(
         !table.contains(&format!("{ns}/pod")),

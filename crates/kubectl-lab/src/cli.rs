@@ -15,6 +15,8 @@ Examples:
   kubectl lab extend ci-pod --by 1d
   kubectl lab calendar --days 7
   kubectl lab release ci-pod
+  kubectl lab report --since 30d --format html > lab-usage.html
+  kubectl lab forecast --horizon 180d --target-p95-wait 24h
   kubectl lab completion bash > /etc/bash_completion.d/kubectl-lab
 
 Exit codes: 0 done, 1 error (not found, refused, API), 2 bad usage, 3 the booking failed,
@@ -61,6 +63,12 @@ pub enum Command {
     Release(ReleaseArgs),
     /// Who holds which host when, and what is reserved, as a timeline.
     Calendar(CalendarArgs),
+    /// How the lab was used: utilization per lab and profile, bookings, waits, provisioning,
+    /// extensions, top namespaces (from the operator's allocation history).
+    Report(ReportArgs),
+    /// Per profile: when demand will exceed capacity at the observed growth, and how many
+    /// hosts would keep the p95 wait under a target (the scheduler's simulation).
+    Forecast(ForecastArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completion {
         #[arg(value_enum)]
@@ -158,4 +166,42 @@ pub struct CalendarArgs {
     /// Only hosts of this lab.
     #[arg(long)]
     pub lab: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Table,
+    Csv,
+    Json,
+    Html,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The period, up to now: `30d`, `7d`, `12h`.
+    #[arg(long, default_value = "30d", value_name = "DURATION")]
+    pub since: String,
+    /// table for the terminal, csv or json for spreadsheets and scripts, html for a
+    /// self-contained page with charts.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
+    /// Where the operator keeps the history (its leader-election namespace).
+    #[arg(long, default_value = "labpods-system", value_name = "NAMESPACE")]
+    pub history_namespace: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ForecastArgs {
+    /// How far ahead to look.
+    #[arg(long, default_value = "180d", value_name = "DURATION")]
+    pub horizon: String,
+    /// The p95 wait the lab aims for.
+    #[arg(long, default_value = "24h", value_name = "DURATION")]
+    pub target_p95_wait: String,
+    /// The history the growth is fitted to.
+    #[arg(long, default_value = "90d", value_name = "DURATION")]
+    pub since: String,
+    /// Where the operator keeps the history (its leader-election namespace).
+    #[arg(long, default_value = "labpods-system", value_name = "NAMESPACE")]
+    pub history_namespace: String,
 }

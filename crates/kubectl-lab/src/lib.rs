@@ -3,7 +3,7 @@
 //! with the exact arguments a user types.
 
 pub mod cli;
-mod commands;
+pub mod commands;
 pub mod error;
 pub mod output;
 pub mod session;

@@ -1,231 +1,351 @@
-//! The allocation history (DESIGN.md "History"): one JSON line per host of every Lease that
-//! reached Released, kept after the Lease is collected, as the raw material of utilization
-//! reports, wait times and capacity forecasts.
+//! The allocation history (DESIGN.md "History"): a record of every host's part in every
+//! booking, kept after the Leases are collected, read by `kubectl lab report` and
+//! `forecast`.
 //!
-//! Stored in ConfigMaps `labpods-history-YYYY-MM` (month of the release) in the operator's
-//! namespace, one data key per Lease uid: appending is a merge patch of that key, so it is
-//! idempotent (a retried append rewrites the same bytes) and needs no read-modify-write.
-//! Bounded: one ConfigMap per month; a lab operator exports or deletes old months.
+//! **Where it lives, and why.** ConfigMaps in the operator's namespace, labelled
+//! `labpods.dev/history=raw|usage` and `labpods.dev/history-period=<day>`, each holding one
+//! gzip'd JSON-lines blob ([`store`]). The cluster is the only store every install has, and
+//! the operator already reads and writes there; a custom resource per period would add a
+//! CRD and an API surface for what is an internal log. etcd is no database, so the layout
+//! keeps the footprint and the write load small and bounded ([`shards`]): each writer flush
+//! *creates* a small segment (no read-modify-write of a big object, so a write costs what it
+//! carries), each hour a day's segments are merged into parts under 900 KiB, days past the admin's
+//! retention are compacted into daily usage rows per (lab, profile, namespace), and usage
+//! past its own retention is dropped. `cargo xtask bench history` measures it at 10,000
+//! hosts for 400 days (BENCHMARKS.md).
+//!
+//! **Off the release path.** The Lease controller calls [`observe`] on every reconcile: it
+//! is synchronous and does no IO. It notes when a Lease became Ready (provisioning time),
+//! which hosts failed, which were replaced by spares (ending `Healed`), and on Released it
+//! queues one [`Allocation`] per host. A background task flushes the queue every
+//! [`FLUSH_INTERVAL`] while this replica leads, retrying failed writes with exponential
+//! backoff; a release never waits for it. A Released Lease is offered again on every
+//! reconcile until it is collected (a restarted operator re-offers it), and readers drop
+//! duplicates by id, so a crash before a flush loses a record only when the Lease was
+//! collected too.
 
-use std::collections::BTreeMap;
+pub mod record;
+pub mod shards;
+pub mod store;
 
-use k8s_openapi::{
-    api::core::v1::ConfigMap,
-    apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time},
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use labpods_api::v1alpha1::{
+    HostState, LABEL_LAB, LabHost, Lease, LeaseHost, LeasePhase, LeaseStatus, PodRequest,
 };
-use kube::{
-    Api, ResourceExt,
-    api::{Patch, PatchParams, PostParams},
-};
-use labpods_api::v1alpha1::{LABEL_LAB, LabHost, Lease, PodRequest};
-use serde::{Deserialize, Serialize};
 
-use crate::{context::Context, error::Result};
+pub use record::{Allocation, Ending, Usage};
+pub use shards::Settings;
+pub use store::{ConfigMapStore, MemoryStore, ShardStore};
 
-/// Prefix of the monthly ConfigMaps.
-pub const CONFIGMAP_PREFIX: &str = "labpods-history-";
+use crate::context::Context;
+use crate::controllers::podrequest::bind::ORIGINAL_END;
 
-/// How a lease ended.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Ending {
-    /// The window ran out.
-    Expired,
-    /// The user deleted the PodRequest before the end.
-    ReleasedEarly,
+/// How often the writer stores what is queued.
+pub const FLUSH_INTERVAL: Duration = Duration::from_secs(15);
+/// How often finished days are merged and old ones compacted.
+pub const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(3_600);
+/// Records held while the store is unreachable; past this the oldest are dropped (logged).
+pub const MAX_QUEUED: usize = 200_000;
+/// Most records in one segment.
+const MAX_BATCH: usize = 5_000;
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// Leases remembered after their records were queued (so a reconcile loop does not queue
+/// them again); beyond this the oldest memories go and a re-offer is deduplicated by id.
+const MAX_TRACKED: usize = 50_000;
+
+/// What the history remembers of a live Lease between reconciles.
+#[derive(Debug, Clone, Default)]
+struct Tracked {
+    hosts: Vec<LeaseHost>,
+    ready_at: Option<Timestamp>,
+    failed: BTreeSet<String>,
+    recorded: bool,
+    seen: u64,
 }
 
-/// One host's part in one lease.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct Allocation {
-    pub host: String,
-    pub lease: String,
-    pub namespace: String,
-    pub role: String,
-    pub profile: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lab: Option<String>,
-    /// What the user asked for (`spec.start`, or the request's creation when "now").
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub requested_start: Option<Time>,
-    pub start: Time,
-    /// The planned end of the window.
-    pub end: Time,
-    pub released_at: Time,
-    pub ending: Ending,
+/// The pure part of [`observe`]: per Lease uid, what was seen; returns the records to queue.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    leases: BTreeMap<String, Tracked>,
+    tick: u64,
 }
 
-/// The records of a Lease released at `released_at` (pure): one per listed host, sorted.
-pub fn allocations(
+/// One host's record; `ending` and `released_at` say how and when its part ended.
+fn allocation(
     lease: &Lease,
     request: Option<&PodRequest>,
-    hosts: &[&LabHost],
-    released_at: &Time,
+    labhosts: &[&LabHost],
+    host: &LeaseHost,
+    released_at: Timestamp,
     ending: Ending,
-) -> Vec<Allocation> {
+    ready_at: Option<Timestamp>,
+) -> Allocation {
+    let labhost = labhosts.iter().find(|l| l.name_any() == host.host);
     let requested_start = request.and_then(|pr| {
         pr.spec
             .start
-            .clone()
-            .or_else(|| pr.metadata.creation_timestamp.clone())
+            .as_ref()
+            .or(pr.metadata.creation_timestamp.as_ref())
+            .map(|t| t.0)
     });
-    lease
-        .spec
-        .hosts
-        .iter()
-        .map(|h| {
-            let labhost = hosts.iter().find(|l| l.name_any() == h.host);
-            Allocation {
-                host: h.host.clone(),
-                lease: lease.name_any(),
-                namespace: lease.namespace().unwrap_or_default(),
-                role: h.role.clone(),
-                profile: labhost.map(|l| l.spec.profile.clone()).unwrap_or_default(),
-                lab: labhost.and_then(|l| l.labels().get(LABEL_LAB).cloned()),
-                requested_start: requested_start.clone(),
-                start: lease.spec.start.clone(),
-                end: lease.spec.end.clone(),
-                released_at: released_at.clone(),
-                ending,
-            }
-        })
-        .collect()
+    let start = lease.spec.start.0;
+    let end = lease.spec.end.0;
+    let original_end = lease
+        .annotations()
+        .get(ORIGINAL_END)
+        .and_then(|s| s.parse::<Timestamp>().ok());
+    Allocation {
+        id: format!(
+            "{}/{}",
+            lease.uid().unwrap_or_else(|| lease.name_any()),
+            host.host
+        ),
+        host: host.host.clone(),
+        profile: labhost.map(|l| l.spec.profile.clone()).unwrap_or_default(),
+        lab: labhost
+            .and_then(|l| l.labels().get(LABEL_LAB).cloned())
+            .unwrap_or_default(),
+        namespace: lease.namespace().unwrap_or_default(),
+        request: lease.spec.request_ref.name.clone(),
+        role: host.role.clone(),
+        requested_start,
+        start,
+        end,
+        released_at,
+        ending,
+        wait_seconds: requested_start.map_or(0, |r| record::secs_between(r, start)),
+        provisioning_seconds: ready_at.map(|r| record::secs_between(start, r)),
+        extension_seconds: original_end.map_or(0, |o| record::secs_between(o, end)),
+    }
 }
 
-/// JSON lines, one allocation per line.
-pub fn to_lines(records: &[Allocation]) -> String {
-    records
-        .iter()
-        .filter_map(|r| serde_json::to_string(r).ok())
-        .map(|l| l + "\n")
-        .collect()
-}
-
-/// `labpods-history-2026-11` for a release in November 2026.
-pub fn configmap_name(released_at: &Time) -> String {
-    format!("{CONFIGMAP_PREFIX}{}", released_at.0.strftime("%Y-%m"))
-}
-
-/// Records the Lease's allocations under its uid (idempotent).
-pub async fn append(
-    ctx: &Context,
-    lease: &Lease,
-    records: &[Allocation],
-    released_at: &Time,
-) -> Result<()> {
-    let namespace = &ctx.config.leader_election.lease_namespace;
-    let name = configmap_name(released_at);
-    let key = lease.uid().unwrap_or_else(|| lease.name_any());
-    let data = BTreeMap::from([(key, to_lines(records))]);
-    ctx.ensure_leader()?;
-    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
-    let patch = serde_json::json!({ "data": data });
-    match api
-        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => {
-            let cm = ConfigMap {
-                metadata: ObjectMeta {
-                    name: Some(name.clone()),
-                    namespace: Some(namespace.clone()),
-                    labels: Some(BTreeMap::from([(
-                        "app.kubernetes.io/part-of".to_owned(),
-                        "labpods".to_owned(),
-                    )])),
-                    ..ObjectMeta::default()
-                },
-                data: Some(data),
-                ..ConfigMap::default()
-            };
-            match api.create(&PostParams::default(), &cm).await {
-                Ok(_) => Ok(()),
-                // Created meanwhile by another append: patch it.
-                Err(kube::Error::Api(s)) if s.code == 409 => {
-                    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                        .await?;
-                    Ok(())
-                }
-                Err(e) => Err(e.into()),
+impl Tracker {
+    /// Notes what `after` (the status about to be written) says of `lease` at `now`.
+    pub fn observe(
+        &mut self,
+        lease: &Lease,
+        request: Option<&PodRequest>,
+        labhosts: &[&LabHost],
+        after: &LeaseStatus,
+        now: Timestamp,
+    ) -> Vec<Allocation> {
+        self.tick += 1;
+        let uid = lease.uid().unwrap_or_else(|| lease.name_any());
+        let before = lease.status.as_ref().and_then(|s| s.phase);
+        let t = self.leases.entry(uid).or_insert_with(|| Tracked {
+            hosts: lease.spec.hosts.clone(),
+            ..Tracked::default()
+        });
+        t.seen = self.tick;
+        let mut out = Vec::new();
+        // A host gone from a live Lease was replaced by a spare.
+        for gone in t.hosts.iter().filter(|h| !lease.spec.hosts.contains(h)) {
+            out.push(allocation(
+                lease,
+                request,
+                labhosts,
+                gone,
+                now,
+                Ending::Healed,
+                t.ready_at,
+            ));
+        }
+        t.hosts = lease.spec.hosts.clone();
+        for p in &after.hosts {
+            if p.state == Some(HostState::Error) {
+                t.failed.insert(p.host.clone());
             }
         }
-        Err(e) => Err(e.into()),
+        if after.phase == Some(LeasePhase::Ready)
+            && before != Some(LeasePhase::Ready)
+            && t.ready_at.is_none()
+        {
+            t.ready_at = Some(now);
+        }
+        if let (Some(LeasePhase::Released), Some(released_at)) = (after.phase, &after.released_at)
+            && !t.recorded
+        {
+            t.recorded = true;
+            let released_at = released_at.0;
+            for h in &lease.spec.hosts {
+                let ending = if t.failed.contains(&h.host) {
+                    Ending::Failed
+                } else if released_at >= lease.spec.end.0 {
+                    Ending::Expired
+                } else {
+                    Ending::ReleasedEarly
+                };
+                out.push(allocation(
+                    lease,
+                    request,
+                    labhosts,
+                    h,
+                    released_at,
+                    ending,
+                    t.ready_at,
+                ));
+            }
+        }
+        if self.leases.len() > MAX_TRACKED {
+            // Forget the longest-unseen recorded Leases.
+            let mut recorded: Vec<(u64, String)> = self
+                .leases
+                .iter()
+                .filter(|(_, t)| t.recorded)
+                .map(|(k, t)| (t.seen, k.clone()))
+                .collect();
+            recorded.sort();
+            for (_, k) in recorded.iter().take(MAX_TRACKED / 10) {
+                self.leases.remove(k);
+            }
+        }
+        out
+    }
+}
+
+/// Records waiting for the store, oldest first.
+#[derive(Debug, Default)]
+pub struct Queue {
+    records: Mutex<VecDeque<Allocation>>,
+}
+
+impl Queue {
+    /// Adds `records` without waiting; drops the oldest beyond [`MAX_QUEUED`].
+    pub fn push(&self, records: Vec<Allocation>) {
+        let Ok(mut q) = self.records.lock() else {
+            return;
+        };
+        q.extend(records);
+        if q.len() > MAX_QUEUED {
+            let dropped = q.len() - MAX_QUEUED;
+            q.drain(..dropped);
+            tracing::error!(
+                dropped,
+                "allocation history: the store has been unwritable too long; dropped the oldest records"
+            );
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.lock().map_or(0, |q| q.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Stores up to one batch; on failure the batch goes back to the front. True when
+    /// something was written.
+    pub async fn flush<S: ShardStore>(
+        &self,
+        store: &S,
+        now: Timestamp,
+    ) -> Result<bool, store::StoreError> {
+        let batch: Vec<Allocation> = match self.records.lock() {
+            Ok(mut q) => {
+                let n = q.len().min(MAX_BATCH);
+                q.drain(..n).collect()
+            }
+            Err(_) => return Ok(false),
+        };
+        if batch.is_empty() {
+            return Ok(false);
+        }
+        match shards::append(store, &batch, now).await {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                if let Ok(mut q) = self.records.lock() {
+                    for r in batch.into_iter().rev() {
+                        q.push_front(r);
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Writer {
+    tracker: Mutex<Tracker>,
+    queue: Queue,
+}
+
+static WRITER: OnceLock<Writer> = OnceLock::new();
+
+/// Called by the Lease controller with the status it is about to write; never blocks and
+/// never fails (the first call starts the background writer).
+pub fn observe(
+    ctx: &Arc<Context>,
+    lease: &Lease,
+    request: Option<&PodRequest>,
+    labhosts: &[&LabHost],
+    after: &LeaseStatus,
+) {
+    let mut started = false;
+    let writer = WRITER.get_or_init(|| {
+        started = true;
+        Writer::default()
+    });
+    if started {
+        tokio::spawn(run(ctx.clone(), writer));
+    }
+    let records = match writer.tracker.lock() {
+        Ok(mut t) => t.observe(lease, request, labhosts, after, ctx.clock.now()),
+        Err(_) => return,
+    };
+    if !records.is_empty() {
+        writer.queue.push(records);
+    }
+}
+
+/// The background writer: flushes while this replica leads, backs off on failure, and
+/// runs the housekeeping every [`HOUSEKEEPING_INTERVAL`].
+async fn run(ctx: Arc<Context>, writer: &'static Writer) {
+    let store = ConfigMapStore::new(
+        ctx.client.clone(),
+        &ctx.config.leader_election.lease_namespace,
+    );
+    let settings = Settings::default();
+    let mut backoff = FLUSH_INTERVAL;
+    let mut next_housekeeping = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        tokio::time::sleep(backoff).await;
+        if ctx.ensure_leader().is_err() {
+            continue;
+        }
+        let now = ctx.clock.now();
+        let mut failed = false;
+        while !writer.queue.is_empty() {
+            match writer.queue.flush(&store, now).await {
+                Ok(_) => {}
+                Err(error) => {
+                    failed = true;
+                    tracing::warn!(%error, queued = writer.queue.len(), "allocation history write failed; retrying");
+                    break;
+                }
+            }
+        }
+        if !failed && tokio::time::Instant::now() >= next_housekeeping {
+            match shards::housekeeping(&store, &settings, now).await {
+                Ok(done) => tracing::debug!(?done, "allocation history housekeeping"),
+                Err(error) => tracing::warn!(%error, "allocation history housekeeping failed"),
+            }
+            next_housekeeping = tokio::time::Instant::now() + HOUSEKEEPING_INTERVAL;
+        }
+        backoff = if failed {
+            (backoff * 2).min(BACKOFF_MAX)
+        } else {
+            FLUSH_INTERVAL
+        };
     }
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
-mod tests {
-    use k8s_openapi::jiff::Timestamp;
-    use labpods_api::v1alpha1::{
-        ImageSpec, LabHostSpec, LeaseHost, LeaseSpec, PodRequestSpec, RequestRef, RoleSpec,
-        SecretReference,
-    };
-
-    use super::*;
-
-    fn at(s: &str) -> Time {
-        Time(s.parse::<Timestamp>().unwrap())
-    }
-
-    #[test]
-    fn one_line_per_host_with_profile_lab_and_ending() {
-        let host = |h: &str, r: &str| LeaseHost {
-            host: h.into(),
-            role: r.into(),
-        };
-        let mut lease = Lease::new(
-            "pod",
-            LeaseSpec::new(
-                RequestRef {
-                    name: "pod".into(),
-                    uid: "u1".into(),
-                },
-                [host("h2", "node"), host("h1", "jumphost")],
-                at("2026-11-24T10:00:00Z"),
-                at("2026-11-24T12:00:00Z"),
-                ImageSpec::new("http://i.test/a.iso"),
-            ),
-        );
-        lease.metadata.namespace = Some("team".into());
-        let mut h1 = LabHost::new(
-            "h1",
-            LabHostSpec::new(
-                "http://127.0.0.1:1",
-                "x86-large",
-                SecretReference::default(),
-            ),
-        );
-        h1.metadata.labels = Some(BTreeMap::from([(LABEL_LAB.to_owned(), "lab-a".to_owned())]));
-        let mut pr = PodRequest::new(
-            "pod",
-            PodRequestSpec::new(
-                [RoleSpec::new("node", 1)],
-                ImageSpec::new("http://i.test/a.iso"),
-                "2h",
-            ),
-        );
-        pr.metadata.creation_timestamp = Some(at("2026-11-24T09:58:00Z"));
-        let released = at("2026-11-24T11:00:00Z");
-        let records = allocations(&lease, Some(&pr), &[&h1], &released, Ending::ReleasedEarly);
-        assert_eq!(records.len(), 2);
-        assert_eq!(
-            (records[0].host.as_str(), records[0].role.as_str()),
-            ("h1", "jumphost")
-        );
-        assert_eq!(records[0].profile, "x86-large");
-        assert_eq!(records[0].lab.as_deref(), Some("lab-a"));
-        assert_eq!(
-            records[1].profile, "",
-            "a LabHost already gone leaves the profile empty"
-        );
-        assert_eq!(records[0].requested_start, Some(at("2026-11-24T09:58:00Z")));
-        let lines = to_lines(&records);
-        assert_eq!(lines.lines().count(), 2);
-        let back: Allocation = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
-        assert_eq!(back, records[0]);
-        assert!(lines.contains(r#""ending":"ReleasedEarly""#));
-        assert_eq!(configmap_name(&released), "labpods-history-2026-11");
-    }
-}
+mod tests;

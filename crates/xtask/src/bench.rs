@@ -22,7 +22,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 const USAGE: &str =
-    "usage: cargo xtask bench redfish [--hosts N] [--latency 200ms] [--concurrency N] [--runs N]";
+    "usage: cargo xtask bench redfish [--hosts N] [--latency 200ms] [--concurrency N] [--runs N]
+       cargo xtask bench history [--hosts N] [--days N]";
 
 /// Loopback load: clients x requests per run.
 const CLIENTS: usize = 32;
@@ -40,6 +41,7 @@ struct Options {
 pub fn run(args: &[String]) -> Result<()> {
     match args.split_first() {
         Some((what, rest)) if what == "redfish" => redfish(rest),
+        Some((what, rest)) if what == "history" => crate::bench_history::run(rest),
         _ => bail!("{USAGE}"),
     }
 }

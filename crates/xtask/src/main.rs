@@ -1,9 +1,11 @@
 //! Project tasks: `cargo xtask <task>`. Each task lives in its own module.
 
 mod bench;
+mod bench_history;
 mod crds;
 mod demo;
 mod kube_binaries;
+mod render;
 mod test;
 mod testenv;
 
@@ -14,9 +16,12 @@ const USAGE: &str = "usage: cargo xtask <task>
 tasks:
   bench redfish    Redfish numbers for BENCHMARKS.md (release build; simulator req/s,
                    power-cycling 1,000 BMCs at 200 ms/call, calls per reimage)
+  bench history [--hosts N] [--days N]
+                   the allocation history's size and writes at 10,000 hosts, 400 days
   demo [--exit-when-ready]
                    a local lab: control plane, 8 simulated BMCs, the operator, a booking
   crds [--check]   write the CRD YAML in crds/ from the Rust types (--check: fail on drift)
+  render [--check] write the kustomize base deploy/ from the Helm chart charts/labpods
   test [--kube MINOR] [ARGS]
                    install what the tests need and run them on real control planes: the
                    whole suite on the newest supported Kubernetes minor, the API, CRD,
@@ -36,6 +41,7 @@ fn main() -> Result<()> {
         "bench" => bench::run(rest),
         "crds" => crds::run(rest),
         "demo" => demo::run(rest),
+        "render" => render::run(rest),
         "test" => test::run(rest),
         "testenv" => testenv::run(rest),
         "-h" | "--help" | "help" => {

@@ -2,8 +2,11 @@
 
 mod book;
 mod calendar;
+pub mod forecast;
 mod hosts;
 mod lab;
+pub mod report;
+mod report_html;
 mod status;
 
 use std::io::Write;
@@ -20,6 +23,8 @@ pub async fn dispatch(session: &Session, command: Command, out: &mut dyn Write) 
         Command::Extend(args) => book::extend(session, &args, out).await,
         Command::Release(args) => book::release(session, &args, out).await,
         Command::Calendar(args) => calendar::run(session, &args, out).await,
+        Command::Report(args) => report::run(session, &args, out).await,
+        Command::Forecast(args) => forecast::run(session, &args, out).await,
         // Handled before a client exists.
         Command::Completion { .. } => Ok(()),
     }

@@ -37,7 +37,7 @@ use super::podrequest::snapshot;
 use crate::{
     context::Context,
     error::{Error, Result},
-    history::{self, Ending},
+    history,
     signing::{Seal, Untrusted},
 };
 
@@ -288,9 +288,8 @@ impl LeaseController {
         Ok(Action::await_change())
     }
 
-    /// On the transition to Released, appends the allocations to the history first: if that
-    /// fails, the status is not written and the next reconcile retries (appending is
-    /// idempotent).
+    /// The allocation history (owned by `history`): noted without IO and written in the
+    /// background, so it never holds up a release.
     async fn record_history(
         &self,
         lease: &Lease,
@@ -298,21 +297,8 @@ impl LeaseController {
         hosts: &[&LabHost],
         after: &LeaseStatus,
     ) -> Result<()> {
-        let before = lease.status.as_ref().and_then(|s| s.phase);
-        let (Some(LeasePhase::Released), Some(released_at)) = (after.phase, &after.released_at)
-        else {
-            return Ok(());
-        };
-        if before == Some(LeasePhase::Released) {
-            return Ok(());
-        }
-        let ending = if released_at.0 >= lease.spec.end.0 {
-            Ending::Expired
-        } else {
-            Ending::ReleasedEarly
-        };
-        let records = history::allocations(lease, request, hosts, released_at, ending);
-        history::append(&self.ctx, lease, &records, released_at).await
+        history::observe(&self.ctx, lease, request, hosts, after);
+        Ok(())
     }
 
     /// The PodRequest from the cache; the apiserver decides when the cache has none.

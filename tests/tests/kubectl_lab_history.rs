@@ -1,0 +1,95 @@
+//! The allocation history's ConfigMap store on the real apiserver: segments written by the
+//! operator's writer, merged and compacted by its housekeeping, read back each record once.
+//! (Bound and rollover at 10,000 hosts x 400 days: `cargo xtask bench history`.)
+
+use anyhow::Result;
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::Api;
+use kube::api::ListParams;
+use labpods_operator::history::shards::{self, Settings};
+use labpods_operator::history::store::KIND_LABEL;
+use labpods_operator::history::{Allocation, ConfigMapStore, Queue};
+use labpods_tests::TestCluster;
+
+fn record(booking: &str, host: &str, released: Timestamp) -> Allocation {
+    Allocation::sample(booking, host, released)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_lab_history_configmaps_merge_compact_and_read_back_once() -> Result<()> {
+    let cluster = TestCluster::get()?;
+    let client = cluster.client().await?;
+    let ns = cluster.namespace("kubectl-lab-history").await?;
+    let store = ConfigMapStore::new(client.clone(), ns.name());
+    let queue = Queue::default();
+    let day0: Timestamp = "2026-03-01T10:00:00Z".parse()?;
+    let hour = SignedDuration::from_hours(1);
+    for d in 0..3 {
+        for s in 0..3 {
+            let t = day0 + hour * (24 * d + s);
+            queue.push(
+                (0..20)
+                    .map(|i| record(&format!("b{d}{s}"), &format!("h{i:02}"), t))
+                    .collect(),
+            );
+            assert!(queue.flush(&store, t).await?);
+        }
+    }
+    // Offered twice (a restarted operator): stored again, read once.
+    queue.push(vec![record("b00", "h00", day0)]);
+    queue.flush(&store, day0 + hour * 2).await?;
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), ns.name());
+    let count = || async {
+        let list = configmaps
+            .list(&ListParams::default().labels(KIND_LABEL))
+            .await?;
+        anyhow::Ok(list.items.len())
+    };
+    assert_eq!(count().await?, 10, "one segment per flush");
+
+    let settings = Settings {
+        shard_bytes: 900 * 1024,
+        retention_days: 1,
+        usage_retention_days: 30,
+    };
+    let now: Timestamp = "2026-03-03T20:00:00Z".parse()?;
+    let done = shards::housekeeping(&store, &settings, now).await?;
+    assert_eq!((done.merged_days, done.compacted_days), (1, 1), "{done:?}");
+    let names: Vec<String> = configmaps
+        .list(&ListParams::default().labels(KIND_LABEL))
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .collect();
+    assert!(
+        names.contains(&"labpods-history-usage-2026-03-01-00".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"labpods-history-raw-2026-03-02-00".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with("labpods-history-raw-2026-03-03-h")),
+        "today's segments merged hourly: {names:?}"
+    );
+    assert_eq!(names.len(), 3, "{names:?}");
+
+    let read = shards::read(&store, "2026-03-01T00:00:00Z".parse()?, now).await?;
+    assert_eq!(
+        read.allocations.len(),
+        2 * 60,
+        "days 2 and 3, each record once"
+    );
+    assert_eq!(
+        read.usage.iter().map(|u| u.allocations).sum::<u64>(),
+        60,
+        "day 1 compacted"
+    );
+    assert_eq!(read.usage.iter().map(|u| u.bookings).sum::<u64>(), 3);
+    Ok(())
+}
