@@ -564,6 +564,38 @@ fn rule_cases(namespace: &str) -> Vec<RuleCase> {
             "spec.bmc.tls",
             tls(false),
         ),
+        case(
+            "bmc-tls-fingerprint-format",
+            with(
+                host(),
+                "/spec/bmc/tls",
+                // 31 pairs: one short.
+                Some(json!({ "certificateSha256": vec!["ab"; 31].join(":") })),
+            ),
+            "spec.bmc.tls.certificateSha256",
+            with(
+                host(),
+                "/spec/bmc/tls",
+                Some(json!({ "certificateSha256": vec!["ab"; 32].join(":") })),
+            ),
+        ),
+        case(
+            "bmc-tls-fingerprint-alone",
+            with(
+                host(),
+                "/spec/bmc/tls",
+                Some(json!({
+                    "certificateSha256": "ab".repeat(32),
+                    "caBundleSecretRef": { "name": "bmc-ca", "namespace": "labpods-system" },
+                })),
+            ),
+            "spec.bmc.tls",
+            with(
+                host(),
+                "/spec/bmc/tls",
+                Some(json!({ "certificateSha256": "AB".repeat(32) })),
+            ),
+        ),
     ]
 }
 

@@ -195,3 +195,82 @@ async fn a_ca_file_that_is_not_pem_is_refused() {
         "{stderr}"
     );
 }
+
+/// A factory-style BMC certificate made by `openssl req -x509 -newkey ec -pkeyopt
+/// ec_paramgen_curve:prime256v1 -nodes -days 36500 -subj /CN=factory-bmc.invalid`: CA:TRUE,
+/// its own issuer, named for no address used here. Test data only; the key guards nothing.
+fn self_signed_files() -> (String, String) {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
+    (
+        format!("{dir}/self-signed-bmc.pem"),
+        format!("{dir}/self-signed-bmc.key"),
+    )
+}
+
+/// What `openssl x509 -in self-signed-bmc.pem -noout -fingerprint -sha256` prints.
+const SELF_SIGNED_SHA256: &str = "6F:98:8C:A6:90:99:C2:91:CE:1C:24:25:3D:5A:E5:4A:83:F9:45:4B:5D:C7:AB:D2:2C:1C:8D:BB:C4:4D:E1:BB";
+
+#[tokio::test]
+async fn a_self_signed_bmc_certificate_is_trusted_when_pinned() {
+    let (cert, key) = self_signed_files();
+    let protection = Protection {
+        tls: Some((cert.clone().into(), key.into())),
+        basic_auth: Some((USER.into(), PASSWORD.into())),
+    };
+    let server = sushy::start_emulator(&[SYSTEM], &protection).await;
+    let endpoint = format!("https://127.0.0.1:{}/", server.port);
+    let env = [
+        ("LABPODS_BMC_USERNAME", USER),
+        ("LABPODS_BMC_PASSWORD", PASSWORD),
+    ];
+    let run = |tls: Vec<String>| {
+        let mut args = vec!["--endpoint".to_owned(), endpoint.clone()];
+        args.extend(tls);
+        args.push("info".to_owned());
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            labpods(&args, &env).await
+        }
+    };
+
+    // The certificate as the CA file, and its fingerprint as OpenSSL prints it or bare.
+    for tls in [
+        vec!["--ca-file".to_owned(), cert.clone()],
+        vec!["--fingerprint".to_owned(), SELF_SIGNED_SHA256.to_owned()],
+        vec![
+            "--fingerprint".to_owned(),
+            SELF_SIGNED_SHA256.replace(':', "").to_lowercase(),
+        ],
+    ] {
+        let text = succeeded(&run(tls.clone()).await);
+        assert!(text.contains(SYSTEM.uuid), "{tls:?}: {text}");
+    }
+
+    // Unpinned: refused, with the fingerprint to check and pin.
+    let output = run(Vec::new()).await;
+    let (_, stderr) = texts(&output);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("BMC certificate refused")
+            && stderr.contains(SELF_SIGNED_SHA256)
+            && stderr.contains("--fingerprint"),
+        "{stderr}"
+    );
+
+    // Another certificate's fingerprint: refused, naming the flag.
+    let wrong = vec!["AB"; 32].join(":");
+    let output = run(vec!["--fingerprint".to_owned(), wrong.clone()]).await;
+    let (_, stderr) = texts(&output);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains(&format!("not the one pinned in --fingerprint ({wrong})"))
+            && stderr.contains(SELF_SIGNED_SHA256),
+        "{stderr}"
+    );
+
+    // Not a fingerprint: a usage error.
+    let output = run(vec!["--fingerprint".to_owned(), "6F:98".to_owned()]).await;
+    let (_, stderr) = texts(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("64 hex digits"), "{stderr}");
+}

@@ -11,6 +11,9 @@ pub enum Error {
     /// The TLS options cannot be turned into a client configuration.
     #[error("TLS configuration: {0}")]
     Tls(String),
+    /// The BMC's TLS certificate was refused; the message says why and what to change.
+    #[error("BMC certificate refused: {0}")]
+    Certificate(String),
     /// No answer: connection refused, reset, DNS, TLS handshake.
     #[error("cannot reach BMC at {path}: {source}")]
     Connect {
@@ -63,6 +66,7 @@ impl Error {
         match self {
             Error::InvalidEndpoint(_) => "invalid_endpoint",
             Error::Tls(_) => "tls",
+            Error::Certificate(_) => "certificate",
             Error::Connect { .. } => "connect",
             Error::Timeout { .. } => "timeout",
             Error::Unauthorized { .. } => "unauthorized",

@@ -21,6 +21,6 @@ pub use connector::RedfishConnector;
 pub use credentials::Credentials;
 pub use error::{Error, Result};
 pub use policy::ClientPolicy;
-pub use tls::TlsOptions;
+pub use tls::{Fingerprint, SettingNames, TlsOptions};
 /// Re-exported so callers name endpoint and image URLs without depending on `url` themselves.
 pub use url::Url;

@@ -444,6 +444,9 @@ impl Transport {
                     method: method.to_string(),
                     path: path.to_owned(),
                 }
+            } else if let Some(why) = crate::tls::certificate_problem(&source) {
+                // Not transient: someone has to change the certificate or the settings.
+                Error::Certificate(why)
             } else {
                 Error::Connect {
                     path: path.to_owned(),

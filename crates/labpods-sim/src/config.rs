@@ -24,6 +24,8 @@ pub struct SimConfig {
     pub latency: Duration,
     /// Serve HTTPS with a self-signed CA (see `SimHandle::ca_pem`).
     pub tls: bool,
+    /// Which certificate the BMCs present when `tls` is on.
+    pub tls_certificate: TlsCertificate,
     /// Open sessions allowed per BMC; one more gets 503, so leaks show.
     pub session_limit: usize,
     /// Idle sessions expire after this (SessionService.SessionTimeout, 30 s minimum).
@@ -46,12 +48,24 @@ impl Default for SimConfig {
             power_delay: Duration::from_millis(500),
             latency: Duration::ZERO,
             tls: false,
+            tls_certificate: TlsCertificate::default(),
             session_limit: 16,
             session_timeout: Duration::from_secs(1800),
             async_actions: false,
             admin_port: None,
         }
     }
+}
+
+/// The certificate a TLS fleet serves; [`crate::SimHandle::ca_pem`] is what a client trusts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TlsCertificate {
+    /// A server certificate for 127.0.0.1/localhost issued by a throwaway CA.
+    #[default]
+    CaSigned,
+    /// One self-signed certificate that is its own issuer (CA:TRUE, named for no address of
+    /// ours), as `openssl req -x509` makes and many BMCs ship; `ca_pem` is that certificate.
+    SelfSigned,
 }
 
 /// Faults injected into one BMC; replaceable at run time. The default is a healthy BMC.

@@ -93,7 +93,7 @@ impl Sim {
             });
         }
         let tls = if config.tls {
-            Some(tls::generate()?)
+            Some(tls::generate(config.tls_certificate)?)
         } else {
             None
         };

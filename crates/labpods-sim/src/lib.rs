@@ -29,7 +29,7 @@ mod model;
 mod redfish;
 mod tls;
 
-pub use config::{Faults, SimConfig};
+pub use config::{Faults, SimConfig, TlsCertificate};
 pub use error::SimError;
 pub use fleet::{HostHandle, Sim, SimHandle};
 pub use model::{BootOverride, Event, HostState, Media, PowerState, SessionEnd};

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use labpods_sim::labhosts::{self, Manifests};
-use labpods_sim::{Sim, SimConfig};
+use labpods_sim::{Sim, SimConfig, TlsCertificate};
 
 /// A fleet of simulated Redfish BMCs (host i on 127.0.0.1:PORT_BASE+i).
 #[derive(Debug, Parser)]
@@ -31,6 +31,10 @@ struct Args {
     /// Serve HTTPS; the CA is written next to --emit-labhosts (or printed).
     #[arg(long)]
     tls: bool,
+    /// With --tls: serve one self-signed certificate that is its own CA (as many BMCs do)
+    /// instead of a CA-issued one; that certificate is what clients pin.
+    #[arg(long, requires = "tls")]
+    tls_self_signed: bool,
     #[arg(long, env = "LABPODS_SIM_USERNAME", default_value = "admin")]
     username: String,
     #[arg(
@@ -69,6 +73,11 @@ async fn main() -> anyhow::Result<()> {
         power_delay: args.power_delay,
         latency: args.latency,
         tls: args.tls,
+        tls_certificate: if args.tls_self_signed {
+            TlsCertificate::SelfSigned
+        } else {
+            TlsCertificate::CaSigned
+        },
         username: args.username,
         password: args.password,
         session_limit: args.session_limit,

@@ -1,21 +1,43 @@
-//! A throwaway CA and one server certificate for 127.0.0.1/localhost, shared by every BMC of
-//! the fleet; clients trust the CA PEM the handle exposes.
+//! The fleet's TLS, one certificate shared by every BMC: either a server certificate for
+//! 127.0.0.1/localhost issued by a throwaway CA, or a self-signed certificate that is its own
+//! CA (see [`TlsCertificate`]). Clients trust the PEM the handle exposes.
 
 use std::sync::Arc;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
-use crate::SimError;
+use crate::{SimError, TlsCertificate};
 
 /// The server side of the fleet's TLS.
 #[derive(Debug)]
 pub(crate) struct FleetTls {
+    /// What a client trusts: the CA, or the self-signed certificate itself.
     pub ca_pem: String,
     pub server: Arc<rustls::ServerConfig>,
 }
 
-pub(crate) fn generate() -> Result<FleetTls, SimError> {
+pub(crate) fn generate(kind: TlsCertificate) -> Result<FleetTls, SimError> {
+    let (chain, key, ca_pem) = match kind {
+        TlsCertificate::CaSigned => ca_signed()?,
+        TlsCertificate::SelfSigned => self_signed()?,
+    };
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let server = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)?;
+    Ok(FleetTls {
+        ca_pem,
+        server: Arc::new(server),
+    })
+}
+
+type Generated = (Vec<CertificateDer<'static>>, KeyPair, String);
+
+fn ca_signed() -> Result<Generated, SimError> {
     let ca_key = KeyPair::generate()?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params
@@ -39,15 +61,22 @@ pub(crate) fn generate() -> Result<FleetTls, SimError> {
         CertificateDer::from(leaf.der().to_vec()),
         CertificateDer::from(ca_cert.der().to_vec()),
     ];
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
-    let server = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
+    Ok((chain, leaf_key, ca_cert.pem()))
+}
+
+/// Like a factory BMC certificate: CA:TRUE, issuer = subject, and a name that is not the
+/// address clients use, so only a pin (not name verification) can accept it.
+fn self_signed() -> Result<Generated, SimError> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(vec!["bmc.factory.invalid".to_owned()])?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "labpods-sim self-signed BMC");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&key)?;
+    Ok((
+        vec![CertificateDer::from(cert.der().to_vec())],
+        key,
+        cert.pem(),
     ))
-    .with_safe_default_protocol_versions()?
-    .with_no_client_auth()
-    .with_single_cert(chain, key)?;
-    Ok(FleetTls {
-        ca_pem: ca_cert.pem(),
-        server: Arc::new(server),
-    })
 }

@@ -129,16 +129,25 @@ pub struct BmcSpec {
     pub tls: BmcTls,
 }
 
-/// How the BMC's TLS certificate is verified. Set at most one of the two fields.
+/// How the BMC's TLS certificate is verified. Set at most one of the three fields; with none
+/// the certificate must chain to the system roots and name the address.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BmcTls {
-    /// Secret holding the PEM CA bundle (key `ca.crt`) that signed the BMC's certificate;
-    /// when absent the system roots are used.
+    /// Secret holding a PEM bundle (key `ca.crt`) of the CA(s) that signed the BMC's
+    /// certificate, or of the BMC's own self-signed certificate: a certificate presented
+    /// byte-for-byte as in the bundle is accepted whatever its name and dates; any other must
+    /// chain to a CA in the bundle and name the address. When absent the system roots are used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_bundle_secret_ref: Option<SecretReference>,
+    /// Pin the BMC's certificate by the SHA-256 fingerprint of its DER encoding: 64 hex
+    /// digits, optionally colon-separated as `openssl x509 -noout -fingerprint -sha256`
+    /// prints them. Exactly that certificate is accepted, whatever its name and dates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 95))]
+    pub certificate_sha256: Option<String>,
     /// Accept any certificate. Many BMCs ship self-signed certificates; this explicit opt-in
-    /// exposes the BMC password to anyone on the path, so prefer a CA bundle.
+    /// exposes the BMC password to anyone on the path, so prefer pinning the certificate.
     #[serde(default)]
     pub insecure_skip_verify: bool,
 }

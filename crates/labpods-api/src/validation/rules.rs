@@ -46,6 +46,13 @@ macro_rules! label_key_prefix_length_re {
     };
 }
 
+/// A certificate's SHA-256 fingerprint: 64 hex digits, or 32 colon-separated pairs.
+macro_rules! sha256_fingerprint_re {
+    () => {
+        "^([0-9A-Fa-f]{64}|[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){31})$"
+    };
+}
+
 /// A label value: empty, or at most 63 of `[A-Za-z0-9_.-]`, alphanumeric at both ends.
 macro_rules! label_value_re {
     () => {
@@ -507,7 +514,45 @@ pub const RULES: &[Rule] = &[
         reason: Reason::Invalid,
         check: Check::BmcTls(|t| !(t.ca_bundle_secret_ref.is_some() && t.insecure_skip_verify)),
     },
+    Rule {
+        id: "bmc-tls-fingerprint-format",
+        cel: concat!(
+            "!has(self.certificateSha256) || self.certificateSha256.matches('",
+            sha256_fingerprint_re!(),
+            "')"
+        ),
+        message: "spec.bmc.tls.certificateSha256 must be a SHA-256 fingerprint: 64 hex digits, optionally colon-separated pairs as `openssl x509 -noout -fingerprint -sha256` prints",
+        field_path: ".certificateSha256",
+        reason: Reason::Invalid,
+        check: Check::BmcTls(|t| {
+            t.certificate_sha256
+                .as_deref()
+                .is_none_or(is_sha256_fingerprint)
+        }),
+    },
+    Rule {
+        id: "bmc-tls-fingerprint-alone",
+        cel: "!has(self.certificateSha256) || !(has(self.caBundleSecretRef) || (has(self.insecureSkipVerify) && self.insecureSkipVerify))",
+        message: "certificateSha256 pins one certificate and contradicts caBundleSecretRef and insecureSkipVerify: remove caBundleSecretRef and set insecureSkipVerify to false, or remove certificateSha256",
+        field_path: "",
+        reason: Reason::Invalid,
+        check: Check::BmcTls(|t| {
+            t.certificate_sha256.is_none()
+                || !(t.ca_bundle_secret_ref.is_some() || t.insecure_skip_verify)
+        }),
+    },
 ];
+
+/// `spec.bmc.tls.certificateSha256`: 64 hex digits, or 32 colon-separated pairs.
+fn is_sha256_fingerprint(s: &str) -> bool {
+    let hex = |p: &str| p.bytes().all(|b| b.is_ascii_hexdigit());
+    if s.contains(':') {
+        let pairs: Vec<&str> = s.split(':').collect();
+        pairs.len() == 32 && pairs.iter().all(|p| p.len() == 2 && hex(p))
+    } else {
+        s.len() == 64 && hex(s)
+    }
+}
 
 /// The rule with `id`.
 pub fn rule(id: &str) -> Option<&'static Rule> {

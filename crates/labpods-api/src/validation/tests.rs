@@ -290,6 +290,7 @@ fn labhost_tls_contradiction() {
     spec.bmc.tls = BmcTls {
         ca_bundle_secret_ref: Some(SecretReference::new("labpods-system", "bmc-ca")),
         insecure_skip_verify: true,
+        ..BmcTls::default()
     };
     let errs = validate_labhost(&spec);
     assert_eq!(fields(&errs), ["spec.bmc.tls"]);
@@ -678,6 +679,7 @@ fn cases() -> Vec<(&'static str, Subject, &'static str, Subject)> {
                 h.bmc.tls = BmcTls {
                     ca_bundle_secret_ref: Some(SecretReference::new("labpods-system", "ca")),
                     insecure_skip_verify: true,
+                    ..BmcTls::default()
                 };
                 h
             }),
@@ -687,7 +689,38 @@ fn cases() -> Vec<(&'static str, Subject, &'static str, Subject)> {
                 h.bmc.tls = BmcTls {
                     ca_bundle_secret_ref: Some(SecretReference::new("labpods-system", "ca")),
                     insecure_skip_verify: false,
+                    ..BmcTls::default()
                 };
+                h
+            }),
+        ),
+        (
+            "bmc-tls-fingerprint-format",
+            LabHost({
+                let mut h = host();
+                // 31 pairs: one short.
+                h.bmc.tls.certificate_sha256 = Some(vec!["ab"; 31].join(":"));
+                h
+            }),
+            "spec.bmc.tls.certificateSha256",
+            LabHost({
+                let mut h = host();
+                h.bmc.tls.certificate_sha256 = Some(vec!["AB"; 32].join(":"));
+                h
+            }),
+        ),
+        (
+            "bmc-tls-fingerprint-alone",
+            LabHost({
+                let mut h = host();
+                h.bmc.tls.certificate_sha256 = Some("ab".repeat(32));
+                h.bmc.tls.insecure_skip_verify = true;
+                h
+            }),
+            "spec.bmc.tls",
+            LabHost({
+                let mut h = host();
+                h.bmc.tls.certificate_sha256 = Some("ab".repeat(32));
                 h
             }),
         ),

@@ -10,7 +10,8 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use labpods_redfish::{
     Bmc, BmcTarget, BootEnabled, BootMode, BootOverride, BootTarget, ClientPolicy, Credentials,
-    Inventory, MediaState, PowerState, RedfishConnector, ResetKind, TlsOptions, Url,
+    Fingerprint, Inventory, MediaState, PowerState, RedfishConnector, ResetKind, SettingNames,
+    TlsOptions, Url,
 };
 use serde::Serialize;
 
@@ -38,9 +39,14 @@ struct Connection {
     /// File with `username=...` and `password=...` lines (as a Secret's keys).
     #[arg(long, conflicts_with_all = ["username", "password"])]
     credentials_file: Option<PathBuf>,
-    /// PEM bundle of the CA that signed the BMC's certificate (default: system roots).
-    #[arg(long, conflicts_with = "insecure")]
+    /// PEM bundle of the CA that signed the BMC's certificate, or the BMC's own self-signed
+    /// certificate (default: system roots).
+    #[arg(long, conflicts_with_all = ["insecure", "fingerprint"])]
     ca_file: Option<PathBuf>,
+    /// Accept exactly the certificate with this SHA-256 fingerprint (64 hex digits, colons
+    /// allowed, as `openssl x509 -noout -fingerprint -sha256` prints).
+    #[arg(long, value_name = "SHA256", conflicts_with = "insecure")]
+    fingerprint: Option<Fingerprint>,
     /// Do not verify the BMC's certificate.
     #[arg(long)]
     insecure: bool,
@@ -219,7 +225,12 @@ impl Connection {
             credentials,
             tls: TlsOptions {
                 ca_pem,
+                certificate_sha256: self.fingerprint,
                 insecure_skip_verify: self.insecure,
+                names: SettingNames {
+                    ca_bundle: "--ca-file",
+                    fingerprint: "--fingerprint",
+                },
             },
         })
     }

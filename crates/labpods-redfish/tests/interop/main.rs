@@ -11,9 +11,12 @@ mod suite;
 #[path = "../support/mod.rs"]
 mod support;
 
-use labpods_redfish::{BmcTarget, Credentials, Error, PowerState, RedfishConnector, TlsOptions};
+use labpods_redfish::{
+    BmcTarget, Credentials, Error, Fingerprint, PowerState, RedfishConnector, SettingNames,
+    TlsOptions,
+};
 use suite::{Expected, Peer};
-use support::certs::issue_loopback_cert;
+use support::certs::{issue_loopback_cert, self_signed_bmc_cert};
 use support::image_server::ImageServer;
 use support::python::Server;
 use support::sushy::{self, FakeSystem, Protection};
@@ -80,7 +83,7 @@ async fn sushy_tls() -> (Server, Peer, support::certs::TestPki) {
             credentials: Credentials::new(USER, PASSWORD),
             tls: TlsOptions {
                 ca_pem: Some(pki.ca_pem.clone().into_bytes()),
-                insecure_skip_verify: false,
+                ..TlsOptions::default()
             },
         },
         password: PASSWORD,
@@ -197,7 +200,7 @@ async fn sim(config: labpods_sim::SimConfig) -> (labpods_sim::SimHandle, Peer) {
             credentials: Credentials::new(USER, PASSWORD),
             tls: TlsOptions {
                 ca_pem: sim.ca_pem().map(String::into_bytes),
-                insecure_skip_verify: false,
+                ..TlsOptions::default()
             },
         },
         password: PASSWORD,
@@ -320,12 +323,15 @@ async fn sushy_tls_verification() {
         .client(&system_roots)
         .await
         .expect_err("a certificate from an unknown CA is refused");
-    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+    assert!(
+        matches!(&err, Error::Certificate(m) if m.contains("not issued by a CA the system trusts")),
+        "{err:?}"
+    );
 
     let insecure = BmcTarget {
         tls: TlsOptions {
-            ca_pem: None,
             insecure_skip_verify: true,
+            ..TlsOptions::default()
         },
         ..peer.target.clone()
     };
@@ -352,4 +358,132 @@ async fn sushy_static_tower() {
     suite::discovery_and_inventory(&peer).await;
     // Virtual media only under the Manager in this tree.
     suite::inserted_media_is_read(&peer, "redfish.dmtf.org/freeImages/freeOS.1.1.iso").await;
+}
+
+// --- a BMC certificate that is its own CA (openssl req -x509), pinned ---
+
+const LABHOST_NAMES: SettingNames = SettingNames {
+    ca_bundle: "spec.bmc.tls.caBundleSecretRef",
+    fingerprint: "spec.bmc.tls.certificateSha256",
+};
+
+/// Against a BMC presenting the self-signed `cert` (PEM and DER): pinned as the CA bundle or
+/// by fingerprint it is accepted (though it names another host); unpinned, or with another
+/// fingerprint, it is refused with a message naming the field to change and the fingerprint
+/// to pin.
+async fn self_signed_is_usable_only_when_pinned(target: &BmcTarget, pem: &str, der: &[u8]) {
+    let presented = Fingerprint::of(der).to_string();
+    let with = |tls: TlsOptions| BmcTarget {
+        tls: TlsOptions {
+            names: LABHOST_NAMES,
+            ..tls
+        },
+        ..target.clone()
+    };
+    let connect = |target: BmcTarget| async move {
+        RedfishConnector::new(suite::test_policy())
+            .client(&target)
+            .await
+    };
+
+    for (how, tls) in [
+        (
+            "as the CA bundle",
+            TlsOptions {
+                ca_pem: Some(pem.as_bytes().to_vec()),
+                ..TlsOptions::default()
+            },
+        ),
+        (
+            "by fingerprint",
+            TlsOptions {
+                certificate_sha256: Some(Fingerprint::of(der)),
+                ..TlsOptions::default()
+            },
+        ),
+    ] {
+        let client = connect(with(tls))
+            .await
+            .unwrap_or_else(|e| panic!("pinned {how}: {e}"));
+        assert_eq!(
+            client.system_id(),
+            target.system_id.as_deref().unwrap_or_default(),
+            "pinned {how}"
+        );
+    }
+
+    // Refused: the message names the setting to change and the fingerprint to pin.
+    let other = self_signed_bmc_cert();
+    for (how, tls, names) in [
+        (
+            "another certificate's fingerprint",
+            TlsOptions {
+                certificate_sha256: Some(Fingerprint::of(&other.cert_der)),
+                ..TlsOptions::default()
+            },
+            "spec.bmc.tls.certificateSha256",
+        ),
+        (
+            "a bundle without the BMC's certificate",
+            TlsOptions {
+                ca_pem: Some(other.cert_pem.clone().into_bytes()),
+                ..TlsOptions::default()
+            },
+            "spec.bmc.tls.caBundleSecretRef",
+        ),
+        (
+            "nothing pinned (system roots)",
+            TlsOptions::default(),
+            "spec.bmc.tls.certificateSha256",
+        ),
+    ] {
+        let err = connect(with(tls)).await.expect_err(how);
+        assert!(
+            matches!(&err, Error::Certificate(m) if m.contains(names) && m.contains(&presented)),
+            "{how}: {err:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn sushy_self_signed_certificate_pinned() {
+    let cert = self_signed_bmc_cert();
+    let protection = Protection {
+        tls: Some((cert.cert_path.clone(), cert.key_path.clone())),
+        basic_auth: Some((USER.into(), PASSWORD.into())),
+    };
+    let server = sushy::start_emulator(&SYSTEMS, &protection).await;
+    let target = BmcTarget {
+        endpoint: Url::parse(&format!("https://127.0.0.1:{}/", server.port)).unwrap(),
+        system_id: Some(SYSTEMS[0].uuid.into()),
+        credentials: Credentials::new(USER, PASSWORD),
+        tls: TlsOptions::default(),
+    };
+    self_signed_is_usable_only_when_pinned(&target, &cert.cert_pem, &cert.cert_der).await;
+}
+
+#[tokio::test]
+async fn sim_self_signed_certificate_pinned() {
+    let config = labpods_sim::SimConfig {
+        tls: true,
+        tls_certificate: labpods_sim::TlsCertificate::SelfSigned,
+        ..labpods_sim::SimConfig::default()
+    };
+    // The peer trusts the certificate the sim serves, as its CA bundle.
+    let (sim, peer) = sim(config).await;
+    let pem = sim.ca_pem().unwrap();
+    let der = pem_to_der(&pem);
+    suite::discovery_and_inventory(&peer).await;
+    suite::power_on_and_off(&peer).await;
+    self_signed_is_usable_only_when_pinned(&peer.target, &pem, &der).await;
+    sim.shutdown().await;
+}
+
+/// The DER of a one-certificate PEM.
+fn pem_to_der(pem: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap()
 }

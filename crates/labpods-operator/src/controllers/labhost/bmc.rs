@@ -7,7 +7,7 @@ use std::{collections::HashMap, future::Future, sync::Arc, time::Instant};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use labpods_api::v1alpha1::{BmcSpec, LabHost, SecretReference};
-use labpods_redfish::{Bmc, BmcTarget, Credentials, TlsOptions};
+use labpods_redfish::{Bmc, BmcTarget, Credentials, Fingerprint, SettingNames, TlsOptions};
 use tokio::sync::Mutex;
 use url::Url;
 
@@ -59,6 +59,19 @@ async fn target(ctx: &Context, bmc: &BmcSpec) -> Result<BmcTarget> {
     let secret = read_secret(ctx, &bmc.credentials_secret_ref).await?;
     let username = secret_key(&secret, &bmc.credentials_secret_ref, "username")?;
     let password = secret_key(&secret, &bmc.credentials_secret_ref, "password")?;
+    // The schema checks the spelling; this is for objects stored before it did.
+    let certificate_sha256 = bmc
+        .tls
+        .certificate_sha256
+        .as_deref()
+        .map(|s| {
+            s.parse::<Fingerprint>().map_err(|e| {
+                Error::Bmc(labpods_redfish::Error::Tls(format!(
+                    "spec.bmc.tls.certificateSha256: {e}"
+                )))
+            })
+        })
+        .transpose()?;
     let ca_pem = match &bmc.tls.ca_bundle_secret_ref {
         Some(r) => Some(secret_key(&read_secret(ctx, r).await?, r, "ca.crt")?),
         None => None,
@@ -72,7 +85,12 @@ async fn target(ctx: &Context, bmc: &BmcSpec) -> Result<BmcTarget> {
         ),
         tls: TlsOptions {
             ca_pem,
+            certificate_sha256,
             insecure_skip_verify: bmc.tls.insecure_skip_verify,
+            names: SettingNames {
+                ca_bundle: "spec.bmc.tls.caBundleSecretRef",
+                fingerprint: "spec.bmc.tls.certificateSha256",
+            },
         },
     })
 }
