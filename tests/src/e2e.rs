@@ -105,6 +105,22 @@ impl E2e {
         Self::start_with(name, Source::Sim(groups), Install::Shipped).await
     }
 
+    /// The same installed by `helm install labpods <chart> -n labpods-system
+    /// --create-namespace` (default values): the operator runs with a token of the chart's
+    /// ServiceAccount, so the chart's RBAC is all it has.
+    pub async fn start_with_chart(
+        name: &str,
+        groups: &[HostGroup],
+        chart: &std::path::Path,
+    ) -> Result<Self> {
+        Self::start_with(
+            name,
+            Source::Sim(groups),
+            Install::Chart(chart.to_path_buf()),
+        )
+        .await
+    }
+
     async fn start_with(name: &str, source: Source<'_>, install: Install) -> Result<Self> {
         let plane = ControlPlane::start(ControlPlaneConfig::default().crds(labpods_crds()))
             .await
@@ -128,13 +144,28 @@ impl E2e {
         std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
         let (operator_namespace, operator_kubeconfig) = match install {
             Install::Bare => (name.to_string(), plane.kubeconfig().to_path_buf()),
-            Install::Shipped => {
-                let deploy = workspace_root().join("deploy");
-                kubectl
-                    .run(["apply".as_ref(), "-k".as_ref(), deploy.as_os_str()])
-                    .await?
-                    .ok()
-                    .context("kubectl apply -k deploy/")?;
+            Install::Shipped | Install::Chart(_) => {
+                if let Install::Chart(chart) = &install {
+                    crate::helm::Helm::with_kubeconfig(plane.kubeconfig())?
+                        .run([
+                            "install".as_ref(),
+                            "labpods".as_ref(),
+                            chart.as_os_str(),
+                            "--namespace".as_ref(),
+                            tenancy::OPERATOR_NAMESPACE.as_ref(),
+                            "--create-namespace".as_ref(),
+                        ])
+                        .await?
+                        .ok()
+                        .context("helm install")?;
+                } else {
+                    let deploy = workspace_root().join("deploy");
+                    kubectl
+                        .run(["apply".as_ref(), "-k".as_ref(), deploy.as_os_str()])
+                        .await?
+                        .ok()
+                        .context("kubectl apply -k deploy/")?;
+                }
                 let token = tenancy::service_account_token(
                     &client,
                     tenancy::OPERATOR_NAMESPACE,
@@ -651,6 +682,9 @@ enum Install {
     Bare,
     /// `deploy/` as shipped; the operator runs as its ServiceAccount in labpods-system.
     Shipped,
+    /// `helm install` of this chart directory; the operator runs as the chart's
+    /// ServiceAccount in labpods-system.
+    Chart(PathBuf),
 }
 
 #[derive(Debug)]

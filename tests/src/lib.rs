@@ -22,6 +22,7 @@ mod cluster;
 pub mod control_plane;
 mod crds;
 pub mod e2e;
+pub mod helm;
 mod error;
 mod kubeconfig;
 mod kubectl;
