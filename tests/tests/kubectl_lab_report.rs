@@ -182,6 +182,25 @@ async fn kubectl_lab_report_renders_known_history_as_figures_and_charts_in_chrom
         "--since 7d keeps the last 6 days' bookings"
     );
 
+    // The same history forecast: all 12 bookings in the last 12 of 90 days is growth.
+    let forecast: Value =
+        serde_json::from_str(&lab(&["forecast", "--since", "90d", "-o", "json"])?)?;
+    let f = forecast
+        .as_array()
+        .context("forecast -o json is a list")?
+        .iter()
+        .find(|f| f["profile"] == "report-large")
+        .context("no report-large forecast")?;
+    assert_eq!(f["hosts"], 2);
+    assert!(f["growthPerDay"].as_f64().is_some_and(|g| g > 0.0), "{f}");
+    assert!(f["hostsNeeded"].as_u64().is_some_and(|n| n >= 1), "{f}");
+    let table = lab(&["forecast", "--since", "90d", "--horizon", "30d"])?;
+    assert!(table.starts_with("Forecast over 30d"), "{table}");
+    assert!(
+        table.lines().any(|l| l.starts_with("report-large")),
+        "{table}"
+    );
+
     let dir = workspace_root().join("target/kubectl-lab-report");
     std::fs::create_dir_all(&dir)?;
     let page = dir.join("report.html");

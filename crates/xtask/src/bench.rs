@@ -23,7 +23,8 @@ use tokio::task::JoinSet;
 
 const USAGE: &str =
     "usage: cargo xtask bench redfish [--hosts N] [--latency 200ms] [--concurrency N] [--runs N]
-       cargo xtask bench history [--hosts N] [--days N]";
+       cargo xtask bench history [--hosts N] [--days N]
+       cargo xtask bench forecast [--traces N] [--hosts N]";
 
 /// Loopback load: clients x requests per run.
 const CLIENTS: usize = 32;
@@ -42,6 +43,7 @@ pub fn run(args: &[String]) -> Result<()> {
     match args.split_first() {
         Some((what, rest)) if what == "redfish" => redfish(rest),
         Some((what, rest)) if what == "history" => crate::bench_history::run(rest),
+        Some((what, rest)) if what == "forecast" => crate::bench_forecast::run(rest),
         _ => bail!("{USAGE}"),
     }
 }

@@ -1,6 +1,7 @@
 //! Project tasks: `cargo xtask <task>`. Each task lives in its own module.
 
 mod bench;
+mod bench_forecast;
 mod bench_history;
 mod crds;
 mod demo;
@@ -19,6 +20,8 @@ tasks:
                    power-cycling 1,000 BMCs at 200 ms/call, calls per reimage)
   bench history [--hosts N] [--days N]
                    the allocation history's size and writes at 10,000 hosts, 400 days
+  bench forecast [--traces N] [--hosts N]
+                   kubectl lab forecast's error on synthetic growth traces
   demo [--exit-when-ready]
                    a local lab: control plane, 8 simulated BMCs, the operator, a booking
   crds [--check]   write the CRD YAML in crds/ from the Rust types (--check: fail on drift)
