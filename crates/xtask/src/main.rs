@@ -7,7 +7,6 @@ mod crds;
 mod demo;
 mod kube_binaries;
 mod render;
-mod render;
 mod test;
 mod testenv;
 
@@ -25,7 +24,6 @@ tasks:
   demo [--exit-when-ready]
                    a local lab: control plane, 8 simulated BMCs, the operator, a booking
   crds [--check]   write the CRD YAML in crds/ from the Rust types (--check: fail on drift)
-  render [--check] write the kustomize base deploy/ from the Helm chart charts/labpods
   render [--check] write the kustomize base deploy/ from the Helm chart charts/labpods
   test [--kube MINOR] [ARGS]
                    install what the tests need and run them on real control planes: the
@@ -46,7 +44,6 @@ fn main() -> Result<()> {
         "bench" => bench::run(rest),
         "crds" => crds::run(rest),
         "demo" => demo::run(rest),
-        "render" => render::run(rest),
         "render" => render::run(rest),
         "test" => test::run(rest),
         "testenv" => testenv::run(rest),
