@@ -16,8 +16,7 @@ use crate::bmc::{
 };
 use crate::error::{Error, Result};
 use crate::model::{
-    Collection, ComputerSystem, Drive, EthernetInterface, Manager, SimpleStorage, Status, Storage,
-    VirtualMedia,
+    ComputerSystem, Drive, EthernetInterface, Manager, SimpleStorage, Status, Storage, VirtualMedia,
 };
 use crate::transport::Transport;
 
@@ -60,8 +59,8 @@ impl RedfishClient {
         let systems = root
             .systems
             .ok_or_else(|| Error::Unsupported("a Systems collection".into()))?;
-        let (collection, _) = transport.get::<Collection>(&systems.odata_id).await?;
-        let (system_path, system) = find_system(&transport, collection, system_id).await?;
+        let paths = transport.members(&systems.odata_id).await?;
+        let (system_path, system) = find_system(&transport, paths, system_id).await?;
 
         let reset = system.actions.and_then(|a| a.reset);
         let mut media_collections: Vec<MediaCollection> = system
@@ -180,26 +179,25 @@ impl RedfishClient {
                     }
                 }
             };
-            let (members, _) = self.transport.get::<Collection>(&path).await?;
-            for member in members.members {
-                let (device, _) = self.transport.get::<VirtualMedia>(&member.odata_id).await?;
+            for member in self.transport.members(&path).await? {
+                let (device, _) = self.transport.get::<VirtualMedia>(&member).await?;
                 if !device.media_types.iter().any(|t| t == "CD" || t == "DVD") {
                     continue;
                 }
                 let actions = device.actions.map(|a| (a.insert, a.eject));
                 if let Some((Some(insert), Some(eject))) = actions {
                     return Ok(MediaDevice {
-                        path: member.odata_id,
+                        path: member,
                         insert: insert.target,
                         eject: eject.target,
                     });
                 }
                 fallback.get_or_insert_with(|| {
-                    let base = member.odata_id.trim_end_matches('/');
+                    let base = member.trim_end_matches('/');
                     MediaDevice {
                         insert: format!("{base}/Actions/VirtualMedia.InsertMedia"),
                         eject: format!("{base}/Actions/VirtualMedia.EjectMedia"),
-                        path: member.odata_id.clone(),
+                        path: member.clone(),
                     }
                 });
             }
@@ -217,6 +215,14 @@ impl RedfishClient {
     }
 
     async fn do_insert_media(&self, image: &Url) -> Result<()> {
+        if !image.username().is_empty() || image.password().is_some() {
+            // The BMC would log them, and so would anyone reporting this call.
+            return Err(Error::InvalidImageUrl(
+                "credentials in the URL (user:password@) are refused: serve the image \
+                 without them"
+                    .into(),
+            ));
+        }
         let device = self.media().await?;
         let body = json!({ "Image": image.as_str(), "Inserted": true, "WriteProtected": true });
         self.transport
@@ -323,8 +329,7 @@ impl RedfishClient {
     }
 
     async fn members(&self, collection: &str) -> Result<Vec<String>> {
-        let (collection, _) = self.transport.get::<Collection>(collection).await?;
-        Ok(collection.members.into_iter().map(|m| m.odata_id).collect())
+        self.transport.members(collection).await
     }
 
     /// Members of a collection the system links to but may not serve (sushy links Storage
@@ -342,10 +347,9 @@ impl RedfishClient {
 
 async fn find_system(
     transport: &Transport,
-    collection: Collection,
+    paths: Vec<String>,
     wanted: Option<&str>,
 ) -> Result<(String, ComputerSystem)> {
-    let paths: Vec<String> = collection.members.into_iter().map(|m| m.odata_id).collect();
     let Some(wanted) = wanted else {
         return match paths.as_slice() {
             [only] => Ok((only.clone(), transport.get(only).await?.0)),

@@ -8,6 +8,9 @@ pub enum Error {
     /// The endpoint URL cannot be used (wrong scheme, embedded credentials, ...).
     #[error("invalid BMC endpoint: {0}")]
     InvalidEndpoint(String),
+    /// An image URL the BMC cannot be given (unparseable, credentials in it).
+    #[error("invalid image URL: {0}")]
+    InvalidImageUrl(String),
     /// The TLS options cannot be turned into a client configuration.
     #[error("TLS configuration: {0}")]
     Tls(String),
@@ -42,6 +45,9 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// The BMC's answer is larger than the client accepts (body bytes, collection members).
+    #[error("BMC answer from {path} is too large: {what}")]
+    Oversized { path: String, what: String },
     /// The BMC does not offer what was asked (no virtual media, reset type not allowed, ...).
     #[error("BMC does not support {0}")]
     Unsupported(String),
@@ -65,6 +71,7 @@ impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::InvalidEndpoint(_) => "invalid_endpoint",
+            Error::InvalidImageUrl(_) => "invalid_image_url",
             Error::Tls(_) => "tls",
             Error::Certificate(_) => "certificate",
             Error::Connect { .. } => "connect",
@@ -72,6 +79,7 @@ impl Error {
             Error::Unauthorized { .. } => "unauthorized",
             Error::Status { .. } => "http_status",
             Error::Decode { .. } => "decode",
+            Error::Oversized { .. } => "oversized",
             Error::Unsupported(_) => "unsupported",
             Error::SystemNotFound(_) => "system_not_found",
             Error::TaskFailed { .. } => "task_failed",

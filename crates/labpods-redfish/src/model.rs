@@ -213,17 +213,30 @@ pub(crate) struct ErrorDetail {
 }
 
 impl ErrorBody {
-    /// The most specific human message in a Redfish error body.
+    /// The most specific human message in a Redfish error body, at most
+    /// [`MAX_BMC_MESSAGE_CHARS`] characters of it: it ends up in status and Events.
     pub fn summary(body: &[u8]) -> String {
         let Ok(parsed) = serde_json::from_slice::<ErrorBody>(body) else {
             return String::from_utf8_lossy(body).chars().take(200).collect();
         };
-        parsed
+        let message = parsed
             .error
             .extended
             .into_iter()
             .find_map(|m| m.message)
             .or(parsed.error.message)
-            .unwrap_or_default()
+            .unwrap_or_default();
+        bounded(message)
+    }
+}
+
+/// Most characters of one message from a BMC kept in an error.
+pub(crate) const MAX_BMC_MESSAGE_CHARS: usize = 500;
+
+/// `text` cut to [`MAX_BMC_MESSAGE_CHARS`] characters, marked when cut.
+pub(crate) fn bounded(text: String) -> String {
+    match text.char_indices().nth(MAX_BMC_MESSAGE_CHARS) {
+        Some((end, _)) => format!("{} (truncated)", &text[..end]),
+        None => text,
     }
 }

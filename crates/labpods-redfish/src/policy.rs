@@ -26,6 +26,12 @@ pub struct ClientPolicy {
     pub task_poll_interval: Duration,
     /// How long a Task may run before the call gives up.
     pub task_timeout: Duration,
+    /// Largest response body read from a BMC; a larger one fails the call. Redfish resources
+    /// are kilobytes; the bound keeps a broken or hostile BMC from exhausting memory.
+    pub max_response_bytes: usize,
+    /// Most members of one collection the client follows (systems, NICs, drives, media);
+    /// more fails the call rather than making that many requests.
+    pub max_collection_members: usize,
 }
 
 impl Default for ClientPolicy {
@@ -40,6 +46,8 @@ impl Default for ClientPolicy {
             min_power_action_interval: Duration::from_secs(2),
             task_poll_interval: Duration::from_secs(2),
             task_timeout: Duration::from_secs(600),
+            max_response_bytes: 4 << 20,
+            max_collection_members: 1024,
         }
     }
 }

@@ -15,7 +15,7 @@ use url::Url;
 
 use crate::credentials::Credentials;
 use crate::error::{Error, Result};
-use crate::model::{ErrorBody, ServiceRoot, Task};
+use crate::model::{Collection, ErrorBody, ServiceRoot, Task};
 use crate::policy::ClientPolicy;
 use crate::tls::TlsOptions;
 
@@ -172,6 +172,23 @@ impl Transport {
         Ok((response.json(path)?, response.etag()))
     }
 
+    /// The member paths of the collection at `path`. More members than the policy allows
+    /// fail the call: each would be another request to a BMC that is broken or hostile.
+    pub async fn members(&self, path: &str) -> Result<Vec<String>> {
+        let (collection, _) = self.get::<Collection>(path).await?;
+        let max = self.policy.max_collection_members;
+        if collection.members.len() > max {
+            return Err(Error::Oversized {
+                path: path.to_owned(),
+                what: format!(
+                    "{} collection members (at most {max} are read)",
+                    collection.members.len()
+                ),
+            });
+        }
+        Ok(collection.members.into_iter().map(|m| m.odata_id).collect())
+    }
+
     /// POST an action or PATCH a resource; a 202 is followed to the end of its Task.
     pub async fn act(
         &self,
@@ -269,11 +286,12 @@ impl Transport {
                     return Err(Error::TaskFailed {
                         path: monitor.to_owned(),
                         state: state.to_owned(),
-                        message: task
-                            .messages
-                            .into_iter()
-                            .find_map(|m| m.message)
-                            .unwrap_or_default(),
+                        message: crate::model::bounded(
+                            task.messages
+                                .into_iter()
+                                .find_map(|m| m.message)
+                                .unwrap_or_default(),
+                        ),
                     });
                 }
                 Some(_) => continue,
@@ -461,25 +479,7 @@ impl Transport {
         })?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|source| Failure {
-                error: if source.is_timeout() {
-                    Error::Timeout {
-                        method: method.to_string(),
-                        path: path.to_owned(),
-                    }
-                } else {
-                    Error::Connect {
-                        path: path.to_owned(),
-                        source: source.without_url(),
-                    }
-                },
-                retry_after: None,
-                sent: true,
-            })?
-            .to_vec();
+        let body = self.read_body(response, &method, path).await?;
         tracing::debug!(%method, path, status = status.as_u16(), "BMC call");
 
         if status.is_success() {
@@ -511,6 +511,57 @@ impl Transport {
                 .map(Duration::from_secs),
             sent: true,
         })
+    }
+
+    /// Reads a response body, at most `policy.max_response_bytes` of it: a BMC that answers
+    /// with a gigabyte (broken, or not a BMC) must not exhaust the operator's memory. Streamed,
+    /// so a body without Content-Length is cut off at the limit too.
+    async fn read_body(
+        &self,
+        mut response: reqwest::Response,
+        method: &Method,
+        path: &str,
+    ) -> Result<Vec<u8>, Failure> {
+        let limit = self.policy.max_response_bytes;
+        let too_large = || Failure {
+            error: Error::Oversized {
+                path: path.to_owned(),
+                what: format!("a body of more than {limit} bytes"),
+            },
+            retry_after: None,
+            sent: true,
+        };
+        if response
+            .content_length()
+            .is_some_and(|length| length > limit as u64)
+        {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        loop {
+            let chunk = response.chunk().await.map_err(|source| Failure {
+                error: if source.is_timeout() {
+                    Error::Timeout {
+                        method: method.to_string(),
+                        path: path.to_owned(),
+                    }
+                } else {
+                    Error::Connect {
+                        path: path.to_owned(),
+                        source: source.without_url(),
+                    }
+                },
+                retry_after: None,
+                sent: true,
+            })?;
+            let Some(chunk) = chunk else {
+                return Ok(body);
+            };
+            if body.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
     }
 
     /// Resolves a path or URL from the BMC against the endpoint, refusing other hosts: a

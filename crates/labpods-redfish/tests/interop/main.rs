@@ -6,6 +6,7 @@
 // A failed unwrap is a failed test, with the error in the message.
 #![allow(clippy::unwrap_used)]
 
+mod hostile;
 mod sim_only;
 mod suite;
 #[path = "../support/mod.rs"]

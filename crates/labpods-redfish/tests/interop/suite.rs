@@ -226,6 +226,28 @@ pub async fn virtual_media(peer: &Peer, image: &Url) {
         .expect("ejecting an empty drive succeeds");
     assert!(!client.media_state().await.unwrap().inserted);
 
+    // Credentials in the image URL: refused before the BMC sees them, and not repeated.
+    let mut with_credentials = image.clone();
+    with_credentials.set_username("tenant").unwrap();
+    with_credentials
+        .set_password(Some("image-pw-1234"))
+        .unwrap();
+    let err = client.insert_media(&with_credentials).await.unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidImageUrl(_)),
+        "{}: {err:?}",
+        peer.name
+    );
+    assert!(
+        !format!("{err} {err:?}").contains("image-pw-1234"),
+        "{err:?}"
+    );
+    assert!(
+        !client.media_state().await.unwrap().inserted,
+        "{}",
+        peer.name
+    );
+
     client.insert_media(image).await.unwrap();
     let state = client.media_state().await.unwrap();
     assert!(state.inserted, "{}: {state:?}", peer.name);

@@ -581,7 +581,7 @@ impl LabHostController {
         let event = KubeEvent {
             type_,
             reason: reason.into(),
-            note: Some(note),
+            note: Some(status::bounded(note)),
             action: action.into(),
             secondary: None,
         };

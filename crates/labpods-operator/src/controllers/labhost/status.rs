@@ -80,8 +80,26 @@ pub fn record_failure(
     }
     let n = status.consecutive_failures.unwrap_or(0).saturating_add(1);
     status.consecutive_failures = Some(n);
-    status.last_error = Some(message);
+    status.last_error = Some(bounded(message));
     n >= max
+}
+
+/// Most bytes of error text kept in `status.lastError` or an Event note (events.k8s.io
+/// refuses notes over 1 KiB, and a BMC's error text is the BMC's choice).
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+
+/// `message` cut to at most [`MAX_MESSAGE_BYTES`] bytes on a character boundary, marked when
+/// cut.
+pub fn bounded(message: String) -> String {
+    const MARK: &str = " (truncated)";
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return message;
+    }
+    let mut end = MAX_MESSAGE_BYTES - MARK.len();
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{MARK}", &message[..end])
 }
 
 /// Sets observedGeneration and the conditions from the rest of the status.
@@ -160,6 +178,22 @@ pub async fn apply(
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
+
+    #[test]
+    fn bmc_error_text_is_bounded_on_a_character_boundary() {
+        let short = "BMC answered 500".to_owned();
+        assert_eq!(bounded(short.clone()), short);
+        // Multi-byte characters across the cut.
+        let long = format!("BMC answered 400: {}", "é".repeat(4000));
+        let cut = bounded(long.clone());
+        assert!(cut.len() <= MAX_MESSAGE_BYTES, "{}", cut.len());
+        assert!(cut.ends_with("é (truncated)"), "{cut}");
+        assert!(long.starts_with(cut.trim_end_matches(" (truncated)")));
+
+        let mut status = LabHostStatus::default();
+        record_failure(&mut status, long, true, 5);
+        assert_eq!(status.last_error, Some(cut));
+    }
     use k8s_openapi::jiff::Timestamp;
 
     use super::*;

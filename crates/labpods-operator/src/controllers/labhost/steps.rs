@@ -144,9 +144,7 @@ async fn perform(ctx: &Context, bmc: &dyn Bmc, action: &BmcAction) -> Result<()>
     match action {
         BmcAction::Reset(kind) => call(ctx, "reset", bmc.reset(*kind)).await?,
         BmcAction::InsertMedia(image) => {
-            let url = url::Url::parse(image).map_err(|e| {
-                labpods_redfish::Error::InvalidEndpoint(format!("image URL {image}: {e}"))
-            })?;
+            let url = image_url(image)?;
             call(ctx, "insert_media", bmc.insert_media(&url)).await?;
         }
         BmcAction::EjectMedia => call(ctx, "eject_media", bmc.eject_media()).await?,
@@ -164,6 +162,38 @@ async fn perform(ctx: &Context, bmc: &dyn Bmc, action: &BmcAction) -> Result<()>
         }
     }
     Ok(())
+}
+
+/// The image URL to hand to the BMC. Credentials in it (`user:pass@`) are refused, not
+/// stripped: the BMC would need them, and they would end up in its logs, our status and
+/// Events. Messages never repeat the URL's userinfo.
+fn image_url(image: &str) -> labpods_redfish::Result<url::Url> {
+    let invalid = labpods_redfish::Error::InvalidImageUrl;
+    let url = url::Url::parse(image)
+        .map_err(|e| invalid(format!("spec.image.url {}: {e}", without_userinfo(image))))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(format!(
+            "spec.image.url {} holds credentials (user:password@): serve the image without \
+             them (a URL the BMC can fetch as it is, e.g. a pre-signed one)",
+            without_userinfo(image)
+        )));
+    }
+    Ok(url)
+}
+
+/// `url` with whatever sits between `scheme://` and `@` replaced by `***`; works on strings
+/// that do not parse as URLs.
+fn without_userinfo(url: &str) -> std::borrow::Cow<'_, str> {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.into();
+    };
+    let authority_end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| start + i);
+    match url[start..authority_end].rfind('@') {
+        Some(at) => format!("{}***{}", &url[..start], &url[start + at..]).into(),
+        None => url.into(),
+    }
 }
 
 /// Runs the stored step and the ones it leads to at once, until a wait, the end, or a
@@ -273,6 +303,8 @@ fn failed(
     progress: &ProvisioningProgress,
     reason: String,
 ) -> Finished {
+    // It goes into status and an Event; BMC error text is unbounded.
+    let reason = super::status::bounded(reason);
     let failures = status.consecutive_failures.unwrap_or(0);
     match provisioning::after_failure(
         progress.operation,
@@ -323,6 +355,32 @@ fn log_phone_home_url(ctx: &Context, host: &LabHost) {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
+
+    #[test]
+    fn image_urls_with_credentials_are_refused_without_showing_them() {
+        let err = image_url("https://alice:s3cret@images.example/os.iso").unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains("spec.image.url https://***@images.example/os.iso holds credentials"),
+            "{message}"
+        );
+        assert!(
+            !message.contains("s3cret") && !message.contains("alice"),
+            "{message}"
+        );
+        let err = image_url("https://token@images.example/os.iso").unwrap_err();
+        assert!(!err.to_string().contains("token"), "{err}");
+        // Unparseable, credentials and all: still not shown.
+        let err = image_url("https://bob:pw@[::1/os.iso").unwrap_err();
+        assert!(!err.to_string().contains("bob:pw"), "{err}");
+        assert_eq!(
+            image_url("https://images.example/os.iso?sig=abc")
+                .unwrap()
+                .as_str(),
+            "https://images.example/os.iso?sig=abc"
+        );
+        assert_eq!(without_userinfo("not a url"), "not a url");
+    }
     use super::*;
 
     fn at(secs: i64) -> Time {
