@@ -304,6 +304,34 @@ pub fn observe(
     }
 }
 
+/// The ConfigMap (in the operator's namespace) where an admin sets the retentions:
+/// `retentionDays` (raw allocations, default 90) and `usageRetentionDays` (daily usage rows,
+/// default 800). Read before each housekeeping pass.
+pub const SETTINGS_CONFIGMAP: &str = "labpods-history-settings";
+
+/// The settings in `data`, the defaults for what is absent; a value that is not a whole
+/// number of days of at least 1 is ignored (and logged).
+pub fn settings_from(data: Option<&BTreeMap<String, String>>) -> Settings {
+    let mut settings = Settings::default();
+    let Some(data) = data else {
+        return settings;
+    };
+    for (key, field) in [
+        ("retentionDays", &mut settings.retention_days),
+        ("usageRetentionDays", &mut settings.usage_retention_days),
+    ] {
+        if let Some(text) = data.get(key) {
+            match text.trim().parse::<i64>() {
+                Ok(days) if days >= 1 => *field = days,
+                _ => {
+                    tracing::warn!(key, value = %text, "{SETTINGS_CONFIGMAP}: not a number of days >= 1; ignored")
+                }
+            }
+        }
+    }
+    settings
+}
+
 /// The background writer: flushes while this replica leads, backs off on failure, and
 /// runs the housekeeping every [`HOUSEKEEPING_INTERVAL`].
 async fn run(ctx: Arc<Context>, writer: &'static Writer) {
@@ -311,7 +339,10 @@ async fn run(ctx: Arc<Context>, writer: &'static Writer) {
         ctx.client.clone(),
         &ctx.config.leader_election.lease_namespace,
     );
-    let settings = Settings::default();
+    let settings_api: kube::Api<k8s_openapi::api::core::v1::ConfigMap> = kube::Api::namespaced(
+        ctx.client.clone(),
+        &ctx.config.leader_election.lease_namespace,
+    );
     let mut backoff = FLUSH_INTERVAL;
     let mut next_housekeeping = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
@@ -332,6 +363,13 @@ async fn run(ctx: Arc<Context>, writer: &'static Writer) {
             }
         }
         if !failed && tokio::time::Instant::now() >= next_housekeeping {
+            let settings = match settings_api.get_opt(SETTINGS_CONFIGMAP).await {
+                Ok(cm) => settings_from(cm.as_ref().and_then(|c| c.data.as_ref())),
+                Err(error) => {
+                    tracing::warn!(%error, "reading {SETTINGS_CONFIGMAP}; using the defaults");
+                    Settings::default()
+                }
+            };
             match shards::housekeeping(&store, &settings, now).await {
                 Ok(done) => tracing::debug!(?done, "allocation history housekeeping"),
                 Err(error) => tracing::warn!(%error, "allocation history housekeeping failed"),

@@ -303,3 +303,18 @@ async fn days_merge_into_bounded_parts_then_compact_into_usage_and_expire() {
     );
     assert_eq!(dedupe(all.allocations.clone()).len(), all.allocations.len());
 }
+
+#[test]
+fn an_admin_sets_the_retentions_in_a_configmap() {
+    let data = BTreeMap::from([
+        ("retentionDays".to_owned(), "30".to_owned()),
+        ("usageRetentionDays".to_owned(), "0".to_owned()),
+    ]);
+    let s = settings_from(Some(&data));
+    assert_eq!(s.retention_days, 30);
+    assert_eq!(
+        s.usage_retention_days, 800,
+        "0 days is refused: the default stays"
+    );
+    assert_eq!(settings_from(None), Settings::default());
+}
