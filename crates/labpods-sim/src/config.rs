@@ -84,6 +84,9 @@ pub struct Faults {
     pub power_stuck: bool,
     /// Boots stop at OSBootStarted and never reach OSRunning.
     pub boot_hangs: bool,
+    /// Every authenticated call answers 200 with a body that never ends (a broken BMC, or
+    /// something that is not one); the client must cut it off.
+    pub endless_body: bool,
 }
 
 impl Faults {

@@ -327,6 +327,10 @@ impl HostHandle {
         self.update(|f| f.power_stuck = stuck);
     }
 
+    pub fn set_endless_body(&self, endless: bool) {
+        self.update(|f| f.endless_body = endless);
+    }
+
     pub fn set_boot_hangs(&self, hangs: bool) {
         self.update(|f| f.boot_hangs = hangs);
     }

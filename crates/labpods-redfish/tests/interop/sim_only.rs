@@ -192,3 +192,29 @@ async fn unresponsive_bmc_times_out() {
     connector.logout_all().await;
     sim.shutdown().await;
 }
+
+/// A BMC that streams an endless answer: the call fails at the body limit, with an error
+/// that says so, long before the request timeout; the client works again once it stops.
+#[tokio::test]
+async fn endless_body_is_cut_off_at_the_limit() {
+    let (sim, peer) = sim(SimConfig::default()).await;
+    let connector = RedfishConnector::new(ClientPolicy {
+        // Were the body read to its end, the call would end in a Timeout instead.
+        request_timeout: Duration::from_secs(60),
+        ..test_policy()
+    });
+    let bmc = connector.connect(&peer.target).await.unwrap();
+    sim.host(2).set_endless_body(true);
+    let err = bmc.power_state().await.expect_err("an endless answer");
+    assert!(
+        matches!(&err, Error::Oversized { path, what }
+            if path == "/redfish/v1/Systems/1" && what == "a body of more than 4194304 bytes"),
+        "{err:?}"
+    );
+    assert!(!err.is_transient());
+    assert_eq!(err.metric_label(), "oversized");
+    sim.host(2).set_endless_body(false);
+    bmc.power_state().await.unwrap();
+    connector.logout_all().await;
+    sim.shutdown().await;
+}

@@ -88,6 +88,9 @@ pub(crate) async fn gate(
     {
         return RfError::unauthorized().into_response();
     }
+    if current.endless_body {
+        return endless_body();
+    }
     request.extensions_mut().insert(Bmc {
         fleet: fleet.clone(),
         index: conn.index,
@@ -97,6 +100,22 @@ pub(crate) async fn gate(
         .headers_mut()
         .insert("OData-Version", HeaderValue::from_static("4.0"));
     response
+}
+
+/// JSON-looking whitespace, forever, in 64 KiB chunks.
+fn endless_body() -> Response {
+    let chunk = axum::body::Bytes::from(vec![b' '; 64 * 1024]);
+    let body = axum::body::Body::from_stream(futures::stream::repeat_with(move || {
+        Ok::<_, std::io::Error>(chunk.clone())
+    }));
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 fn unavailable() -> Response {
