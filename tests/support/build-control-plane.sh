@@ -7,10 +7,11 @@
 #
 # MINOR is a supported Kubernetes minor (see VERSIONS below), or `newest` / `oldest`.
 # COMPONENTs are any of
-# kube-apiserver kube-controller-manager kubectl etcd helm; the default is all but helm.
+# kube-apiserver kube-controller-manager kubectl etcd helm crane registry; the default is all
+# but helm, crane and registry (go-containerregistry's, for the image: cargo xtask image).
 # Prints the directory holding the binaries on stdout (progress goes to stderr), e.g.
 #   ~/.cache/labpods/k8s-1.37.2/bin
-# etcd and helm are version-independent and shared by every minor (symlinked in).
+# etcd, helm, crane and registry are version-independent and shared by every minor (symlinked in).
 # Idempotent: a cached binary is only reported. Concurrent runs are serialized by a lock.
 set -euo pipefail
 
@@ -20,6 +21,7 @@ MINORS=(1.37 1.35)
 declare -A VERSIONS=([1.37]=1.37.2 [1.35]=1.35.4)
 ETCD_VERSION=3.6.16
 HELM_VERSION=3.22.0
+GGCR_VERSION=0.22.1
 
 log() { printf '[control-plane] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -150,7 +152,11 @@ for what in $(missing); do
       shared_tool helm helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm \
         "-s -w -X helm.sh/helm/v3/internal/version.version=v$HELM_VERSION"
       ;;
-    *) die "unknown component '$what' (kube-apiserver kube-controller-manager kubectl etcd helm)" ;;
+    crane | registry)
+      shared_tool "$what" github.com/google/go-containerregistry "$GGCR_VERSION" \
+        "github.com/google/go-containerregistry/cmd/$what" "-s -w"
+      ;;
+    *) die "unknown component '$what' (kube-apiserver kube-controller-manager kubectl etcd helm crane registry)" ;;
   esac
 done
 log "done: $BIN"

@@ -5,6 +5,7 @@ mod bench_forecast;
 mod bench_history;
 mod crds;
 mod demo;
+mod image;
 mod kube_binaries;
 mod render;
 mod test;
@@ -24,6 +25,8 @@ tasks:
   demo [--exit-when-ready]
                    a local lab: control plane, 8 simulated BMCs, the operator, a booking
   crds [--check]   write the CRD YAML in crds/ from the Rust types (--check: fail on drift)
+  image [--out DIR] the OCI image of the release labpods binary, as an OCI layout
+                   (default target/image/labpods; push it with crane)
   render [--check] write the kustomize base deploy/ from the Helm chart charts/labpods
   test [--kube MINOR] [ARGS]
                    install what the tests need and run them on real control planes: the
@@ -44,6 +47,7 @@ fn main() -> Result<()> {
         "bench" => bench::run(rest),
         "crds" => crds::run(rest),
         "demo" => demo::run(rest),
+        "image" => image::run(rest),
         "render" => render::run(rest),
         "test" => test::run(rest),
         "testenv" => testenv::run(rest),
