@@ -357,7 +357,12 @@ async fn chart_rbac_is_exactly_what_the_operator_checks_at_startup() -> Result<(
     }
     add("events.k8s.io", "events", &["create", "patch"], cluster);
     add("", "secrets", &["get", "create"], NAMESPACE);
-    add("", "configmaps", &["get", "create", "patch"], NAMESPACE);
+    add(
+        "",
+        "configmaps",
+        &["get", "list", "create", "update", "delete"],
+        NAMESPACE,
+    );
     add(
         "coordination.k8s.io",
         "leases",
@@ -488,6 +493,8 @@ async fn e2e_chart_installed_by_helm_books_under_its_rbac_and_survives_upgrade()
         ),
         (vec!["create", "pods", "-n", NAMESPACE], false),
         (vec!["get", "configmaps", "-n", "e2e-helm"], false),
+        (vec!["delete", "configmaps", "-n", NAMESPACE], true),
+        (vec!["delete", "configmaps", "-n", "e2e-helm"], false),
         (
             vec!["update", "leases.coordination.k8s.io", "-n", NAMESPACE],
             true,

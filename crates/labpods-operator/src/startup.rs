@@ -94,7 +94,8 @@ pub fn required_permissions(namespace: &str, leader_election: bool) -> Vec<Permi
     for verb in ["get", "create"] {
         out.push(p("", "secrets", None, verb, ns));
     }
-    for verb in ["get", "create", "patch"] {
+    // History shards: listed, replaced and deleted by housekeeping (merge, compaction, retention).
+    for verb in ["get", "list", "create", "update", "delete"] {
         out.push(p("", "configmaps", None, verb, ns));
     }
     if leader_election {
