@@ -22,8 +22,8 @@ mod cluster;
 pub mod control_plane;
 mod crds;
 pub mod e2e;
-pub mod helm;
 mod error;
+pub mod helm;
 mod kubeconfig;
 mod kubectl;
 mod namespace;
@@ -32,6 +32,7 @@ mod pki;
 pub mod sim;
 mod supervised;
 pub mod sushy;
+pub mod tcp_proxy;
 pub mod tenancy;
 mod wait;
 
