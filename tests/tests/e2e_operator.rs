@@ -854,3 +854,69 @@ async fn e2e_installed_lab_lets_only_the_operator_write_leases_and_claims() -> R
     e2e.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_bmc_secret_outside_the_operator_namespace_is_not_read() -> Result<()> {
+    use k8s_openapi::api::core::v1::{Namespace, Secret};
+    let mut e2e = E2e::start("e2e-secret-ns", &[HostGroup::new("small", 1)]).await?;
+    let host = e2e.host_names()[0].clone();
+    let own = e2e.labhost(&host).await?.spec.bmc.credentials_secret_ref;
+    // A tenant namespace holding a Secret with the very same keys (the test has its own
+    // control plane: nothing to clean up).
+    let tenant = "tenant-a".to_string();
+    assert_ne!(tenant, own.namespace, "the test needs two namespaces");
+    let namespace = Namespace {
+        metadata: ObjectMeta {
+            name: Some(tenant.clone()),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    };
+    Api::<Namespace>::all(e2e.client())
+        .create(&PostParams::default(), &namespace)
+        .await?;
+    let mut copy = Api::<Secret>::namespaced(e2e.client(), &own.namespace)
+        .get(&own.name)
+        .await?;
+    copy.metadata = ObjectMeta {
+        name: Some(own.name.clone()),
+        namespace: Some(tenant.clone()),
+        ..ObjectMeta::default()
+    };
+    let password = copy
+        .data
+        .as_ref()
+        .and_then(|d| d.get("password"))
+        .map(|p| String::from_utf8_lossy(&p.0).into_owned())
+        .context("the sim Secret has a password")?;
+    Api::<Secret>::namespaced(e2e.client(), &tenant)
+        .create(&PostParams::default(), &copy)
+        .await?;
+    let patch = serde_json::json!({ "spec": { "bmc": { "credentialsSecretRef": {
+        "name": own.name, "namespace": tenant } } } });
+    let labhosts = Api::<labpods_api::v1alpha1::LabHost>::all(e2e.client());
+    labhosts
+        .patch(&host, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    let error = e2e
+        .wait(
+            "lastError naming the Secret's namespace",
+            SCHEDULE_TIMEOUT,
+            || {
+                let api = labhosts.clone();
+                let host = host.clone();
+                async move {
+                    let error = api.get(&host).await?.status.and_then(|s| s.last_error);
+                    Ok(error.filter(|e| e.contains("credentialsSecretRef.namespace")))
+                }
+            },
+        )
+        .await?;
+    assert!(
+        error.contains(&own.namespace),
+        "the error should name the namespace to move the Secret to: {error}"
+    );
+    assert!(!error.contains(&password), "the error leaks the password");
+    e2e.shutdown().await;
+    Ok(())
+}

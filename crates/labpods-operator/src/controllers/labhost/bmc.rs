@@ -56,7 +56,12 @@ async fn target(ctx: &Context, bmc: &BmcSpec) -> Result<BmcTarget> {
             bmc.address
         )))
     })?;
-    let secret = read_secret(ctx, &bmc.credentials_secret_ref).await?;
+    let secret = read_secret(
+        ctx,
+        &bmc.credentials_secret_ref,
+        "spec.bmc.credentialsSecretRef",
+    )
+    .await?;
     let username = secret_key(&secret, &bmc.credentials_secret_ref, "username")?;
     let password = secret_key(&secret, &bmc.credentials_secret_ref, "password")?;
     // The schema checks the spelling; this is for objects stored before it did.
@@ -73,7 +78,10 @@ async fn target(ctx: &Context, bmc: &BmcSpec) -> Result<BmcTarget> {
         })
         .transpose()?;
     let ca_pem = match &bmc.tls.ca_bundle_secret_ref {
-        Some(r) => Some(secret_key(&read_secret(ctx, r).await?, r, "ca.crt")?),
+        Some(r) => {
+            let secret = read_secret(ctx, r, "spec.bmc.tls.caBundleSecretRef").await?;
+            Some(secret_key(&secret, r, "ca.crt")?)
+        }
         None => None,
     };
     Ok(BmcTarget {
@@ -95,7 +103,20 @@ async fn target(ctx: &Context, bmc: &BmcSpec) -> Result<BmcTarget> {
     })
 }
 
-async fn read_secret(ctx: &Context, r: &SecretReference) -> Result<Secret> {
+/// Reads a Secret a LabHost names, only from the operator's namespace: whoever may write a
+/// LabHost must not be able to send any Secret of the cluster to an address they choose.
+async fn read_secret(ctx: &Context, r: &SecretReference, field: &str) -> Result<Secret> {
+    let own = &ctx.config.leader_election.lease_namespace;
+    if &r.namespace != own {
+        return Err(Error::Secret {
+            namespace: r.namespace.clone(),
+            name: r.name.clone(),
+            message: format!(
+                "{field}.namespace must be the operator's namespace `{own}`: BMC Secrets are \
+                 read only from there; move the Secret to `{own}` and point {field} at it"
+            ),
+        });
+    }
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &r.namespace);
     api.get_opt(&r.name).await?.ok_or_else(|| Error::Secret {
         namespace: r.namespace.clone(),
