@@ -32,6 +32,7 @@ use crate::kubectl::Kubectl;
 use crate::operator::{Operator, OperatorSettings};
 use crate::sim::{HostGroup, SimLab};
 use crate::sushy::{SUSHY_PROFILE, SushyLab};
+use crate::tcp_proxy::TcpProxy;
 use crate::tenancy;
 use crate::wait::eventually;
 use crate::workspace_root;
@@ -89,12 +90,22 @@ impl E2e {
     /// A control plane, a namespace `name`, a lab of `groups` labelled `lab=<name>`, and one
     /// operator (identity `<name>-a`).
     pub async fn start(name: &str, groups: &[HostGroup]) -> Result<Self> {
+        let mut e2e = Self::start_lab(name, groups).await?;
+        e2e.start_operator("a")?;
+        Ok(e2e)
+    }
+
+    /// The same without an operator: the test starts its replicas itself (behind proxies,
+    /// with other settings).
+    pub async fn start_lab(name: &str, groups: &[HostGroup]) -> Result<Self> {
         Self::start_with(name, Source::Sim(groups), Install::Bare).await
     }
 
     /// The same with `count` sushy-tools systems instead of simulated BMCs.
     pub async fn start_sushy(name: &str, count: usize) -> Result<Self> {
-        Self::start_with(name, Source::Sushy(count), Install::Bare).await
+        let mut e2e = Self::start_with(name, Source::Sushy(count), Install::Bare).await?;
+        e2e.start_operator("a")?;
+        Ok(e2e)
     }
 
     /// A lab installed as a lab operator installs it: `kubectl apply -k deploy/` as shipped
@@ -102,7 +113,9 @@ impl E2e {
     /// in labpods-system, and the operator running as its ServiceAccount (a real token) with
     /// the shipped RBAC, not as an admin.
     pub async fn start_installed(name: &str, groups: &[HostGroup]) -> Result<Self> {
-        Self::start_with(name, Source::Sim(groups), Install::Shipped).await
+        let mut e2e = Self::start_with(name, Source::Sim(groups), Install::Shipped).await?;
+        e2e.start_operator("a")?;
+        Ok(e2e)
     }
 
     /// The same installed by `helm install labpods <chart> -n labpods-system
@@ -113,12 +126,14 @@ impl E2e {
         groups: &[HostGroup],
         chart: &std::path::Path,
     ) -> Result<Self> {
-        Self::start_with(
+        let mut e2e = Self::start_with(
             name,
             Source::Sim(groups),
             Install::Chart(chart.to_path_buf()),
         )
-        .await
+        .await?;
+        e2e.start_operator("a")?;
+        Ok(e2e)
     }
 
     async fn start_with(name: &str, source: Source<'_>, install: Install) -> Result<Self> {
@@ -197,7 +212,7 @@ impl E2e {
                 (Hardware::Sushy(Box::new(lab)), image)
             }
         };
-        let mut e2e = Self {
+        Ok(Self {
             name: name.to_string(),
             kubectl,
             operator_kubeconfig,
@@ -211,22 +226,42 @@ impl E2e {
             bookings_served: BTreeMap::new(),
             settings,
             plane,
-        };
-        e2e.start_operator("a")?;
-        Ok(e2e)
+        })
     }
 
     /// One more replica, identity `<name>-<suffix>`.
     pub fn start_operator(&mut self, suffix: &str) -> Result<()> {
+        let kubeconfig = self.operator_kubeconfig.clone();
+        self.start_operator_with(suffix, &kubeconfig)
+    }
+
+    /// One more replica whose every apiserver connection (elector, watches, writes) goes
+    /// through a proxy the test controls, to cut it off from the apiserver while it still
+    /// reaches the BMCs.
+    pub async fn start_operator_via_proxy(&mut self, suffix: &str) -> Result<TcpProxy> {
+        let kubeconfig = self
+            .logs
+            .join(format!("{}-{suffix}-kubeconfig.yaml", self.name));
+        let proxy = TcpProxy::for_kubeconfig(&self.operator_kubeconfig, &kubeconfig).await?;
+        self.start_operator_with(suffix, &kubeconfig)?;
+        Ok(proxy)
+    }
+
+    fn start_operator_with(&mut self, suffix: &str, kubeconfig: &std::path::Path) -> Result<()> {
         let identity = format!("{}-{suffix}", self.name);
-        let operator = Operator::start(
-            &self.operator_kubeconfig,
-            &self.settings,
-            &identity,
-            &self.logs,
-        )?;
+        let operator = Operator::start(kubeconfig, &self.settings, &identity, &self.logs)?;
         self.operators.push(operator);
         Ok(())
+    }
+
+    /// The settings replicas started from now on run with.
+    pub fn settings_mut(&mut self) -> &mut OperatorSettings {
+        &mut self.settings
+    }
+
+    /// The replicas started so far (killed ones included), oldest first.
+    pub fn operators(&mut self) -> &mut [Operator] {
+        &mut self.operators
     }
 
     pub fn operator(&mut self, identity_suffix: &str) -> Result<&mut Operator> {
@@ -243,6 +278,33 @@ impl E2e {
             Hardware::Sim(lab) => Ok(lab),
             Hardware::Sushy(_) => bail!("this test runs on sushy-tools, not the simulator"),
         }
+    }
+
+    /// Every simulated BMC's own record of the Redfish calls it received, by LabHost name.
+    pub fn bmc_calls(&self) -> Result<Vec<(String, Vec<labpods_sim::Call>)>> {
+        let lab = self.sim()?;
+        lab.names()
+            .into_iter()
+            .map(|host| Ok((host.clone(), lab.bmc(&host)?.calls())))
+            .collect()
+    }
+
+    /// Fencing and pacing as the BMCs saw them: no replica's call after a later replica's
+    /// (`bmc_log::interleavings`) and no two power actions closer than the client's minimum
+    /// interval. Fails with every violation.
+    pub fn check_bmc_calls(&self) -> Result<()> {
+        let min = labpods_redfish::ClientPolicy::default().min_power_action_interval;
+        let mut violations = Vec::new();
+        for (host, calls) in self.bmc_calls()? {
+            violations.extend(crate::bmc_log::interleavings(&host, &calls));
+            violations.extend(crate::bmc_log::power_interval_violations(
+                &host, &calls, min,
+            ));
+        }
+        if !violations.is_empty() {
+            bail!("the BMCs saw:\n{}", violations.join("\n"));
+        }
+        Ok(())
     }
 
     /// The image bookings ask for.
@@ -532,7 +594,7 @@ impl E2e {
         let request = self
             .wait_phase(name, PodRequestPhase::Ready, PROVISION_TIMEOUT)
             .await?;
-        match self.verify_ready(name, request, roles).await {
+        match self.verify_ready(name, request, roles, 1).await {
             Ok(hosts) => {
                 for host in &hosts {
                     *self.bookings_served.entry(host.clone()).or_default() += 1;
@@ -543,12 +605,36 @@ impl E2e {
         }
     }
 
+    /// A booking [`E2e::check_ready`] saw Ready is still Ready, and no host booted again since
+    /// (a late write of a deposed replica must not restart a finished run).
+    pub async fn check_still_ready(
+        &mut self,
+        name: &str,
+        roles: &[(&str, usize)],
+    ) -> Result<Vec<String>> {
+        let request = self
+            .podrequest(name)
+            .await?
+            .with_context(|| format!("PodRequest {name} is gone"))?;
+        match self.verify_ready(name, request, roles, 0).await {
+            Ok(hosts) => Ok(hosts),
+            Err(err) => Err(anyhow!("{err:#}\n{}", self.diagnostics().await)),
+        }
+    }
+
+    /// `new_boots`: boots of the image per host beyond the bookings already verified (1 for a
+    /// booking seen Ready for the first time, 0 for one seen before).
     async fn verify_ready(
         &self,
         name: &str,
         request: PodRequest,
         roles: &[(&str, usize)],
+        new_boots: usize,
     ) -> Result<Vec<String>> {
+        let phase = request.status.as_ref().and_then(|s| s.phase);
+        if phase != Some(PodRequestPhase::Ready) {
+            bail!("PodRequest {name} is {phase:?}, not Ready");
+        }
         let status = request.status.unwrap_or_default();
         let mut by_role: BTreeMap<String, usize> = BTreeMap::new();
         for assigned in &status.hosts {
@@ -605,7 +691,7 @@ impl E2e {
                     .iter()
                     .filter(|(_, image)| image.as_deref() == Some(self.image.as_str()))
                     .collect();
-                let expected = self.bookings_served.get(host).copied().unwrap_or(0) + 1;
+                let expected = self.bookings_served.get(host).copied().unwrap_or(0) + new_boots;
                 if of_image.len() != expected || of_image.iter().any(|(source, _)| source != "Cd") {
                     bail!(
                         "{host} booted the image {} times ({of_image:?}); expected {expected} (once per booking) from Cd. The BMC saw:\n{}",

@@ -17,6 +17,7 @@
 //! [`KUBECONFIG_ENV`]); otherwise each test process starts its own on first use.
 
 pub mod binaries;
+pub mod bmc_log;
 mod cleanup;
 mod cluster;
 pub mod control_plane;

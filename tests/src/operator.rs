@@ -160,12 +160,18 @@ fn build_operator() -> Result<PathBuf> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
-    Some(target.join("debug").join(BINARY))
+    let built = Some(target.join("debug").join(BINARY))
         .filter(|path| path.is_file())
         .with_context(|| {
             format!(
                 "no operator binary {BINARY} in {}/debug after cargo build",
                 target.display()
             )
-        })
+        })?;
+    // A private copy: a target directory shared with other checkouts may get their build of
+    // the binary while this test still restarts operators.
+    let private = std::env::temp_dir().join(format!("{BINARY}-{}", std::process::id()));
+    std::fs::copy(&built, &private)
+        .with_context(|| format!("copying {} to {}", built.display(), private.display()))?;
+    Ok(private)
 }

@@ -146,6 +146,8 @@ pub struct Context {
     /// is the client's.
     pub bmc_limit: tokio::sync::Semaphore,
     pub leadership: Leadership,
+    /// No power action before this instant of the term (see `labhost::bmc::reset`).
+    pub power_actions_from: tokio::time::Instant,
     pub backoffs: Backoffs,
     pub phone_home: PhoneHomeTokens,
     /// Signs the Leases this operator writes and tells them from everyone else's.

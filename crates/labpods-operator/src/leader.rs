@@ -6,11 +6,18 @@
 //! acting before anyone else may take over. The lease is released on shutdown so the next
 //! replica takes over at once.
 //!
+//! Fencing: every round (and so every apiserver call of the elector) is bounded in time, and
+//! a term carries its own deadline: the start of the last successful renewal plus the renew
+//! deadline. [`Leadership::is_leader`] is false from that instant on even if the elector task
+//! is stuck on a black-holed connection, and [`Leadership::lost`] resolves at it, so in-flight
+//! work is abandoned before a follower, which waits a whole lease duration from when it saw
+//! the last renewal, can take over.
+//!
 //! Leadership is published on a `watch` channel: the runtime starts the controllers when it
-//! turns true and stops them when it turns false, and every write path checks
+//! is gained and drops them when it is lost, and every write path checks
 //! [`Leadership::is_leader`] first.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::{
     api::coordination::v1::{Lease, LeaseSpec},
@@ -18,31 +25,88 @@ use k8s_openapi::{
     jiff::Timestamp,
 };
 use kube::{Api, Client, api::PostParams};
-use tokio::sync::watch;
+use tokio::{sync::watch, time::Instant};
 
 use crate::config::LeaderElectionConfig;
 
+/// Whether this replica leads, and until when at the latest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Held {
+    No,
+    /// Leading until this instant unless renewed.
+    Until(Instant),
+    /// Leader election disabled: one replica, leading forever.
+    Always,
+}
+
+impl Held {
+    fn leading_at(self, now: Instant) -> bool {
+        match self {
+            Held::No => false,
+            Held::Until(deadline) => now < deadline,
+            Held::Always => true,
+        }
+    }
+}
+
 /// Read side of the leadership flag, cloned into every controller context.
 #[derive(Debug, Clone)]
-pub struct Leadership(watch::Receiver<bool>);
+pub struct Leadership(watch::Receiver<Held>);
 
 impl Leadership {
     /// Leadership that is always held: leader election disabled, or tests.
     pub fn always() -> Self {
-        // The sender is dropped: the value stays true forever.
-        let (_, rx) = watch::channel(true);
+        // The sender is dropped: the value stays forever.
+        let (_, rx) = watch::channel(Held::Always);
         Self(rx)
     }
 
+    /// True while this replica leads and its term's deadline has not passed.
     pub fn is_leader(&self) -> bool {
-        *self.0.borrow()
+        self.0.borrow().leading_at(Instant::now())
     }
 
-    /// Waits until leadership equals `leader`; never returns if it cannot change any more
-    /// (the elector stopped), so callers select it against their shutdown signal.
-    pub async fn wait_for(&mut self, leader: bool) {
-        if self.0.wait_for(|v| *v == leader).await.is_err() {
+    /// Waits until this replica leads; never returns if it cannot any more (the elector
+    /// stopped), so callers select it against their shutdown signal.
+    pub async fn gained(&mut self) {
+        if self
+            .0
+            .wait_for(|held| held.leading_at(Instant::now()))
+            .await
+            .is_err()
+        {
             std::future::pending::<()>().await;
+        }
+    }
+
+    /// Resolves when leadership is lost: the elector says so, or the term's deadline passes
+    /// without a renewal (whatever the elector's connection does).
+    pub async fn lost(&mut self) {
+        loop {
+            let held = *self.0.borrow_and_update();
+            let deadline = match held {
+                Held::No => return,
+                Held::Always => None,
+                Held::Until(deadline) if Instant::now() >= deadline => return,
+                Held::Until(deadline) => Some(deadline),
+            };
+            let expiry = async move {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::pin!(expiry);
+            tokio::select! {
+                changed = self.0.changed() => {
+                    if changed.is_err() {
+                        // The elector is gone: the term ends at its deadline.
+                        expiry.await;
+                        return;
+                    }
+                }
+                () = &mut expiry => return,
+            }
         }
     }
 }
@@ -100,10 +164,9 @@ pub struct LeaderElector {
     api: Api<Lease>,
     config: LeaderElectionConfig,
     identity: String,
-    tx: watch::Sender<bool>,
+    tx: watch::Sender<Held>,
     /// The last record seen (holder, renewTime) and when we saw it change.
     observed: Option<(Option<String>, Option<MicroTime>, Instant)>,
-    last_renewed: Option<Instant>,
 }
 
 impl std::fmt::Debug for LeaderElector {
@@ -120,7 +183,7 @@ impl LeaderElector {
         config: LeaderElectionConfig,
         identity: String,
     ) -> (Self, Leadership) {
-        let (tx, rx) = watch::channel(false);
+        let (tx, rx) = watch::channel(Held::No);
         let api = Api::namespaced(client, &config.lease_namespace);
         let elector = Self {
             api,
@@ -128,7 +191,6 @@ impl LeaderElector {
             identity,
             tx,
             observed: None,
-            last_renewed: None,
         };
         (elector, Leadership(rx))
     }
@@ -137,52 +199,73 @@ impl LeaderElector {
         &self.identity
     }
 
-    fn set_leader(&self, leader: bool) {
+    fn set_held(&self, held: Held) {
         self.tx.send_if_modified(|current| {
-            if *current == leader {
-                return false;
-            }
-            if leader {
+            let (was, is) = (*current != Held::No, held != Held::No);
+            if is && !was {
                 tracing::info!(identity = %self.identity, "became leader");
-            } else {
+            } else if was && !is {
                 tracing::warn!(identity = %self.identity, "stopped leading");
             }
-            *current = leader;
-            true
+            let changed = *current != held;
+            *current = held;
+            changed
         });
     }
 
+    fn leading(&self) -> Option<Instant> {
+        match *self.tx.borrow() {
+            Held::Until(deadline) => Some(deadline),
+            Held::No | Held::Always => None,
+        }
+    }
+
     /// Runs until `shutdown` resolves, then releases the lease if held.
-    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let mut this = self;
         loop {
-            match self.try_acquire_or_renew().await {
-                Ok(true) => {
-                    self.last_renewed = Some(Instant::now());
-                    self.set_leader(true);
-                }
-                Ok(false) => self.set_leader(false),
-                Err(error) => {
-                    tracing::warn!(%error, "leader election round failed");
-                    let expired = self
-                        .last_renewed
-                        .is_none_or(|t| t.elapsed() >= self.config.renew_deadline);
-                    if expired {
-                        self.set_leader(false);
-                    }
-                }
+            let started = Instant::now();
+            // A leader's round may last until its term's deadline, a follower's a renew
+            // deadline: a black-holed connection must not hold the elector beyond that.
+            let bound = this
+                .leading()
+                .unwrap_or(started + this.config.renew_deadline);
+            match tokio::time::timeout_at(bound, this.try_acquire_or_renew()).await {
+                // The term is measured from before the write: the renewTime we sent is no
+                // earlier than `started`, and followers count from when they saw it.
+                Ok(Ok(true)) => this.set_held(Held::Until(started + this.config.renew_deadline)),
+                Ok(Ok(false)) => this.set_held(Held::No),
+                Ok(Err(error)) => tracing::warn!(%error, "leader election round failed"),
+                Err(_elapsed) => tracing::warn!(
+                    timeout = ?(bound - started),
+                    "leader election round timed out (apiserver unreachable?)"
+                ),
             }
+            if this.leading().is_some_and(|d| Instant::now() >= d) {
+                tracing::warn!("could not renew within the renew deadline");
+                this.set_held(Held::No);
+            }
+            // Wake at the deadline too, so the flag drops on time.
+            let next = match this.leading() {
+                Some(deadline) => (started + this.config.retry_period).min(deadline),
+                None => started + this.config.retry_period,
+            };
             tokio::select! {
                 () = &mut shutdown => break,
-                () = tokio::time::sleep(self.config.retry_period) => {}
+                () = tokio::time::sleep_until(next) => {}
             }
         }
-        if *self.tx.borrow() {
-            self.set_leader(false);
-            if let Err(error) = self.release().await {
-                tracing::warn!(%error, "could not release the leader lease; it expires by itself");
-            } else {
-                tracing::info!("released the leader lease");
+        if this.leading().is_some() {
+            this.set_held(Held::No);
+            match tokio::time::timeout(this.config.renew_deadline, this.release()).await {
+                Ok(Ok(())) => tracing::info!("released the leader lease"),
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "could not release the leader lease; it expires by itself")
+                }
+                Err(_elapsed) => {
+                    tracing::warn!("releasing the leader lease timed out; it expires by itself")
+                }
             }
         }
     }
@@ -347,6 +430,31 @@ mod tests {
     #[test]
     fn always_leadership_holds() {
         assert!(Leadership::always().is_leader());
+    }
+
+    #[tokio::test]
+    async fn a_term_ends_at_its_deadline_even_if_the_elector_says_nothing() {
+        // The elector is alive but stuck (its sender held, never sending again).
+        let (_tx, rx) = watch::channel(Held::Until(Instant::now() + Duration::from_millis(50)));
+        let mut leadership = Leadership(rx);
+        assert!(leadership.is_leader());
+        tokio::time::timeout(Duration::from_secs(10), leadership.lost())
+            .await
+            .expect("lost() never resolved");
+        assert!(!leadership.is_leader());
+    }
+
+    #[tokio::test]
+    async fn a_renewal_extends_the_term_and_a_release_ends_it() {
+        let (tx, rx) = watch::channel(Held::Until(Instant::now() + Duration::from_secs(60)));
+        let mut leadership = Leadership(rx);
+        tx.send_replace(Held::Until(Instant::now() + Duration::from_secs(120)));
+        assert!(leadership.is_leader());
+        tx.send_replace(Held::No);
+        tokio::time::timeout(Duration::from_secs(10), leadership.lost())
+            .await
+            .expect("lost() never resolved");
+        assert!(!leadership.is_leader());
     }
 
     #[test]

@@ -32,6 +32,9 @@ pub struct ClientPolicy {
     /// Most members of one collection the client follows (systems, NICs, drives, media);
     /// more fails the call rather than making that many requests.
     pub max_collection_members: usize,
+    /// The User-Agent every request carries: BMCs log it, so an audit can tell which
+    /// client (and which operator replica) sent a call.
+    pub user_agent: String,
 }
 
 impl Default for ClientPolicy {
@@ -48,6 +51,7 @@ impl Default for ClientPolicy {
             task_timeout: Duration::from_secs(600),
             max_response_bytes: 4 << 20,
             max_collection_members: 1024,
+            user_agent: concat!("labpods/", env!("CARGO_PKG_VERSION")).to_owned(),
         }
     }
 }

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use crate::listener::{HostConn, PlainListener, TlsListener};
-use crate::model::{Bmc, Event, HostState, Timing};
+use crate::model::{Bmc, Call, Event, HostState, Timing};
 use crate::{Faults, SimConfig, SimError, admin, redfish, tls};
 
 /// One simulated BMC.
@@ -342,6 +342,11 @@ impl HostHandle {
     /// Everything this BMC saw, oldest first.
     pub fn history(&self) -> Vec<Event> {
         self.host().bmc().history().to_vec()
+    }
+
+    /// Every Redfish request this BMC received, oldest first, with its caller.
+    pub fn calls(&self) -> Vec<Call> {
+        self.host().bmc().calls().to_vec()
     }
 
     pub fn clear_history(&self) {

@@ -32,5 +32,5 @@ mod tls;
 pub use config::{Faults, SimConfig, TlsCertificate};
 pub use error::SimError;
 pub use fleet::{HostHandle, Sim, SimHandle};
-pub use model::{BootOverride, Event, HostState, Media, PowerState, SessionEnd};
+pub use model::{BootOverride, Call, Event, HostState, Media, PowerState, SessionEnd};
 pub use redfish::SYSTEM_ID;

@@ -176,6 +176,21 @@ pub struct Bmc {
     next_task: u32,
     requests: u64,
     history: Vec<Event>,
+    calls: Vec<Call>,
+}
+
+/// One Redfish request as the BMC received it: who sent it (its User-Agent) and when, in
+/// virtual time. `answered_ms` stays empty for a call the client abandoned before the answer
+/// (or that is still running).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Call {
+    pub caller: Option<String>,
+    pub method: String,
+    pub path: String,
+    pub received_ms: u64,
+    pub answered_ms: Option<u64>,
+    pub status: Option<u16>,
 }
 
 /// A read-only snapshot of a BMC, as tests and the admin endpoint see it.
@@ -229,6 +244,7 @@ impl Bmc {
             next_task: 1,
             requests: 0,
             history: Vec::new(),
+            calls: Vec::new(),
         }
     }
 
@@ -518,12 +534,44 @@ impl Bmc {
         self.requests += 1;
     }
 
+    /// Records a request as received; returns its index for [`Bmc::call_answered`].
+    pub fn call_received(
+        &mut self,
+        now: Duration,
+        caller: Option<String>,
+        method: String,
+        path: String,
+    ) -> usize {
+        self.calls.push(Call {
+            caller,
+            method,
+            path,
+            received_ms: millis(now),
+            answered_ms: None,
+            status: None,
+        });
+        self.calls.len() - 1
+    }
+
+    pub fn call_answered(&mut self, index: usize, now: Duration, status: u16) {
+        if let Some(call) = self.calls.get_mut(index) {
+            call.answered_ms = Some(millis(now));
+            call.status = Some(status);
+        }
+    }
+
+    /// Every request received, oldest first.
+    pub fn calls(&self) -> &[Call] {
+        &self.calls
+    }
+
     pub fn history(&self) -> &[Event] {
         &self.history
     }
 
     pub fn clear_history(&mut self) {
         self.history.clear();
+        self.calls.clear();
     }
 
     pub fn state(&mut self, now: Duration) -> HostState {

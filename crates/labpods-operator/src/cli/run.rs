@@ -224,9 +224,11 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let policy = ClientPolicy {
         request_timeout: config.bmc.request_timeout,
         max_concurrent_per_bmc: config.bmc.per_bmc_concurrency,
+        // The replica in every BMC's log: which replica acted, across failovers.
+        user_agent: format!("labpods/{} (replica {identity})", env!("CARGO_PKG_VERSION")),
         ..ClientPolicy::default()
     };
-    let connector = Arc::new(RedfishConnector::new(policy));
+    let connector = Arc::new(RedfishConnector::new(policy.clone()));
     let shared = Shared {
         client,
         config: Arc::new(config),
@@ -237,6 +239,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         phone_home: tokens,
         signer,
         identity,
+        min_power_interval: policy.min_power_action_interval,
     };
     controllers::run(shared, leadership, shutdown_rx).await;
 

@@ -92,6 +92,8 @@ pub struct Shared {
     pub phone_home: PhoneHomeTokens,
     pub signer: LeaseSigner,
     pub identity: String,
+    /// The BMC client's minimum interval between power actions on one system.
+    pub min_power_interval: std::time::Duration,
 }
 
 impl std::fmt::Debug for Shared {
@@ -107,26 +109,29 @@ pub async fn shutting_down(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|v| *v).await;
 }
 
-/// Runs the controllers during every leadership term until shutdown.
+/// Runs the controllers during every leadership term until shutdown. A shutdown drains the
+/// controllers (in-flight reconciles finish); lost leadership drops them at once: in-flight
+/// BMC calls, task polls and waits are abandoned, as the next leader may already act.
 pub async fn run(shared: Shared, mut leadership: Leadership, shutdown: watch::Receiver<bool>) {
     loop {
         // A follower is ready: it serves /metrics and phone-home, and stands by.
         shared.health.set_ready(true);
         tokio::select! {
-            () = leadership.wait_for(true) => {}
+            () = leadership.gained() => {}
             () = shutting_down(shutdown.clone()) => return,
         }
         shared.metrics.set_leader(true);
         shared.health.set_ready(false);
         let mut lost = leadership.clone();
         let stop_rx = shutdown.clone();
-        let stop = async move {
-            tokio::select! {
-                () = lost.wait_for(false) => tracing::warn!("leadership lost: stopping controllers"),
-                () = shutting_down(stop_rx) => tracing::info!("shutting down: draining controllers"),
-            }
+        let drain = async move {
+            shutting_down(stop_rx).await;
+            tracing::info!("shutting down: draining controllers");
         };
-        run_term(&shared, leadership.clone(), stop).await;
+        tokio::select! {
+            () = run_term(&shared, leadership.clone(), drain) => {}
+            () = lost.lost() => tracing::warn!("leadership lost: abandoning in-flight work"),
+        }
         shared.metrics.set_counts_source(None);
         shared.metrics.set_leader(false);
         if *shutdown.borrow() {
@@ -150,6 +155,7 @@ async fn run_term(
         bmc: shared.bmc.clone(),
         bmc_limit: Semaphore::new(shared.config.bmc.global_concurrency),
         leadership,
+        power_actions_from: tokio::time::Instant::now() + shared.min_power_interval,
         backoffs: Backoffs::default(),
         phone_home: shared.phone_home.clone(),
         signer: shared.signer.clone(),

@@ -93,11 +93,21 @@ impl std::fmt::Debug for Caches {
     }
 }
 
+/// A spawned task that ends with its owner: the scheduler is dropped mid-pass when
+/// leadership is lost, and its watches must not outlive it.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Starts a reflector for `K` whose every event pokes `notify`.
 fn reflect<K>(
     api: Api<DeserializeGuard<K>>,
     notify: Arc<Notify>,
-) -> (Store<DeserializeGuard<K>>, tokio::task::JoinHandle<()>)
+) -> (Store<DeserializeGuard<K>>, AbortOnDrop)
 where
     K: kube::Resource<DynamicType = ()>
         + Clone
@@ -116,7 +126,7 @@ where
         notify.notify_one();
         futures::future::ready(())
     }));
-    (store, task)
+    (store, AbortOnDrop(task))
 }
 
 /// Runs scheduling passes until `stop` resolves. `on_ready` gets the caches once synced.
@@ -127,9 +137,9 @@ pub async fn run(
 ) {
     let notify = Arc::new(Notify::new());
     let client = ctx.client.clone();
-    let (requests, t1) = reflect::<PodRequest>(Api::all(client.clone()), notify.clone());
-    let (hosts, t2) = reflect::<LabHost>(Api::all(client.clone()), notify.clone());
-    let (leases, t3) = reflect::<Lease>(Api::all(client), notify.clone());
+    let (requests, _t1) = reflect::<PodRequest>(Api::all(client.clone()), notify.clone());
+    let (hosts, _t2) = reflect::<LabHost>(Api::all(client.clone()), notify.clone());
+    let (leases, _t3) = reflect::<Lease>(Api::all(client), notify.clone());
     let caches = Caches {
         requests,
         hosts,
@@ -160,9 +170,6 @@ pub async fn run(
             }
             next = pass(&ctx, &caches).await;
         }
-    }
-    for task in [t1, t2, t3] {
-        task.abort();
     }
 }
 

@@ -43,14 +43,41 @@ fn is_public(method: &Method, path: &str) -> bool {
 pub(crate) async fn gate(
     State(fleet): State<Arc<Fleet>>,
     ConnectInfo(conn): ConnectInfo<HostConn>,
-    mut request: Request,
+    request: Request,
     next: Next,
 ) -> Response {
     let Some(host) = fleet.host(conn.index) else {
         return RfError::not_found().into_response();
     };
-    host.bmc().count_request();
+    let caller = request
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let call = {
+        let mut bmc = host.bmc();
+        bmc.count_request();
+        bmc.call_received(
+            fleet.now(),
+            caller,
+            request.method().to_string(),
+            request.uri().path().to_owned(),
+        )
+    };
+    let response = answer(&fleet, host, conn.index, request, next).await;
+    host.bmc()
+        .call_answered(call, fleet.now(), response.status().as_u16());
+    response
+}
 
+/// Faults, latency, authentication, then the handler.
+async fn answer(
+    fleet: &Arc<Fleet>,
+    host: &crate::fleet::Host,
+    index: usize,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let mut faults = host.faults.subscribe();
     let current = faults.borrow_and_update().clone();
     let mut shutdown = fleet.shutdown.clone();
@@ -84,7 +111,7 @@ pub(crate) async fn gate(
     }
 
     if !is_public(request.method(), request.uri().path())
-        && !authenticated(&fleet, host, request.headers())
+        && !authenticated(fleet, host, request.headers())
     {
         return RfError::unauthorized().into_response();
     }
@@ -93,7 +120,7 @@ pub(crate) async fn gate(
     }
     request.extensions_mut().insert(Bmc {
         fleet: fleet.clone(),
-        index: conn.index,
+        index,
     });
     let mut response = next.run(request).await;
     response

@@ -147,19 +147,39 @@ fn secret_key(secret: &Secret, r: &SecretReference, key: &str) -> Result<Vec<u8>
 }
 
 /// Runs one Redfish call under the global concurrency limit and records its latency and
-/// errors under `operation` (a fixed name, never object data).
+/// errors under `operation` (a fixed name, never object data). Fenced: no call starts once
+/// leadership is lost, and one in flight (with its retries and task polls) is abandoned
+/// when it is, so a deposed replica's Redfish traffic never interleaves with the new
+/// leader's.
 pub async fn call<T>(
     ctx: &Context,
     operation: &'static str,
     fut: impl Future<Output = labpods_redfish::Result<T>>,
-) -> labpods_redfish::Result<T> {
+) -> Result<T> {
     // The semaphore is never closed, so acquiring only fails if it were; run unbounded then.
     let _permit = ctx.bmc_limit.acquire().await.ok();
+    ctx.ensure_leader()?;
+    let mut leadership = ctx.leadership.clone();
     let started = Instant::now();
-    let result = fut.await;
+    let result = tokio::select! {
+        result = fut => result,
+        () = leadership.lost() => return Err(Error::NotLeader),
+    };
     ctx.metrics.observe_redfish(operation, started.elapsed());
     if let Err(e) = &result {
         ctx.metrics.redfish_failed(operation, e.metric_label());
     }
-    result
+    Ok(result?)
+}
+
+/// A power action, no earlier than the minimum interval after this term began: the previous
+/// leader's last action on this BMC may have come just before its term ended, and the
+/// per-BMC minimum interval between power actions must hold across replicas too.
+pub async fn reset(ctx: &Context, bmc: &dyn Bmc, kind: labpods_redfish::ResetKind) -> Result<()> {
+    let mut leadership = ctx.leadership.clone();
+    tokio::select! {
+        () = tokio::time::sleep_until(ctx.power_actions_from) => {}
+        () = leadership.lost() => return Err(Error::NotLeader),
+    }
+    call(ctx, "reset", bmc.reset(kind)).await
 }

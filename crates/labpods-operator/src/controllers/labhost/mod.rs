@@ -365,13 +365,7 @@ impl LabHostController {
                 labpods_redfish::PowerState::On | labpods_redfish::PowerState::PoweringOn
             )
         {
-            ctx.ensure_leader()?;
-            call(
-                ctx,
-                "reset",
-                bmc.reset(labpods_redfish::ResetKind::ForceOff),
-            )
-            .await?;
+            bmc::reset(ctx, bmc.as_ref(), labpods_redfish::ResetKind::ForceOff).await?;
             tracing::info!("powered off a free host that was on");
             self.publish(
                 host,
@@ -494,10 +488,10 @@ impl LabHostController {
             match self.clients.get(&self.ctx, host).await {
                 Ok(bmc) => {
                     self.ctx.ensure_leader()?;
-                    let off = call(
+                    let off = bmc::reset(
                         &self.ctx,
-                        "reset",
-                        bmc.reset(labpods_redfish::ResetKind::ForceOff),
+                        bmc.as_ref(),
+                        labpods_redfish::ResetKind::ForceOff,
                     )
                     .await;
                     let eject = call(&self.ctx, "eject_media", bmc.eject_media()).await;

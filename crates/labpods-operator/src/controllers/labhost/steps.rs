@@ -12,7 +12,10 @@ use labpods_api::v1alpha1::{
 };
 use labpods_redfish::{Bmc, BootOverride, MediaState};
 
-use super::{bmc::call, phone_home, status};
+use super::{
+    bmc::{call, reset},
+    phone_home, status,
+};
 use crate::{
     context::Context,
     error::Result,
@@ -108,7 +111,7 @@ async fn observe(
     bmc: &dyn Bmc,
     host: &LabHost,
     progress: &ProvisioningProgress,
-) -> labpods_redfish::Result<Observed> {
+) -> Result<Observed> {
     use ProvisioningStep as S;
     let step = progress.step;
     let power = call(ctx, "power_state", bmc.power_state()).await?;
@@ -142,7 +145,7 @@ async fn observe(
 async fn perform(ctx: &Context, bmc: &dyn Bmc, action: &BmcAction) -> Result<()> {
     ctx.ensure_leader()?;
     match action {
-        BmcAction::Reset(kind) => call(ctx, "reset", bmc.reset(*kind)).await?,
+        BmcAction::Reset(kind) => reset(ctx, bmc, *kind).await?,
         BmcAction::InsertMedia(image) => {
             let url = image_url(image)?;
             call(ctx, "insert_media", bmc.insert_media(&url)).await?;
@@ -222,7 +225,10 @@ pub async fn advance(
         let now = Time(ctx.clock.now());
         let observed = match observe(ctx, bmc, host, &progress).await {
             Ok(o) => o,
-            Err(e) => return Ok(failed(ctx, status, &progress, e.to_string())),
+            Err(crate::error::Error::Bmc(e)) => {
+                return Ok(failed(ctx, status, &progress, e.to_string()));
+            }
+            Err(other) => return Err(other),
         };
         status.bmc_reachable = Some(true);
         status.power = Some(status::power(&observed.power));

@@ -1,0 +1,222 @@
+//! Checks over what the simulated BMCs themselves recorded (their call logs): which replica
+//! called (the operator's User-Agent names it), when, and how hard each BMC was pushed. Pure
+//! functions of the logs, so the e2e and chaos tests share them and they are tested alone.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use labpods_sim::Call;
+
+/// The replica that sent a call: what the operator puts in its User-Agent after
+/// `(replica `; other clients (the tests' own probes) are not replicas.
+pub fn replica(call: &Call) -> Option<&str> {
+    let agent = call.caller.as_deref()?;
+    let start = agent.find("(replica ")? + "(replica ".len();
+    let end = agent[start..].find(')')? + start;
+    Some(&agent[start..end])
+}
+
+/// Fencing: once a replica's call reached a BMC, no earlier replica's call may follow it
+/// (a deposed replica issues no further Redfish call). One line per violation.
+pub fn interleavings(host: &str, calls: &[Call]) -> Vec<String> {
+    let mut order: Vec<(u64, &str)> = calls
+        .iter()
+        .filter_map(|c| replica(c).map(|r| (c.received_ms, r)))
+        .collect();
+    order.sort_by_key(|(at, _)| *at);
+    // Runs of one replica in arrival order; a replica may own one run only.
+    let mut runs: Vec<(&str, u64)> = Vec::new();
+    for (at, who) in order {
+        if runs.last().map(|(r, _)| *r) != Some(who) {
+            runs.push((who, at));
+        }
+    }
+    let mut seen: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut violations = Vec::new();
+    for (i, (who, at)) in runs.iter().enumerate() {
+        if let Some(first) = seen.get(who) {
+            let between = runs[..i].last().map(|(r, _)| *r).unwrap_or_default();
+            violations.push(format!(
+                "{host}: replica {who} called at {at} ms after {between} took over (its first call was at {first} ms)"
+            ));
+        } else {
+            seen.insert(who, *at);
+        }
+    }
+    violations
+}
+
+/// Reset actions the BMC carried out (2xx), in arrival order.
+fn resets(calls: &[Call]) -> Vec<&Call> {
+    let mut resets: Vec<&Call> = calls
+        .iter()
+        .filter(|c| {
+            c.method == "POST"
+                && c.path.ends_with("ComputerSystem.Reset")
+                && c.status.is_some_and(|s| (200..300).contains(&s))
+        })
+        .collect();
+    resets.sort_by_key(|c| c.received_ms);
+    resets
+}
+
+/// Power actions closer together than `min`, whoever sent them.
+pub fn power_interval_violations(host: &str, calls: &[Call], min: Duration) -> Vec<String> {
+    let min_ms = u64::try_from(min.as_millis()).unwrap_or(u64::MAX);
+    resets(calls)
+        .windows(2)
+        .filter(|pair| pair[1].received_ms - pair[0].received_ms < min_ms)
+        .map(|pair| {
+            format!(
+                "{host}: power actions at {} ms ({:?}) and {} ms ({:?}), {} ms apart (at least {min_ms} ms allowed)",
+                pair[0].received_ms,
+                replica(pair[0]),
+                pair[1].received_ms,
+                replica(pair[1]),
+                pair[1].received_ms - pair[0].received_ms
+            )
+        })
+        .collect()
+}
+
+/// Instants at which more than `max` calls of the operator were in flight at one BMC. A call
+/// is in flight from its arrival until its answer, or until the client's `timeout` after its
+/// arrival (the client has given up then, whatever the BMC still does with it); `slack` is
+/// the one-way delay allowed between the client's clock and the BMC's.
+pub fn concurrency_violations(
+    host: &str,
+    calls: &[Call],
+    max: usize,
+    timeout: Duration,
+    slack: Duration,
+) -> Vec<String> {
+    let timeout_ms = u64::try_from(timeout.saturating_sub(slack).as_millis()).unwrap_or(u64::MAX);
+    let spans: Vec<(u64, u64)> = calls
+        .iter()
+        .filter(|c| replica(c).is_some())
+        .map(|c| {
+            let given_up = c.received_ms.saturating_add(timeout_ms);
+            (
+                c.received_ms,
+                c.answered_ms.map_or(given_up, |a| a.min(given_up)),
+            )
+        })
+        .collect();
+    let mut violations = Vec::new();
+    for (start, _) in &spans {
+        let in_flight = spans
+            .iter()
+            .filter(|(s, e)| s <= start && start < e)
+            .count();
+        if in_flight > max {
+            violations.push(format!(
+                "{host}: {in_flight} calls in flight at {start} ms (at most {max} allowed)"
+            ));
+        }
+    }
+    violations
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(replica: &str, path: &str, at: u64, answered: Option<u64>) -> Call {
+        Call {
+            caller: Some(format!("labpods/0.1.0 (replica {replica})")),
+            method: if path.ends_with("Reset") {
+                "POST"
+            } else {
+                "GET"
+            }
+            .into(),
+            path: path.into(),
+            received_ms: at,
+            answered_ms: answered,
+            status: answered.map(|_| 204),
+        }
+    }
+
+    const SYSTEM: &str = "/redfish/v1/Systems/1";
+    const RESET: &str = "/redfish/v1/Systems/1/Actions/ComputerSystem.Reset";
+
+    #[test]
+    fn the_replica_is_read_from_the_user_agent() {
+        assert_eq!(replica(&call("lab-a", SYSTEM, 0, None)), Some("lab-a"));
+        let probe = Call {
+            caller: Some("labpods/0.1.0".into()),
+            ..call("x", SYSTEM, 0, None)
+        };
+        assert_eq!(replica(&probe), None);
+    }
+
+    #[test]
+    fn a_handover_is_not_an_interleaving_but_a_return_is() {
+        let handover = [
+            call("a", SYSTEM, 10, Some(11)),
+            call("a", SYSTEM, 20, Some(21)),
+            call("b", SYSTEM, 30, Some(31)),
+            call("c", SYSTEM, 40, Some(41)),
+        ];
+        assert!(interleavings("h", &handover).is_empty());
+        let late = [
+            call("a", SYSTEM, 10, Some(11)),
+            call("b", SYSTEM, 30, Some(31)),
+            call("a", SYSTEM, 35, Some(36)),
+        ];
+        let found = interleavings("h", &late);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].contains("replica a called at 35 ms after b"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn power_actions_closer_than_the_interval_are_found_across_replicas() {
+        let calls = [
+            call("a", RESET, 1_000, Some(1_010)),
+            call("b", RESET, 2_500, Some(2_510)),
+            call("b", RESET, 5_000, Some(5_010)),
+        ];
+        let found = power_interval_violations("h", &calls, Duration::from_secs(2));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("1500 ms apart"), "{found:?}");
+        // A refused reset did nothing to the power.
+        let refused = Call {
+            status: Some(503),
+            ..call("b", RESET, 1_200, Some(1_210))
+        };
+        assert!(
+            power_interval_violations("h", &[calls[0].clone(), refused], Duration::from_secs(2))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn in_flight_calls_over_the_limit_are_found_and_abandoned_ones_end_at_the_timeout() {
+        let timeout = Duration::from_secs(3);
+        let slack = Duration::from_millis(100);
+        let two = [
+            call("a", SYSTEM, 0, Some(500)),
+            call("a", SYSTEM, 100, Some(600)),
+        ];
+        assert!(concurrency_violations("h", &two, 2, timeout, slack).is_empty());
+        let three = [
+            call("a", SYSTEM, 0, Some(500)),
+            call("a", SYSTEM, 100, Some(600)),
+            call("a", SYSTEM, 200, Some(300)),
+        ];
+        assert_eq!(
+            concurrency_violations("h", &three, 2, timeout, slack).len(),
+            1
+        );
+        // Never answered (the BMC hung): the client gave up after the timeout.
+        let hung = [
+            call("a", SYSTEM, 0, None),
+            call("a", SYSTEM, 10, None),
+            call("a", SYSTEM, 3_000, Some(3_100)),
+        ];
+        assert!(concurrency_violations("h", &hung, 2, timeout, slack).is_empty());
+    }
+}
