@@ -58,13 +58,14 @@ pub fn run(args: &[String]) -> Result<()> {
     say("starting the control plane (etcd, kube-apiserver, kube-controller-manager) with the CRDs");
     let mut plane = SharedControlPlane::start(&root, &binaries)?;
     let kubeconfig = plane.kubeconfig.clone();
+    let bin = debug_bin(&root);
     let kubectl = Kubectl {
         binary: binaries.kubectl.clone(),
         kubeconfig: kubeconfig.clone(),
+        plugins: bin.clone(),
     };
 
     say("starting 8 simulated BMCs on 127.0.0.1:9101-9108 (labpods-sim)");
-    let bin = debug_bin(&root);
     let sim = Background::spawn(
         "labpods-sim",
         Command::new(bin.join("labpods-sim")).args([
@@ -129,6 +130,14 @@ pub fn run(args: &[String]) -> Result<()> {
         eprintln!("\nthe operator's log ends with:\n{}", tail(&operator_log));
         return Err(err);
     }
+    // What a user of the lab types next: the plugin, through kubectl's plugin lookup.
+    for args in [
+        ["lab", "status", POD, "-n", NAMESPACE].as_slice(),
+        &["lab", "hosts"],
+    ] {
+        say(&format!("kubectl {}", args.join(" ")));
+        print!("{}", kubectl.output(args)?);
+    }
     print_next_steps(&kubeconfig, &kubectl.binary, &bin, &dir);
     if !exit_when_ready {
         runtime.block_on(async {
@@ -152,6 +161,8 @@ fn build(root: &Path) -> Result<()> {
             "labpods-operator",
             "-p",
             "labpods-sim",
+            "-p",
+            "kubectl-lab",
             "--bins",
         ])
         .args(["-p", "labpods-tests", "--bin", "labpods-testenv"])
@@ -264,13 +275,16 @@ fn print_next_steps(kubeconfig: &Path, kubectl: &Path, bin: &Path, dir: &Path) {
 The lab runs until Ctrl-C. In another terminal:
 
   export KUBECONFIG={kubeconfig}
-  export PATH={kubectl_dir}:$PATH   # the kubectl it built
-  kubectl get lab -A                                # every labpods object
-  kubectl get labhosts -L labpods.dev/profile       # the 8 hosts
-  kubectl get podrequests -n {NAMESPACE} -o wide
-  kubectl get leases.labpods.dev -n {NAMESPACE}          # (plain `leases` are coordination.k8s.io)
-  kubectl apply -f examples/podrequests/pod-tomorrow.yaml   # book another (a future window)
-  kubectl delete podrequest {POD} -n {NAMESPACE}          # release early: hosts power off, back to the pool
+  export PATH={kubectl_dir}:{bin}:$PATH   # the kubectl it built, and kubectl-lab
+  kubectl lab hosts                                 # the 8 hosts, who holds each until when
+  kubectl lab status {POD} -n {NAMESPACE}               # per-host progress, conditions, events
+  kubectl lab calendar --days 3                     # who holds which host when
+  kubectl lab book demo-2 -n {NAMESPACE} --role node=2 --profile x86-small \
+      --image http://127.0.0.1:8080/images/ubuntu-24.04-live-server-amd64.iso --start +1d --for 1d
+  kubectl lab extend {POD} -n {NAMESPACE} --by 1d
+  kubectl lab release {POD} -n {NAMESPACE}              # hosts power off, wiped, back to the pool
+  kubectl lab report --since 1d                     # utilization, waits, provisioning
+  kubectl get lab -A                                # every labpods object, raw
   LABPODS_BMC_USERNAME=admin LABPODS_BMC_PASSWORD=labpods \
     {bin}/labpods bmc --endpoint http://127.0.0.1:9103 info   # host-03's BMC over Redfish
   curl -s http://127.0.0.1:9100/admin/hosts/3       # what simulated BMC 3 saw
@@ -302,14 +316,26 @@ fn tail(path: &Path) -> String {
 struct Kubectl {
     binary: PathBuf,
     kubeconfig: PathBuf,
+    /// Put first on kubectl's PATH: where `kubectl lab` finds `kubectl-lab`.
+    plugins: PathBuf,
 }
 
 impl Kubectl {
     fn run(&self, args: &[&str]) -> Result<()> {
+        self.output(args).map(drop)
+    }
+
+    /// Runs kubectl and returns what it printed.
+    fn output(&self, args: &[&str]) -> Result<String> {
+        let path = std::env::join_paths(std::iter::once(self.plugins.clone()).chain(
+            std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+        ))
+        .context("building kubectl's PATH")?;
+        // KUBECONFIG, not --kubeconfig: kubectl refuses flags before a plugin's name.
         let output = Command::new(&self.binary)
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
             .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("PATH", path)
             .output()
             .context("running kubectl")?;
         if !output.status.success() {
@@ -320,7 +346,7 @@ impl Kubectl {
                 String::from_utf8_lossy(&output.stderr)
             );
         }
-        Ok(())
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 }
 
