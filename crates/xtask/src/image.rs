@@ -45,7 +45,8 @@ pub fn run(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn build_release(root: &Path) -> Result<PathBuf> {
+/// `cargo build --release` of the labpods binary; its path.
+pub fn build_release(root: &Path) -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(&cargo)
         .args([

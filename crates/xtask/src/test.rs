@@ -45,6 +45,21 @@ pub fn run(args: &[String]) -> Result<()> {
     let venv = phase("Python virtualenv", || python_venv(&root))?;
     phase("cargo-nextest", ensure_nextest)?;
     phase("build labpods-testenv", || build_testenv(&root))?;
+    if runs
+        .iter()
+        .all(|run| run.args.is_empty() || run.args == api_filter())
+    {
+        // The whole suite: build what single tests would otherwise build inside their time
+        // limit on a cold machine (a release build, Go tools, a browser).
+        phase(
+            "tools the tests run: helm, crane, registry, chromium",
+            || tools(&root),
+        )?;
+        phase(
+            "cargo build --release -p labpods-operator (the image test)",
+            || crate::image::build_release(&root).map(drop),
+        )?;
+    }
     let mut failed = vec![];
     for run in &runs {
         let version = &run.binaries.version;
@@ -141,10 +156,40 @@ fn plan(root: &Path, kube: Option<&str>, nextest_args: Vec<String>) -> Result<Ve
     if api_only_on_oldest {
         runs.push(Run {
             binaries: KubeBinaries::install(root, oldest, API_COMPONENTS)?,
-            args: vec!["-E".to_string(), API_TESTS.to_string()],
+            args: api_filter(),
         });
     }
     Ok(runs)
+}
+
+fn api_filter() -> Vec<String> {
+    vec!["-E".to_string(), API_TESTS.to_string()]
+}
+
+/// Runs a script of tests/support that prints what it made, with its progress shown.
+fn support_script(root: &Path, script: &str, args: &[&str]) -> Result<()> {
+    let status = Command::new("bash")
+        .arg(root.join("tests/support").join(script))
+        .args(args)
+        .stdout(Stdio::null())
+        .status()
+        .with_context(|| format!("running tests/support/{script}"))?;
+    if !status.success() {
+        bail!(
+            "tests/support/{script} {} failed ({status})",
+            args.join(" ")
+        );
+    }
+    Ok(())
+}
+
+fn tools(root: &Path) -> Result<()> {
+    support_script(
+        root,
+        "build-control-plane.sh",
+        &["newest", "helm", "crane", "registry"],
+    )?;
+    support_script(root, "chromium.sh", &[])
 }
 
 fn phase<T>(name: &str, work: impl FnOnce() -> Result<T>) -> Result<T> {
