@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
@@ -29,6 +30,7 @@ use crate::control_plane::{ControlPlane, ControlPlaneConfig};
 use crate::crds::labpods_crds;
 use crate::kubeconfig::client_for;
 use crate::kubectl::Kubectl;
+use crate::leaks::{self, Confidential, Output};
 use crate::operator::{Operator, OperatorSettings};
 use crate::sim::{HostGroup, SimLab};
 use crate::sushy::{SUSHY_PROFILE, SushyLab};
@@ -74,6 +76,9 @@ pub struct E2e {
     /// Bookings each host has been verified Ready for: a host reused by a later booking
     /// has booted the image once per booking.
     bookings_served: BTreeMap<String, usize>,
+    /// What must never appear in the operator's output: the lab's BMC login, and whatever a
+    /// test adds ([`E2e::keep_confidential`]). Checked by [`E2e::shutdown`].
+    confidential: Vec<Confidential>,
     // Last: stopped after the operators, so they never see the apiserver vanish mid-test.
     plane: ControlPlane,
 }
@@ -212,7 +217,12 @@ impl E2e {
                 (Hardware::Sushy(Box::new(lab)), image)
             }
         };
+        let login = match &hardware {
+            Hardware::Sim(lab) => lab.login(),
+            Hardware::Sushy(lab) => lab.login(),
+        };
         Ok(Self {
+            confidential: vec![login],
             name: name.to_string(),
             kubectl,
             operator_kubeconfig,
@@ -748,13 +758,117 @@ impl E2e {
             .and_then(|s| s.holder_identity))
     }
 
-    /// Stops operators, fleet and control plane, in that order.
-    pub async fn shutdown(mut self) {
+    /// Something a test handed the operator that must never appear in its output (a
+    /// password a tenant put in an image URL, ...), checked with the BMC login at shutdown.
+    pub fn keep_confidential(&mut self, secret: Confidential) {
+        self.confidential.push(secret);
+    }
+
+    /// Stops operators, fleet and control plane, in that order, and fails if anything
+    /// confidential of this run appears in what the operator said: its /metrics (scraped
+    /// from each replica still running), every Event, every object's status, the ConfigMaps
+    /// in its namespace, and (once the operators have stopped) every log of this test.
+    pub async fn shutdown(mut self) -> Result<()> {
+        let said = self.operator_output().await;
         self.operators.clear();
+        let checked = said.and_then(|mut outputs| {
+            outputs.extend(self.operator_logs()?);
+            Ok(leaks::find(&self.confidential, &outputs))
+        });
         if let Hardware::Sim(lab) = self.hardware {
             lab.shutdown().await;
         }
+        let found = checked.context("collecting what the operator said")?;
+        if !found.is_empty() {
+            bail!(
+                "confidential data of this run appears in the operator's output (logs in {}):\n{}",
+                self.logs.display(),
+                found.join("\n")
+            );
+        }
+        Ok(())
     }
+
+    /// What the operator said through the API and /metrics.
+    async fn operator_output(&mut self) -> Result<Vec<Output>> {
+        let mut outputs = Vec::new();
+        for operator in &mut self.operators {
+            if operator.check_running().is_ok() {
+                outputs.push(Output {
+                    source: format!("/metrics of {}", operator.identity()),
+                    text: operator.scrape_metrics().await?,
+                });
+            }
+        }
+        let all = Default::default();
+        let events: Api<Event> = Api::all(self.client.clone());
+        for event in events.list(&all).await?.items {
+            outputs.push(Output {
+                source: format!(
+                    "Event {}/{}",
+                    event.metadata.namespace.clone().unwrap_or_default(),
+                    event.metadata.name.clone().unwrap_or_default()
+                ),
+                text: serde_json::to_string(&event)?,
+            });
+        }
+        for host in self.labhosts().list(&all).await?.items {
+            outputs.push(status_of("LabHost", &host.metadata, &host.status)?);
+        }
+        let requests: Api<PodRequest> = Api::all(self.client.clone());
+        for request in requests.list(&all).await?.items {
+            outputs.push(status_of("PodRequest", &request.metadata, &request.status)?);
+        }
+        let leases: Api<Lease> = Api::all(self.client.clone());
+        for lease in leases.list(&all).await?.items {
+            outputs.push(status_of("Lease", &lease.metadata, &lease.status)?);
+        }
+        let config_maps: Api<ConfigMap> =
+            Api::namespaced(self.client.clone(), &self.operator_namespace);
+        for config_map in config_maps.list(&all).await?.items {
+            outputs.push(Output {
+                source: format!(
+                    "ConfigMap {}/{}",
+                    self.operator_namespace,
+                    config_map.metadata.name.clone().unwrap_or_default()
+                ),
+                text: serde_json::to_string(&config_map.data)?,
+            });
+        }
+        Ok(outputs)
+    }
+
+    /// Every log file of this test (operators, and anything else that logs beside them).
+    fn operator_logs(&self) -> Result<Vec<Output>> {
+        let mut outputs = Vec::new();
+        let dir = std::fs::read_dir(&self.logs)
+            .with_context(|| format!("reading {}", self.logs.display()))?;
+        for entry in dir {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "log") {
+                outputs.push(Output {
+                    source: path.display().to_string(),
+                    text: String::from_utf8_lossy(&std::fs::read(&path)?).into_owned(),
+                });
+            }
+        }
+        Ok(outputs)
+    }
+}
+
+/// An object's status as the operator wrote it.
+fn status_of<S: serde::Serialize>(kind: &str, meta: &ObjectMeta, status: &S) -> Result<Output> {
+    let namespace = meta
+        .namespace
+        .as_deref()
+        .map_or(String::new(), |n| format!("{n}/"));
+    Ok(Output {
+        source: format!(
+            "{kind} {namespace}{} status",
+            meta.name.as_deref().unwrap_or_default()
+        ),
+        text: serde_json::to_string(status)?,
+    })
 }
 
 enum Source<'a> {

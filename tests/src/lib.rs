@@ -27,6 +27,7 @@ mod error;
 pub mod helm;
 mod kubeconfig;
 mod kubectl;
+pub mod leaks;
 mod namespace;
 pub mod operator;
 mod pki;

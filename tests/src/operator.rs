@@ -3,6 +3,7 @@
 //! killed (SIGKILL) on demand to play a crash.
 
 use std::ffi::OsString;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -28,15 +29,16 @@ pub struct OperatorSettings {
 }
 
 impl OperatorSettings {
-    /// The config file (see examples/operator-config.yaml for every key).
-    pub fn to_yaml(&self) -> String {
+    /// The config file (see examples/operator-config.yaml for every key), /metrics on
+    /// `metrics`.
+    pub fn to_yaml(&self, metrics: SocketAddr) -> String {
         let wipe = yaml_map("wipeImages", &self.wipe_images);
         let fallbacks = yaml_map("bootFallbackByProfile", &self.boot_fallbacks);
         format!(
             "polling:\n  idleInterval: 1s\n  idleJitter: 0.0\n  busyInterval: 1s\n  errorBackoffBase: 1s\n  errorBackoffMax: 4s\n\
              provisioning:\n  timeout: 60s\n  gracefulShutdownTimeout: 3s\n  forcedPowerOffTimeout: 10s\n  wipeTimeout: 60s\n  maxAttempts: 2\n  maxConsecutiveFailures: 3\n  bootFallback: 30s\n{wipe}{fallbacks}\
              leases:\n  retention: 5s\n  expiryNotices: [10s]\n  releaseAllowance: 2s\n\
-             http:\n  metricsAddress: 127.0.0.1:0\n\
+             http:\n  metricsAddress: {metrics}\n\
              phoneHome:\n  listenAddress: 127.0.0.1:0\n\
              leaderElection:\n  enabled: true\n  leaseName: labpods-operator\n  leaseNamespace: {ns}\n  leaseDuration: 4s\n  renewDeadline: 3s\n  retryPeriod: 1s\n\
              logging:\n  filter: info,labpods_operator=debug\n",
@@ -62,6 +64,8 @@ fn yaml_map(key: &str, entries: &[(String, String)]) -> String {
 pub struct Operator {
     identity: String,
     process: Supervised,
+    /// Where it serves /metrics.
+    metrics: SocketAddr,
 }
 
 impl Operator {
@@ -75,7 +79,12 @@ impl Operator {
     ) -> Result<Self> {
         let binary = operator_binary()?;
         let config = dir.join(format!("{identity}.yaml"));
-        std::fs::write(&config, settings.to_yaml()).context("writing the operator config")?;
+        // A port known in advance, so a test can scrape it (the config's `:0` would hide it).
+        let metrics = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|l| l.local_addr())
+            .context("finding a free port for /metrics")?;
+        std::fs::write(&config, settings.to_yaml(metrics))
+            .context("writing the operator config")?;
         // `env` sets KUBECONFIG for the operator alone (the wrapper passes no environment).
         let args: Vec<OsString> = vec![
             format!("KUBECONFIG={}", kubeconfig.display()).into(),
@@ -91,7 +100,33 @@ impl Operator {
         Ok(Self {
             identity: identity.to_string(),
             process,
+            metrics,
         })
+    }
+
+    /// Its /metrics exposition, as Prometheus scrapes it.
+    pub async fn scrape_metrics(&self) -> Result<String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let scrape = async {
+            let mut stream = tokio::net::TcpStream::connect(self.metrics).await?;
+            stream
+                .write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+                .await?;
+            let mut response = String::new();
+            stream.read_to_string(&mut response).await?;
+            std::io::Result::Ok(response)
+        };
+        let response = tokio::time::timeout(std::time::Duration::from_secs(10), scrape)
+            .await
+            .context("scraping /metrics timed out")?
+            .with_context(|| format!("scraping {} /metrics", self.identity))?;
+        let (head, body) = response
+            .split_once("\r\n\r\n")
+            .with_context(|| format!("no HTTP body from /metrics: {response}"))?;
+        if !head.contains(" 200 ") {
+            bail!("/metrics answered {head}");
+        }
+        Ok(body.to_string())
     }
 
     pub fn identity(&self) -> &str {

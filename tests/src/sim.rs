@@ -17,6 +17,8 @@ use labpods_redfish::{
 };
 use labpods_sim::{HostHandle, Sim, SimConfig, SimHandle};
 
+use crate::leaks::Confidential;
+
 const SECRET_NAME: &str = "bmc-credentials";
 
 /// `count` hosts of one hardware profile.
@@ -62,6 +64,7 @@ impl SimLab {
             hosts: total,
             boot_time: Duration::from_secs(1),
             power_delay: Duration::from_millis(200),
+            password: crate::leaks::unique_password(),
             ..SimConfig::default()
         })
         .await
@@ -121,6 +124,15 @@ impl SimLab {
                 .with_context(|| format!("registering LabHost {}", host.name))?;
         }
         Ok(())
+    }
+
+    /// The BMC login of every host, as something that must never leak.
+    pub fn login(&self) -> Confidential {
+        Confidential::bmc_login(
+            "the simulated BMCs' password",
+            self.sim.username(),
+            self.sim.password(),
+        )
     }
 
     /// The `labpods.dev/lab` label value of every host.

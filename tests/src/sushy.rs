@@ -17,6 +17,7 @@ use labpods_redfish::{
     Bmc, BmcConnector, BmcTarget, ClientPolicy, Credentials, RedfishConnector, TlsOptions, Url,
 };
 
+use crate::leaks::Confidential;
 use crate::supervised::{Supervised, log_tail};
 
 /// The profile of every sushy host (its boot fallback is set short in the operator config).
@@ -34,6 +35,8 @@ pub struct SushyLab {
     image_url: String,
     /// LabHost name -> system UUID.
     systems: BTreeMap<String, String>,
+    /// The password of the credentials Secret (the emulator accepts any: it must not leak).
+    password: String,
     _dir: tempfile::TempDir,
 }
 
@@ -113,6 +116,7 @@ impl SushyLab {
             lab: lab.to_string(),
             image_url: format!("http://127.0.0.1:{image_port}/{IMAGE_FILE}"),
             systems,
+            password: crate::leaks::unique_password(),
             _dir: dir,
         };
         lab.register(client, secret_namespace).await?;
@@ -129,7 +133,7 @@ impl SushyLab {
             // The emulator runs without an auth file: any login is accepted.
             string_data: Some(BTreeMap::from([
                 ("username".to_string(), "admin".to_string()),
-                ("password".to_string(), "password".to_string()),
+                ("password".to_string(), self.password.clone()),
             ])),
             ..Secret::default()
         };
@@ -157,6 +161,11 @@ impl SushyLab {
         Ok(())
     }
 
+    /// The login of the credentials Secret, as something that must never leak.
+    pub fn login(&self) -> Confidential {
+        Confidential::bmc_login("the sushy-tools login's password", "admin", &self.password)
+    }
+
     /// The image the emulator can download.
     pub fn image_url(&self) -> &str {
         &self.image_url
@@ -175,7 +184,7 @@ impl SushyLab {
         let target = BmcTarget {
             endpoint: self.endpoint.clone(),
             system_id: Some(uuid.clone()),
-            credentials: Credentials::new("admin", "password"),
+            credentials: Credentials::new("admin", &self.password),
             tls: TlsOptions::default(),
         };
         Ok(RedfishConnector::new(ClientPolicy::default())

@@ -267,6 +267,6 @@ async fn e2e_dashboard_and_alerts_query_only_series_the_operator_exports() -> Re
             );
         }
     }
-    e2e.shutdown().await;
+    e2e.shutdown().await?;
     Ok(())
 }

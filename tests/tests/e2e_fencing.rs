@@ -89,6 +89,6 @@ async fn e2e_black_holed_leader_is_fenced_and_its_late_writes_change_nothing() -
         calls_of_a > 0,
         "the first leader never called a BMC: the test did not cut it off mid-work"
     );
-    e2e.shutdown().await;
+    e2e.shutdown().await?;
     Ok(())
 }

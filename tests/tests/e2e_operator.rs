@@ -61,7 +61,7 @@ async fn e2e_book_jumphost_and_three_nodes_to_ready() -> Result<()> {
         },
     )
     .await?;
-    e2e.shutdown().await;
+    e2e.shutdown().await?;
     Ok(())
 }
 
@@ -117,7 +117,7 @@ async fn e2e_expiry_powers_off_wipes_and_collects() -> Result<()> {
     e2e.wait_phase("short", PodRequestPhase::Released, RELEASE_TIMEOUT)
         .await?;
     e2e.wait_lease_gone("short", RELEASE_TIMEOUT).await?;
-    e2e.shutdown().await;
+    e2e.shutdown().await?;
     Ok(())
 }
 
@@ -138,7 +138,7 @@ async fn e2e_deleting_the_podrequest_releases_early() -> Result<()> {
         async move { Ok(api.get_opt("early").await?.is_none().then_some(())) }
     })
     .await?;
-    e2e.shutdown().await;
+    e2e.shutdown().await?;
     Ok(())
 }
 
@@ -165,7 +165,7 @@ async fn e2e_insufficient_capacity_waits_then_binds() -> Result<()> {
         "the only two hosts go to the waiting booking"
     );
     e2e.check_no_double_binding().await?;
-    e2e.shutdown().await;
+    e2e.shutdown().await?;
     Ok(())
 }
 
@@ -199,7 +199,7 @@ async fn e2e_maintenance_host_is_never_claimed() -> Result<()> {
         boots.is_empty(),
         "{down} in maintenance was booted: {boots:?}"
     );
-    e2e.shutdown().await;
+    e2e.shutdown().await?;
     Ok(())
 }
 
@@ -243,7 +243,7 @@ async fn e2e_operator_killed_mid_provisioning_resumes() -> Result<()> {
         assert_eq!(state.power_state, labpods_sim::PowerState::On, "{host}");
         assert_eq!(state.current_image.as_deref(), Some(e2e.image()), "{host}");
     }
-    e2e.shutdown().await;
+    e2e.shutdown().await?;
     Ok(())
 }
 
@@ -289,7 +289,7 @@ async fn e2e_two_replicas_one_leader_acts() -> Result<()> {
         Some(format!("e2e-replicas-{follower_suffix}").as_str())
     );
     e2e.check_no_double_binding().await?;
-    e2e.shutdown().await;
+    e2e.shutdown().await?;
     Ok(())
 }
 
@@ -347,7 +347,7 @@ async fn e2e_twenty_requests_compete_for_twelve_hosts() -> Result<()> {
         (6..=12).contains(&bound),
         "{bound} requests hold the 12 hosts"
     );
-    e2e.shutdown().await;
+    e2e.shutdown().await?;
     Ok(())
 }
 
@@ -396,7 +396,7 @@ async fn e2e_future_booking_holds_its_host_and_binds_at_start() -> Result<()> {
         hosts.is_empty(),
         "the overlapping booking got hosts: {hosts:?}"
     );
-    e2e.shutdown().await;
+    e2e.shutdown().await?;
     Ok(())
 }
 
@@ -467,7 +467,7 @@ async fn e2e_extension_accepted_then_one_rejected() -> Result<()> {
         "a rejected extension changed the Lease's end"
     );
     assert_eq!(lease.status.and_then(|s| s.phase), Some(LeasePhase::Ready));
-    e2e.shutdown().await;
+    e2e.shutdown().await?;
     Ok(())
 }
 
@@ -513,7 +513,7 @@ async fn e2e_bmc_failing_mid_provisioning_gets_a_spare() -> Result<()> {
         "Error without a reason"
     );
     e2e.check_no_double_binding().await?;
-    e2e.shutdown().await;
+    e2e.shutdown().await?;
     Ok(())
 }
 
@@ -529,7 +529,7 @@ async fn e2e_sushy_tools_systems_are_reimaged_and_released() -> Result<()> {
     e2e.release("sushy").await?;
     e2e.wait_hosts_free(&hosts, RELEASE_TIMEOUT).await?;
     e2e.wait_lease_gone("sushy", RELEASE_TIMEOUT).await?;
-    e2e.shutdown().await;
+    e2e.shutdown().await?;
     Ok(())
 }
 
@@ -685,7 +685,7 @@ async fn e2e_forged_lease_claims_no_host() -> Result<()> {
             .is_empty(),
         "the forged Lease's request got hosts"
     );
-    e2e.shutdown().await;
+    e2e.shutdown().await?;
     Ok(())
 }
 
@@ -727,7 +727,7 @@ async fn e2e_stretched_lease_end_is_not_honoured() -> Result<()> {
     for host in &hosts {
         assert_eq!(e2e.labhost(host).await?.spec.claim_ref, None, "{host}");
     }
-    e2e.shutdown().await;
+    e2e.shutdown().await?;
     Ok(())
 }
 
@@ -851,7 +851,7 @@ async fn e2e_installed_lab_lets_only_the_operator_write_leases_and_claims() -> R
 
     as_alice.delete("ci-pod", &Default::default()).await?;
     e2e.wait_hosts_free(&hosts, RELEASE_TIMEOUT).await?;
-    e2e.shutdown().await;
+    e2e.shutdown().await?;
     Ok(())
 }
 

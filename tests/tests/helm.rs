@@ -577,6 +577,6 @@ async fn e2e_chart_installed_by_helm_books_under_its_rbac_and_survives_upgrade()
         .ok()?;
     assert_eq!(kept.trim(), "secret/labpods-phone-home");
     assert!(!can_i(&kubectl, &["list", "labhosts.labpods.dev"]).await?);
-    e2e.shutdown().await;
+    e2e.shutdown().await?;
     Ok(())
 }

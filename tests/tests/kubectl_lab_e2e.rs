@@ -212,6 +212,6 @@ async fn e2e_kubectl_lab_session() -> Result<()> {
         !table.contains(&format!("{ns}/pod")),
         "nobody holds the hosts:\n{table}"
     );
-    e2e.shutdown().await;
+    e2e.shutdown().await?;
     Ok(())
 }

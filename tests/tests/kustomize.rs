@@ -201,6 +201,6 @@ async fn e2e_kustomize_base_reapplies_without_a_diff_after_the_operator_ran() ->
         diff.is_empty(),
         "re-applying the overlay would change:\n{diff}"
     );
-    e2e.shutdown().await;
+    e2e.shutdown().await?;
     Ok(())
 }

@@ -1142,7 +1142,7 @@ async fn e2e_a_booking_wholly_in_the_past_is_reported_invalid() -> Result<()> {
         e2e.lease("past").await?.is_none(),
         "a Lease for a past booking"
     );
-    e2e.shutdown().await;
+    e2e.shutdown().await?;
     Ok(())
 }
 
