@@ -917,6 +917,6 @@ async fn e2e_bmc_secret_outside_the_operator_namespace_is_not_read() -> Result<(
         "the error should name the namespace to move the Secret to: {error}"
     );
     assert!(!error.contains(&password), "the error leaks the password");
-    e2e.shutdown().await;
+    e2e.shutdown().await?;
     Ok(())
 }

@@ -21,7 +21,8 @@ use self::rules::{
     Check, DURATION_POSITIVE, DURATION_XOR_END, END_AFTER_START, LENGTH_REQUIRED, errors_of,
 };
 pub use self::rules::{MAX_HOSTS_PER_REQUEST, RULES, Rule};
-use crate::{LabHostSpec, LeaseSpec, PodRequest, PodRequestSpec, v1alpha1::MAX_ROLE_COUNT};
+use crate::v1alpha1::{MAX_CPUS, MAX_MEMORY_GIB, MAX_ROLE_COUNT};
+use crate::{LabHostSpec, LeaseSpec, PodRequest, PodRequestSpec};
 
 /// One problem with a spec: the offending field (`spec.roles[1].count`) and what to do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -303,9 +304,10 @@ pub fn validate_selector(selector: &LabelSelector, field: &str) -> Vec<FieldErro
     errors
 }
 
-/// Check a LabHost spec against the [rules](rules::RULES). Empty when valid.
+/// Check a LabHost spec against the [rules](rules::RULES) and the schema's bounds. Empty
+/// when valid.
 pub fn validate_labhost(spec: &LabHostSpec) -> Vec<FieldError> {
-    let mut errors = Vec::new();
+    let mut errors = labhost_schema_errors(spec);
     errors_of(&mut errors, "spec.bmc", &spec.bmc, |c| match c {
         Check::Bmc(holds) => Some(*holds),
         _ => None,
@@ -315,6 +317,34 @@ pub fn validate_labhost(spec: &LabHostSpec) -> Vec<FieldError> {
         _ => None,
     });
     errors
+}
+
+/// Mirrors of the schema's bounds on a LabHost's declared hardware.
+fn labhost_schema_errors(spec: &LabHostSpec) -> Vec<FieldError> {
+    let hardware = spec.hardware.as_ref();
+    [
+        (
+            "spec.hardware.cpus",
+            "CPUs",
+            hardware.and_then(|h| h.cpus),
+            MAX_CPUS,
+        ),
+        (
+            "spec.hardware.memoryGiB",
+            "GiB",
+            hardware.and_then(|h| h.memory_gib),
+            MAX_MEMORY_GIB,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(field, unit, value, max)| {
+        let value = value.filter(|v| !(1..=max).contains(v))?;
+        Some(FieldError::new(
+            field,
+            format!("{value} {unit} is out of range: declare 1 to {max}"),
+        ))
+    })
+    .collect()
 }
 
 /// Check a Lease spec against the [rules](rules::RULES). Empty when valid.

@@ -17,6 +17,13 @@ pub const LABEL_PROFILE: &str = "labpods.dev/profile";
 /// Label naming a host's CPU architecture, spelled as [`Arch`] serializes.
 pub const LABEL_ARCH: &str = "labpods.dev/arch";
 
+/// Most logical CPUs `spec.hardware.cpus` may declare (the largest servers today have under
+/// 2,000): a bound keeps every stored value decodable and every sum over a lab in range.
+pub const MAX_CPUS: u32 = 16_384;
+/// Most memory `spec.hardware.memoryGiB` may declare: 64 TiB (the largest servers today hold
+/// 32 TiB).
+pub const MAX_MEMORY_GIB: u32 = 65_536;
+
 /// One bare-metal server of the lab, reached through its Redfish BMC.
 ///
 /// Cluster-scoped. Lab operators register hosts; the operator discovers their inventory,
@@ -184,13 +191,13 @@ pub enum Arch {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HardwareFacts {
-    /// Number of logical CPUs.
+    /// Number of logical CPUs, 1 to 16384.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = MAX_CPUS))]
     pub cpus: Option<u32>,
-    /// Installed memory in GiB.
+    /// Installed memory in GiB, 1 to 65536.
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "memoryGiB")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = MAX_MEMORY_GIB))]
     pub memory_gib: Option<u32>,
     /// CPU architecture: `x86_64`, `aarch64`, `ppc64le` or `s390x`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

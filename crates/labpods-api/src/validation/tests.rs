@@ -312,6 +312,49 @@ fn labhost_address_and_system_id() {
 }
 
 #[test]
+fn labhost_hardware_counts_are_bounded_as_the_schema_bounds_them() {
+    use crate::v1alpha1::{HardwareFacts, MAX_CPUS, MAX_MEMORY_GIB};
+    let with = |cpus, memory_gib| LabHostSpec {
+        hardware: Some(HardwareFacts {
+            cpus,
+            memory_gib,
+            arch: None,
+        }),
+        ..host()
+    };
+    assert_eq!(
+        validate_labhost(&with(Some(MAX_CPUS), Some(MAX_MEMORY_GIB))),
+        []
+    );
+    let errs = validate_labhost(&with(Some(MAX_CPUS + 1), Some(0)));
+    assert_eq!(
+        fields(&errs),
+        ["spec.hardware.cpus", "spec.hardware.memoryGiB"]
+    );
+    assert!(
+        errs[0].message.contains("declare 1 to 16384"),
+        "{}",
+        errs[0]
+    );
+    // The schema says the same (the apiserver refuses before any controller looks).
+    let crd = crate::crds()
+        .into_iter()
+        .find(|c| c.spec.names.kind == "LabHost")
+        .unwrap();
+    let schema = serde_json::to_value(&crd.spec.versions[0].schema).unwrap();
+    for (max, name) in [(MAX_CPUS, "cpus"), (MAX_MEMORY_GIB, "memoryGiB")] {
+        let pointer = format!(
+            "/openAPIV3Schema/properties/spec/properties/hardware/properties/{name}/maximum"
+        );
+        assert_eq!(
+            schema.pointer(&pointer).and_then(serde_json::Value::as_f64),
+            Some(f64::from(max)),
+            "{pointer}"
+        );
+    }
+}
+
+#[test]
 fn summary_joins_field_and_message() {
     let errs = vec![
         FieldError::new("spec.a", "fix a"),
