@@ -7,7 +7,7 @@
 pub enum Error {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
-    #[error("BMC: {0}")]
+    #[error("BMC: {0}{hint}", hint = bmc_hint(.0))]
     Bmc(#[from] labpods_redfish::Error),
     #[error("Secret {namespace}/{name}: {message}")]
     Secret {
@@ -48,4 +48,47 @@ impl Error {
     }
 }
 
+/// What a lab operator should look at, for BMC errors whose own text cannot name a LabHost
+/// field (the Redfish client knows nothing of Kubernetes).
+fn bmc_hint(error: &labpods_redfish::Error) -> &'static str {
+    match error {
+        labpods_redfish::Error::Unauthorized { .. } => {
+            ": check the username and password in the Secret spec.bmc.credentialsSecretRef names"
+        }
+        labpods_redfish::Error::Connect { .. } | labpods_redfish::Error::Timeout { .. } => {
+            ": check spec.bmc.address and that the BMC is reachable from the operator"
+        }
+        _ => "",
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bmc_errors_a_lab_operator_fixes_name_the_labhost_field() {
+        let refused = Error::Bmc(labpods_redfish::Error::Unauthorized {
+            method: "POST".into(),
+            path: "/redfish/v1/SessionService/Sessions".into(),
+        });
+        assert!(
+            refused.to_string().ends_with(
+                "check the username and password in the Secret spec.bmc.credentialsSecretRef names"
+            ),
+            "{refused}"
+        );
+        let timeout = Error::Bmc(labpods_redfish::Error::Timeout {
+            method: "GET".into(),
+            path: "/redfish/v1".into(),
+        });
+        assert!(
+            timeout.to_string().contains("spec.bmc.address"),
+            "{timeout}"
+        );
+        let other = Error::Bmc(labpods_redfish::Error::Unsupported("virtual media".into()));
+        assert_eq!(other.to_string(), "BMC: BMC does not support virtual media");
+    }
+}

@@ -172,7 +172,7 @@ impl TlsOptions {
         }
         let (pinned, webpki) = match (&self.ca_pem, &self.certificate_sha256) {
             (Some(pem), _) => {
-                let certs = certs_from_pem(pem)?;
+                let certs = certs_from_pem(pem, self.names.ca_bundle)?;
                 let mut roots = RootCertStore::empty();
                 // A certificate webpki cannot use as an anchor may still be pinned exactly.
                 roots.add_parsable_certificates(certs.iter().cloned());
@@ -211,17 +211,23 @@ fn webpki_verifier(
         .map_err(|e| Error::Tls(format!("CA bundle: {e}")))
 }
 
-fn certs_from_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>> {
+/// The certificates of a CA bundle; errors name the setting that holds it (`setting`).
+fn certs_from_pem(pem: &[u8], setting: &str) -> Result<Vec<CertificateDer<'static>>> {
+    let unusable = |why: String| {
+        Error::Tls(format!(
+            "{setting}: the CA bundle {why}: put the PEM of the BMC's CA, or of its own certificate, in it"
+        ))
+    };
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Error::Tls(format!("CA bundle: {e}")))?;
+        .map_err(|e| unusable(format!("is not PEM ({e})")))?;
     if certs.is_empty() {
-        return Err(Error::Tls("CA bundle holds no certificate".into()));
+        return Err(unusable("holds no certificate".into()));
     }
     for cert in &certs {
         // Fail at configuration time, not at every handshake.
         rustls::server::ParsedCertificate::try_from(cert)
-            .map_err(|e| Error::Tls(format!("CA bundle: {e}")))?;
+            .map_err(|e| unusable(format!("holds a certificate that cannot be parsed ({e})")))?;
     }
     Ok(certs)
 }
@@ -447,7 +453,10 @@ mod tests {
     fn garbage_ca_bundle_is_rejected() {
         let options = options(Some("not a certificate".into()), None);
         let err = options.client_config().err();
-        assert!(matches!(err, Some(Error::Tls(_))), "{err:?}");
+        assert!(
+            matches!(&err, Some(Error::Tls(m)) if m.starts_with(LABHOST_NAMES.ca_bundle) && m.contains("holds no certificate")),
+            "{err:?}"
+        );
     }
 
     /// The reported bug: webpki alone refuses this with CaUsedAsEndEntity.

@@ -443,6 +443,17 @@ pub const RULES: &[Rule] = &[
         reason: Reason::Invalid,
         check: Check::Image(|i| is_url_with_host(&i.url)),
     },
+    // The operator refuses such a URL before any BMC sees it too; here the tenant learns it
+    // at `kubectl apply`, and the password never reaches a status or an Event. The message
+    // does not repeat the URL (the apiserver prints the rule's message, not the value).
+    Rule {
+        id: "image-url-no-credentials",
+        cel: "!self.url.matches('^[^:/?#]+://[^/?#]*@')",
+        message: "spec.image.url must not hold credentials (user:password@): the BMC, its logs and the booking's status would show them; serve the image at a URL the BMC can fetch as it is, e.g. a pre-signed one",
+        field_path: ".url",
+        reason: Reason::Invalid,
+        check: Check::Image(|i| !has_userinfo(&i.url)),
+    },
     Rule {
         id: "image-checksum-length",
         cel: "!has(self.checksum) || self.checksum.matches('^sha256:[0-9a-f]{64}$') || self.checksum.matches('^sha512:[0-9a-f]{128}$')",
@@ -552,6 +563,16 @@ fn is_sha256_fingerprint(s: &str) -> bool {
     } else {
         s.len() == 64 && hex(s)
     }
+}
+
+/// Whether a URL has userinfo: an `@` between `scheme://` and the path, query or fragment
+/// (what the rule's RE2 expression matches).
+fn has_userinfo(url: &str) -> bool {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    !scheme.is_empty() && !scheme.contains(['/', '?', '#']) && authority.contains('@')
 }
 
 /// The rule with `id`.

@@ -655,6 +655,16 @@ fn cases() -> Vec<(&'static str, Subject, &'static str, Subject)> {
             PodRequest(spec_with(|s| s.image.url = "http://x/x.iso".into())),
         ),
         (
+            "image-url-no-credentials",
+            PodRequest(spec_with(|s| {
+                s.image.url = "https://tenant:hunter2@images.example/x.iso".into()
+            })),
+            "spec.image.url",
+            PodRequest(spec_with(|s| {
+                s.image.url = "https://images.example/x.iso?user=tenant@example".into()
+            })),
+        ),
+        (
             "image-checksum-length",
             PodRequest(spec_with(|s| {
                 s.image.checksum = Some(format!("sha512:{}", "a".repeat(64)))

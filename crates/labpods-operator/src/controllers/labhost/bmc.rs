@@ -49,6 +49,10 @@ impl BmcClients {
     }
 }
 
+/// The LabHost fields that name its Secrets, as errors about them name them.
+const CREDENTIALS_FIELD: &str = "spec.bmc.credentialsSecretRef";
+const CA_BUNDLE_FIELD: &str = "spec.bmc.tls.caBundleSecretRef";
+
 async fn target(ctx: &Context, bmc: &BmcSpec) -> Result<BmcTarget> {
     let endpoint = Url::parse(&bmc.address).map_err(|e| {
         Error::Bmc(labpods_redfish::Error::InvalidEndpoint(format!(
@@ -56,14 +60,10 @@ async fn target(ctx: &Context, bmc: &BmcSpec) -> Result<BmcTarget> {
             bmc.address
         )))
     })?;
-    let secret = read_secret(
-        ctx,
-        &bmc.credentials_secret_ref,
-        "spec.bmc.credentialsSecretRef",
-    )
-    .await?;
-    let username = secret_key(&secret, &bmc.credentials_secret_ref, "username")?;
-    let password = secret_key(&secret, &bmc.credentials_secret_ref, "password")?;
+    let secret = read_secret(ctx, &bmc.credentials_secret_ref, CREDENTIALS_FIELD).await?;
+    let credentials = (&bmc.credentials_secret_ref, CREDENTIALS_FIELD);
+    let username = secret_key(&secret, credentials, "username")?;
+    let password = secret_key(&secret, credentials, "password")?;
     // The schema checks the spelling; this is for objects stored before it did.
     let certificate_sha256 = bmc
         .tls
@@ -79,8 +79,8 @@ async fn target(ctx: &Context, bmc: &BmcSpec) -> Result<BmcTarget> {
         .transpose()?;
     let ca_pem = match &bmc.tls.ca_bundle_secret_ref {
         Some(r) => {
-            let secret = read_secret(ctx, r, "spec.bmc.tls.caBundleSecretRef").await?;
-            Some(secret_key(&secret, r, "ca.crt")?)
+            let secret = read_secret(ctx, r, CA_BUNDLE_FIELD).await?;
+            Some(secret_key(&secret, (r, CA_BUNDLE_FIELD), "ca.crt")?)
         }
         None => None,
     };
@@ -96,7 +96,7 @@ async fn target(ctx: &Context, bmc: &BmcSpec) -> Result<BmcTarget> {
             certificate_sha256,
             insecure_skip_verify: bmc.tls.insecure_skip_verify,
             names: SettingNames {
-                ca_bundle: "spec.bmc.tls.caBundleSecretRef",
+                ca_bundle: CA_BUNDLE_FIELD,
                 fingerprint: "spec.bmc.tls.certificateSha256",
             },
         },
@@ -121,12 +121,12 @@ async fn read_secret(ctx: &Context, r: &SecretReference, field: &str) -> Result<
     api.get_opt(&r.name).await?.ok_or_else(|| Error::Secret {
         namespace: r.namespace.clone(),
         name: r.name.clone(),
-        message: "not found; create it or fix the reference".into(),
+        message: format!("not found: create it, or point {field} at an existing Secret"),
     })
 }
 
-/// One key of a Secret. The value never appears in errors or logs.
-fn secret_key(secret: &Secret, r: &SecretReference, key: &str) -> Result<Vec<u8>> {
+/// One key of the Secret `field` names. The value never appears in errors or logs.
+fn secret_key(secret: &Secret, (r, field): (&SecretReference, &str), key: &str) -> Result<Vec<u8>> {
     secret
         .data
         .as_ref()
@@ -142,7 +142,9 @@ fn secret_key(secret: &Secret, r: &SecretReference, key: &str) -> Result<Vec<u8>
         .ok_or_else(|| Error::Secret {
             namespace: r.namespace.clone(),
             name: r.name.clone(),
-            message: format!("has no key `{key}`"),
+            message: format!(
+                "has no key `{key}`: add it, or point {field} at a Secret that has it"
+            ),
         })
 }
 
