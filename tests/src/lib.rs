@@ -24,6 +24,7 @@ pub mod control_plane;
 mod crds;
 pub mod e2e;
 mod error;
+pub mod field;
 pub mod helm;
 mod kubeconfig;
 mod kubectl;

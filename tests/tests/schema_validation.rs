@@ -24,6 +24,7 @@ use labpods_api::validation::{
 };
 use labpods_api::{LabHost, Lease, PodRequest, PodRequestPhase};
 use labpods_tests::e2e::{E2e, from_now};
+use labpods_tests::field::{names_field, with};
 use labpods_tests::sim::HostGroup;
 use labpods_tests::{TestCluster, TestNamespace};
 use serde_json::{Value, json};
@@ -102,23 +103,6 @@ fn valid_lease(namespace: &str) -> Value {
             "image": { "url": "https://images.example.org/os.iso" },
         },
     })
-}
-
-/// `base` with the value at JSON `pointer` replaced (`Some`) or removed (`None`).
-fn with(mut base: Value, pointer: &str, value: Option<Value>) -> Value {
-    let (parent, key) = pointer.rsplit_once('/').unwrap_or(("", pointer));
-    if let Some(Value::Object(parent)) = base.pointer_mut(parent) {
-        match value {
-            Some(value) => parent.insert(key.to_string(), value),
-            None => parent.remove(key),
-        };
-    } else if let Some(Value::Array(parent)) = base.pointer_mut(parent)
-        && let Ok(index) = key.parse::<usize>()
-        && let Some(value) = value
-    {
-        parent[index] = value;
-    }
-    base
 }
 
 /// `base` with several changes.
@@ -519,6 +503,22 @@ fn rule_cases(namespace: &str) -> Vec<RuleCase> {
             ),
         ),
         case(
+            "image-url-no-credentials",
+            with(
+                request(),
+                "/spec/image/url",
+                Some(json!("https://tenant:hunter2@images.example.org/os.iso")),
+            ),
+            "spec.image.url",
+            with(
+                request(),
+                "/spec/image/url",
+                Some(json!(
+                    "https://images.example.org/os.iso?owner=tenant@example.org"
+                )),
+            ),
+        ),
+        case(
             "image-checksum-length",
             with(
                 request(),
@@ -730,35 +730,6 @@ async fn submit(
         outcome,
     });
     Ok(answers)
-}
-
-/// Whether `message` names `field`: as a path (`spec.roles[0].count`, the apiserver), as a
-/// quoted name inside its parent (`unknown field "spec.hostCount"`), or as server-side
-/// apply's typed patch spells a path into a map list (`.spec.roles[name="jumphost"].count`).
-fn names_field(message: &str, field: &str) -> bool {
-    if message.contains(field) {
-        return true;
-    }
-    let (parent, name) = field.rsplit_once('.').unwrap_or(("", field));
-    if message.contains(&format!("\"{name}\"")) && message.contains(parent) {
-        return true;
-    }
-    message.contains("typed patch") && without_indexes(message).contains(&without_indexes(field))
-}
-
-/// `text` without its `[...]` list indexes and keys.
-fn without_indexes(text: &str) -> String {
-    let mut out = String::new();
-    let mut depth = 0;
-    for c in text.chars() {
-        match c {
-            '[' => depth += 1,
-            ']' if depth > 0 => depth -= 1,
-            _ if depth == 0 => out.push(c),
-            _ => {}
-        }
-    }
-    out
 }
 
 /// Problems with `answers` for an object every way must accept.
@@ -1187,28 +1158,4 @@ async fn a_status_phase_outside_the_enum_is_rejected() -> Result<()> {
         other => anyhow::bail!("phase Done was not refused: {other:?}"),
     }
     Ok(())
-}
-
-#[test]
-fn names_field_accepts_both_spellings() {
-    assert!(names_field(
-        "spec.roles[0].count: Invalid value: 0",
-        "spec.roles[0].count"
-    ));
-    assert!(names_field(
-        r#"strict decoding error: unknown field "spec.hostCount""#,
-        "spec.hostCount"
-    ));
-    assert!(names_field(
-        r#"failed to create typed patch object (ns/x; ...): .spec.roles[name="jumphost"].count: expected numeric"#,
-        "spec.roles[0].count"
-    ));
-    assert!(!names_field(
-        "spec.roles[0].count: Invalid value: 0",
-        "spec.image"
-    ));
-    assert!(!names_field(
-        "spec.roles[1].count: Invalid value: 0",
-        "spec.roles[0].count"
-    ));
 }
