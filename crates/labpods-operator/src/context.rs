@@ -15,7 +15,7 @@ use kube::{
 };
 
 use crate::{
-    config::Config,
+    config::{Config, PollingConfig},
     error::{Error, Result},
     http::PhoneHomeTokens,
     leader::Leadership,
@@ -85,6 +85,25 @@ impl Backoffs {
             .unwrap_or(1);
         let delay = backoff_delay(failures, base, max);
         delay + delay.mul_f64(rand::random::<f64>() * 0.1)
+    }
+
+    /// When to retry `key` after `error` (None: only a change to the object can help). A
+    /// transient error backs off per object, so one object failing for hours delays no other.
+    pub fn retry_after(
+        &self,
+        key: &str,
+        error: &Error,
+        polling: &PollingConfig,
+    ) -> Option<Duration> {
+        match error {
+            Error::InvalidObject(_) | Error::NotLeader => None,
+            e if e.is_transient() => {
+                Some(self.failed(key, polling.error_backoff_base, polling.error_backoff_max))
+            }
+            // Someone must fix a Secret, a URL or credentials (the status says which): look
+            // again rarely rather than hammer a BMC or the apiserver with the same mistake.
+            _ => Some(polling.error_backoff_max),
+        }
     }
 
     /// Forgets the failures of `key` after a success.
@@ -198,6 +217,36 @@ mod tests {
         assert!(second >= Duration::from_secs(2));
         b.succeeded("h");
         assert!(b.failed("h", base, max) < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn retries_back_off_per_object_and_only_when_retrying_can_help() {
+        let b = Backoffs::default();
+        let polling = PollingConfig {
+            error_backoff_base: Duration::from_secs(1),
+            error_backoff_max: Duration::from_secs(60),
+            ..PollingConfig::default()
+        };
+        let transient = Error::Kube(kube::Error::Api(Box::new(
+            kube::core::Status::failure("etcd timeout", "InternalError").with_code(500),
+        )));
+        let first = b.retry_after("a", &transient, &polling).unwrap();
+        let second = b.retry_after("a", &transient, &polling).unwrap();
+        assert!(second > first, "{second:?} after {first:?}");
+        // Another object's failures do not lengthen this one's wait.
+        assert!(b.retry_after("b", &transient, &polling).unwrap() < Duration::from_secs(2));
+        let secret = Error::Secret {
+            namespace: "ns".into(),
+            name: "bmc".into(),
+            message: "missing".into(),
+        };
+        assert_eq!(
+            b.retry_after("c", &secret, &polling),
+            Some(polling.error_backoff_max)
+        );
+        let invalid = Error::InvalidObject("bad".into());
+        assert_eq!(b.retry_after("d", &invalid, &polling), None);
+        assert_eq!(b.retry_after("d", &Error::NotLeader, &polling), None);
     }
 
     #[test]

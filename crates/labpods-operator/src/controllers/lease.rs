@@ -160,15 +160,12 @@ fn error_policy(
     let ctx = &this.ctx;
     ctx.metrics
         .reconcile_failed(CONTROLLER, error.metric_label());
-    match error {
-        Error::InvalidObject(_) | Error::NotLeader => Action::await_change(),
-        _ => {
-            let polling = &ctx.config.polling;
-            let delay = ctx.backoffs.failed(
-                &key(&obj),
-                polling.error_backoff_base,
-                polling.error_backoff_max,
-            );
+    match ctx
+        .backoffs
+        .retry_after(&key(&obj), error, &ctx.config.polling)
+    {
+        None => Action::await_change(),
+        Some(delay) => {
             tracing::warn!(%error, retry_in = ?delay, "lease reconcile failed");
             Action::requeue(delay)
         }

@@ -27,7 +27,7 @@ pub mod snapshot;
 pub mod status;
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     future::Future,
     sync::{
         Arc,
@@ -63,7 +63,7 @@ use self::{
 use super::sealed::{self, Changed};
 use crate::{
     context::Context,
-    error::Result,
+    error::{Error, Result},
     scheduler::{self, Decision, ExtensionDecision, check_extension, from_api},
     signing::{Seal, Untrusted},
 };
@@ -177,32 +177,24 @@ pub async fn run(
 #[tracing::instrument(skip_all)]
 async fn pass(ctx: &Context, caches: &Caches) -> Duration {
     let started = std::time::Instant::now();
-    let result = Pass::new(ctx, caches).run().await;
-    tracing::debug!(took = ?started.elapsed(), ok = result.is_ok(), "scheduling pass");
+    let next = Pass::new(ctx, caches).run().await;
+    tracing::debug!(took = ?started.elapsed(), "scheduling pass");
     ctx.metrics.observe_reconcile(CONTROLLER, started.elapsed());
-    match result {
-        Ok(next) => {
-            ctx.backoffs.succeeded(CONTROLLER);
-            next
-        }
-        Err(error) => {
-            ctx.metrics
-                .reconcile_failed(CONTROLLER, error.metric_label());
-            let polling = &ctx.config.polling;
-            let delay = ctx.backoffs.failed(
-                CONTROLLER,
-                polling.error_backoff_base,
-                polling.error_backoff_max,
-            );
-            tracing::warn!(%error, retry_in = ?delay, "scheduling pass failed");
-            delay
-        }
-    }
+    next
 }
 
 /// The object, unless it could not be deserialized (then the others still get scheduled).
 fn readable<K: Clone>(guard: &DeserializeGuard<K>) -> Option<K> {
     guard.0.as_ref().ok().cloned()
+}
+
+/// A request's key in the per-object backoff.
+fn retry_key(pr: &PodRequest) -> String {
+    format!(
+        "podrequest/{}/{}",
+        pr.namespace().unwrap_or_default(),
+        pr.name_any()
+    )
 }
 
 fn millis(d: Duration) -> u64 {
@@ -330,7 +322,7 @@ impl<'a> Pass<'a> {
         }
     }
 
-    async fn run(mut self) -> Result<Duration> {
+    async fn run(mut self) -> Duration {
         let requests = std::mem::take(&mut self.requests);
         let mut waiting = Vec::new();
         let mut unbound = Vec::new();
@@ -359,9 +351,9 @@ impl<'a> Pass<'a> {
             .map(|p| (p.key, p.decision))
             .collect();
 
-        // One request's failure must not stall the others: act on each, keep the first error
-        // for the pass's backoff.
-        let mut first_error = None;
+        // One request's failure must not stall the others: each backs off on its own, and
+        // the pass still wakes when the next timed bind is due.
+        let mut failed = HashSet::new();
         let mut writes: Vec<(&PodRequest, Option<Arc<Lease>>, StandingOwned)> = Vec::new();
         for pr in &unbound {
             let key = scheduler::RequestKey::new(pr.namespace().unwrap_or_default(), pr.name_any());
@@ -372,8 +364,8 @@ impl<'a> Pass<'a> {
                 Ok(Some(standing)) => writes.push((pr, None, standing)),
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::warn!(request = %key, error = %e, "cannot act on the decision");
-                    first_error.get_or_insert(e);
+                    self.failed(pr, &e, "cannot act on the decision");
+                    failed.insert(retry_key(pr));
                 }
             }
         }
@@ -382,8 +374,8 @@ impl<'a> Pass<'a> {
                 Ok(Some((lease, standing))) => writes.push((pr, lease, standing)),
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::warn!(request = %pr.name_any(), error = %e, "cannot follow the request");
-                    first_error.get_or_insert(e);
+                    self.failed(pr, &e, "cannot follow the request");
+                    failed.insert(retry_key(pr));
                 }
             }
         }
@@ -413,12 +405,31 @@ impl<'a> Pass<'a> {
             };
             let desired = status::desired(pr, standing, &self.kube_now);
             if let Err(e) = status::apply(self.ctx, pr, &desired).await {
-                first_error.get_or_insert(e);
+                self.failed(pr, &e, "cannot write the request's status");
+                failed.insert(retry_key(pr));
             }
         }
-        match first_error {
-            None => Ok(Duration::from_millis(self.next.load(Ordering::Relaxed))),
-            Some(e) => Err(e),
+        for pr in &requests {
+            let key = retry_key(pr);
+            if !failed.contains(&key) {
+                self.ctx.backoffs.succeeded(&key);
+            }
+        }
+        Duration::from_millis(self.next.load(Ordering::Relaxed))
+    }
+
+    /// Counts and logs a request's failure and wakes the pass when its own backoff ends.
+    fn failed(&self, pr: &PodRequest, error: &Error, what: &str) {
+        self.ctx
+            .metrics
+            .reconcile_failed(CONTROLLER, error.metric_label());
+        let retry = self
+            .ctx
+            .backoffs
+            .retry_after(&retry_key(pr), error, &self.ctx.config.polling);
+        tracing::warn!(request = %retry_key(pr), %error, retry_in = ?retry, "{what}");
+        if let Some(delay) = retry {
+            self.wake_in(delay);
         }
     }
 

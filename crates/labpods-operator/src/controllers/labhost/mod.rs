@@ -198,23 +198,12 @@ fn error_policy(
     let ctx = &this.ctx;
     ctx.metrics
         .reconcile_failed(CONTROLLER, error.metric_label());
-    match error {
-        // Nothing to retry: the object changes (and triggers us) when someone fixes it.
-        Error::InvalidObject(_) => Action::await_change(),
-        Error::NotLeader => Action::await_change(),
-        _ => {
-            let polling = &ctx.config.polling;
-            let delay = if error.is_transient() {
-                ctx.backoffs.failed(
-                    &obj.name_any(),
-                    polling.error_backoff_base,
-                    polling.error_backoff_max,
-                )
-            } else {
-                // Someone must fix a Secret, a URL or credentials (the status says which):
-                // look again rarely rather than hammer the BMC with a bad login.
-                polling.error_backoff_max
-            };
+    match ctx
+        .backoffs
+        .retry_after(&obj.name_any(), error, &ctx.config.polling)
+    {
+        None => Action::await_change(),
+        Some(delay) => {
             tracing::warn!(host = %obj.name_any(), %error, retry_in = ?delay, "reconcile failed");
             Action::requeue(delay)
         }
