@@ -16,7 +16,7 @@ use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time as KubeTime;
 use kube::{
     Api, Resource, ResourceExt,
-    api::{DeleteParams, Patch, PatchParams, Preconditions},
+    api::{DeleteParams, Preconditions},
     core::DeserializeGuard,
     runtime::{
         Controller, WatchStreamExt,
@@ -359,11 +359,14 @@ impl LeaseController {
         );
         let patch =
             json!({ "apiVersion": "labpods.dev/v1alpha1", "kind": "Lease", "status": desired });
-        // Forced: the status belongs to this controller alone.
-        let params = PatchParams::apply(FIELD_MANAGER).force();
-        match api
-            .patch_status(&lease.name_any(), &params, &Patch::Apply(&patch))
-            .await
+        match crate::controllers::fenced_status::apply(
+            &api,
+            FIELD_MANAGER,
+            lease,
+            |l: &Lease| l.status.as_ref(),
+            &patch,
+        )
+        .await
         {
             Ok(_) => Ok(true),
             // Deleted meanwhile (a rolled-back binding): nothing to report to.

@@ -60,6 +60,7 @@
 //! process shuts down; a new term starts with fresh caches and a fresh [`Context`]. The
 //! LabHost, PodRequest (scheduler) and Lease controllers run side by side in [`run_term`].
 
+pub mod fenced_status;
 pub mod labhost;
 pub mod lease;
 pub mod podrequest;

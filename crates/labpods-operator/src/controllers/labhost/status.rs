@@ -5,10 +5,7 @@
 //! lastTransitionTime moves only when their status flips, so an idle pass writes nothing.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::{
-    Api,
-    api::{Patch, PatchParams},
-};
+use kube::Api;
 use labpods_api::{
     conditions::{self, BMC_REACHABLE, READY},
     v1alpha1::{Disk, HostState, Inventory, LabHost, LabHostStatus, PowerState},
@@ -160,18 +157,20 @@ pub async fn apply(
         return Ok(false);
     }
     ctx.ensure_leader()?;
-    let name = host.metadata.name.clone().unwrap_or_default();
     let api: Api<LabHost> = Api::all(ctx.client.clone());
     let patch = json!({
         "apiVersion": "labpods.dev/v1alpha1",
         "kind": "LabHost",
         "status": desired,
     });
-    // Forced: the status belongs to this controller alone, and a conflict with a stale owner
-    // (e.g. a previous operator version's manager) must not wedge the host.
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    api.patch_status(&name, &params, &Patch::Apply(&patch))
-        .await?;
+    crate::controllers::fenced_status::apply(
+        &api,
+        FIELD_MANAGER,
+        host,
+        |h: &LabHost| h.status.as_ref(),
+        &patch,
+    )
+    .await?;
     Ok(true)
 }
 

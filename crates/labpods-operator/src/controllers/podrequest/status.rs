@@ -5,10 +5,7 @@
 //! transition time of a condition that flips), so an unchanged request writes nothing.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time as KubeTime};
-use kube::{
-    Api, ResourceExt,
-    api::{Patch, PatchParams},
-};
+use kube::{Api, ResourceExt};
 use labpods_api::{
     conditions::{
         self, EXPIRING_SOON, EXTENSION_REJECTED, INVALID, READY, SCHEDULED, find_condition,
@@ -314,11 +311,14 @@ pub async fn apply(ctx: &Context, pr: &PodRequest, desired: &PodRequestStatus) -
         "kind": "PodRequest",
         "status": desired,
     });
-    // Forced: the status belongs to this controller alone.
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    match api
-        .patch_status(&pr.name_any(), &params, &Patch::Apply(&patch))
-        .await
+    match crate::controllers::fenced_status::apply(
+        &api,
+        FIELD_MANAGER,
+        pr,
+        |r: &PodRequest| r.status.as_ref(),
+        &patch,
+    )
+    .await
     {
         Ok(_) => Ok(true),
         // Deleted meanwhile: nothing left to report to.
