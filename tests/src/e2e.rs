@@ -201,6 +201,7 @@ impl E2e {
             lease_namespace: operator_namespace.clone(),
             wipe_images: vec![(WIPED_PROFILE.to_string(), WIPE_IMAGE.to_string())],
             boot_fallbacks: Vec::new(),
+            ..OperatorSettings::default()
         };
         let (hardware, image) = match source {
             Source::Sim(groups) => (

@@ -18,6 +18,7 @@
 
 pub mod binaries;
 pub mod bmc_log;
+pub mod chaos;
 mod cleanup;
 mod cluster;
 pub mod control_plane;

@@ -26,6 +26,10 @@ pub struct OperatorSettings {
     pub wipe_images: Vec<(String, String)>,
     /// `profile -> boot completion fallback` (e.g. "5s").
     pub boot_fallbacks: Vec<(String, String)>,
+    /// `bmc.requestTimeout` (e.g. "3s"); the operator's default when absent.
+    pub bmc_request_timeout: Option<String>,
+    /// `bmc.perBmcConcurrency`; the operator's default when absent.
+    pub bmc_per_bmc_concurrency: Option<usize>,
 }
 
 impl OperatorSettings {
@@ -34,6 +38,18 @@ impl OperatorSettings {
     pub fn to_yaml(&self, metrics: SocketAddr) -> String {
         let wipe = yaml_map("wipeImages", &self.wipe_images);
         let fallbacks = yaml_map("bootFallbackByProfile", &self.boot_fallbacks);
+        let mut bmc = String::new();
+        if let Some(timeout) = &self.bmc_request_timeout {
+            bmc.push_str(&format!("  requestTimeout: {timeout}\n"));
+        }
+        if let Some(per_bmc) = self.bmc_per_bmc_concurrency {
+            bmc.push_str(&format!("  perBmcConcurrency: {per_bmc}\n"));
+        }
+        let bmc = if bmc.is_empty() {
+            bmc
+        } else {
+            format!("bmc:\n{bmc}")
+        };
         format!(
             "polling:\n  idleInterval: 1s\n  idleJitter: 0.0\n  busyInterval: 1s\n  errorBackoffBase: 1s\n  errorBackoffMax: 4s\n\
              provisioning:\n  timeout: 60s\n  gracefulShutdownTimeout: 3s\n  forcedPowerOffTimeout: 10s\n  wipeTimeout: 60s\n  maxAttempts: 2\n  maxConsecutiveFailures: 3\n  bootFallback: 30s\n{wipe}{fallbacks}\
@@ -41,7 +57,7 @@ impl OperatorSettings {
              http:\n  metricsAddress: {metrics}\n\
              phoneHome:\n  listenAddress: 127.0.0.1:0\n\
              leaderElection:\n  enabled: true\n  leaseName: labpods-operator\n  leaseNamespace: {ns}\n  leaseDuration: 4s\n  renewDeadline: 3s\n  retryPeriod: 1s\n\
-             logging:\n  filter: info,labpods_operator=debug\n",
+             logging:\n  filter: info,labpods_operator=debug\n{bmc}",
             ns = self.lease_namespace,
         )
     }

@@ -135,6 +135,15 @@ impl SimLab {
         )
     }
 
+    /// The BMCs' user and password (what the credentials Secret holds).
+    pub fn username(&self) -> &str {
+        self.sim.username()
+    }
+
+    pub fn password(&self) -> &str {
+        self.sim.password()
+    }
+
     /// The `labpods.dev/lab` label value of every host.
     pub fn lab(&self) -> &str {
         &self.lab

@@ -3,6 +3,7 @@
 mod bench;
 mod bench_forecast;
 mod bench_history;
+mod chaos;
 mod crds;
 mod demo;
 mod image;
@@ -24,6 +25,10 @@ tasks:
                    kubectl lab forecast's error on synthetic growth traces
   demo [--exit-when-ready]
                    a local lab: control plane, 8 simulated BMCs, the operator, a booking
+  chaos [crash|faults] [--leases N] [--hosts N] [--kills N]
+                   the long forms of the crash/failover and BMC fault tests (200 leases
+                   over 40 simulated hosts, 50 SIGKILLs, black-holed leaders; BMC errors,
+                   hangs, stuck power, wrong credentials), with a summary table
   crds [--check]   write the CRD YAML in crds/ from the Rust types (--check: fail on drift)
   image [--out DIR] the OCI image of the release labpods binary, as an OCI layout
                    (default target/image/labpods; push it with crane)
@@ -45,6 +50,7 @@ fn main() -> Result<()> {
     };
     match task.as_str() {
         "bench" => bench::run(rest),
+        "chaos" => chaos::run(rest),
         "crds" => crds::run(rest),
         "demo" => demo::run(rest),
         "image" => image::run(rest),
