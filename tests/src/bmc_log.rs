@@ -2,7 +2,6 @@
 //! called (the operator's User-Agent names it), when, and how hard each BMC was pushed. Pure
 //! functions of the logs, so the e2e and chaos tests share them and they are tested alone.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use labpods_sim::Call;
@@ -16,34 +15,37 @@ pub fn replica(call: &Call) -> Option<&str> {
     Some(&agent[start..end])
 }
 
-/// Fencing: once a replica's call reached a BMC, no earlier replica's call may follow it
-/// (a deposed replica issues no further Redfish call). One line per violation.
-pub fn interleavings(host: &str, calls: &[Call]) -> Vec<String> {
+/// Fencing: two replicas' calls to one BMC never interleave. A new leader acts no earlier
+/// than a lease duration after the last renewal it saw, and the old one stopped acting a
+/// renew deadline after that renewal (or died), so whenever the caller changes, the BMC saw
+/// at least `handover` (leaseDuration - renewDeadline) of silence between the two; a deposed
+/// replica still calling while the new leader does leaves gaps far shorter. A replica may
+/// lead again later. `slack` allows for the network. One line per violation.
+pub fn interleavings(
+    host: &str,
+    calls: &[Call],
+    handover: Duration,
+    slack: Duration,
+) -> Vec<String> {
+    let min_ms = u64::try_from(handover.saturating_sub(slack).as_millis()).unwrap_or(u64::MAX);
     let mut order: Vec<(u64, &str)> = calls
         .iter()
         .filter_map(|c| replica(c).map(|r| (c.received_ms, r)))
         .collect();
     order.sort_by_key(|(at, _)| *at);
-    // Runs of one replica in arrival order; a replica may own one run only.
-    let mut runs: Vec<(&str, u64)> = Vec::new();
-    for (at, who) in order {
-        if runs.last().map(|(r, _)| *r) != Some(who) {
-            runs.push((who, at));
-        }
-    }
-    let mut seen: BTreeMap<&str, u64> = BTreeMap::new();
-    let mut violations = Vec::new();
-    for (i, (who, at)) in runs.iter().enumerate() {
-        if let Some(first) = seen.get(who) {
-            let between = runs[..i].last().map(|(r, _)| *r).unwrap_or_default();
-            violations.push(format!(
-                "{host}: replica {who} called at {at} ms after {between} took over (its first call was at {first} ms)"
-            ));
-        } else {
-            seen.insert(who, *at);
-        }
-    }
-    violations
+    order
+        .windows(2)
+        .filter(|pair| pair[0].1 != pair[1].1 && pair[1].0 - pair[0].0 < min_ms)
+        .map(|pair| {
+            format!(
+                "{host}: replica {} called at {} ms, {} ms after replica {} (a handover leaves at least {min_ms} ms)",
+                pair[1].1,
+                pair[1].0,
+                pair[1].0 - pair[0].0,
+                pair[0].1
+            )
+        })
+        .collect()
 }
 
 /// Reset actions the BMC carried out (2xx), in arrival order.
@@ -151,23 +153,26 @@ mod tests {
     }
 
     #[test]
-    fn a_handover_is_not_an_interleaving_but_a_return_is() {
-        let handover = [
+    fn a_handover_is_not_an_interleaving_nor_is_leading_again_but_overlap_is() {
+        let handover = Duration::from_secs(1);
+        let slack = Duration::from_millis(100);
+        let handovers = [
             call("a", SYSTEM, 10, Some(11)),
             call("a", SYSTEM, 20, Some(21)),
-            call("b", SYSTEM, 30, Some(31)),
-            call("c", SYSTEM, 40, Some(41)),
+            call("b", SYSTEM, 2_000, Some(2_001)),
+            call("a", SYSTEM, 4_000, Some(4_001)),
         ];
-        assert!(interleavings("h", &handover).is_empty());
-        let late = [
+        assert!(interleavings("h", &handovers, handover, slack).is_empty());
+        let overlap = [
             call("a", SYSTEM, 10, Some(11)),
-            call("b", SYSTEM, 30, Some(31)),
-            call("a", SYSTEM, 35, Some(36)),
+            call("b", SYSTEM, 2_000, Some(2_001)),
+            call("a", SYSTEM, 2_300, Some(2_301)),
+            call("b", SYSTEM, 2_600, Some(2_601)),
         ];
-        let found = interleavings("h", &late);
-        assert_eq!(found.len(), 1, "{found:?}");
+        let found = interleavings("h", &overlap, handover, slack);
+        assert_eq!(found.len(), 2, "{found:?}");
         assert!(
-            found[0].contains("replica a called at 35 ms after b"),
+            found[0].contains("replica a called at 2300 ms, 300 ms after replica b"),
             "{found:?}"
         );
     }

@@ -603,7 +603,12 @@ impl Run {
         let min_interval = labpods_redfish::ClientPolicy::default().min_power_action_interval;
         let per_bmc = PER_BMC_CONCURRENCY;
         for (host, calls) in e2e.bmc_calls()? {
-            for v in bmc_log::interleavings(&host, &calls) {
+            for v in bmc_log::interleavings(
+                &host,
+                &calls,
+                e2e.settings().handover(),
+                Duration::from_millis(100),
+            ) {
                 self.report.violate(ONE_REPLICA_PER_BMC, v);
             }
             for v in bmc_log::power_interval_violations(&host, &calls, min_interval) {

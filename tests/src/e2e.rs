@@ -265,7 +265,11 @@ impl E2e {
         Ok(())
     }
 
-    /// The settings replicas started from now on run with.
+    /// The settings replicas run with (those started from now on, for `settings_mut`).
+    pub fn settings(&self) -> &OperatorSettings {
+        &self.settings
+    }
+
     pub fn settings_mut(&mut self) -> &mut OperatorSettings {
         &mut self.settings
     }
@@ -300,14 +304,20 @@ impl E2e {
             .collect()
     }
 
-    /// Fencing and pacing as the BMCs saw them: no replica's call after a later replica's
+    /// Fencing and pacing as the BMCs saw them: no two replicas' calls interleave
     /// (`bmc_log::interleavings`) and no two power actions closer than the client's minimum
     /// interval. Fails with every violation.
     pub fn check_bmc_calls(&self) -> Result<()> {
         let min = labpods_redfish::ClientPolicy::default().min_power_action_interval;
+        let handover = self.settings.handover();
         let mut violations = Vec::new();
         for (host, calls) in self.bmc_calls()? {
-            violations.extend(crate::bmc_log::interleavings(&host, &calls));
+            violations.extend(crate::bmc_log::interleavings(
+                &host,
+                &calls,
+                handover,
+                Duration::from_millis(100),
+            ));
             violations.extend(crate::bmc_log::power_interval_violations(
                 &host, &calls, min,
             ));

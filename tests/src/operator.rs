@@ -56,12 +56,25 @@ impl OperatorSettings {
              leases:\n  retention: 5s\n  expiryNotices: [10s]\n  releaseAllowance: 2s\n\
              http:\n  metricsAddress: {metrics}\n\
              phoneHome:\n  listenAddress: 127.0.0.1:0\n\
-             leaderElection:\n  enabled: true\n  leaseName: labpods-operator\n  leaseNamespace: {ns}\n  leaseDuration: 4s\n  renewDeadline: 3s\n  retryPeriod: 1s\n\
+             leaderElection:\n  enabled: true\n  leaseName: labpods-operator\n  leaseNamespace: {ns}\n  leaseDuration: {lease}s\n  renewDeadline: {renew}s\n  retryPeriod: 1s\n\
              logging:\n  filter: info,labpods_operator=debug\n{bmc}",
             ns = self.lease_namespace,
+            lease = LEASE_DURATION.as_secs(),
+            renew = RENEW_DEADLINE.as_secs(),
         )
     }
 }
+
+impl OperatorSettings {
+    /// The least silence a BMC sees between two leaders' calls: leaseDuration minus
+    /// renewDeadline of [`OperatorSettings::to_yaml`].
+    pub fn handover(&self) -> std::time::Duration {
+        LEASE_DURATION.saturating_sub(RENEW_DEADLINE)
+    }
+}
+
+const LEASE_DURATION: std::time::Duration = std::time::Duration::from_secs(4);
+const RENEW_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// `  key:` and its entries indented beneath, or `  key: {}` when there are none.
 fn yaml_map(key: &str, entries: &[(String, String)]) -> String {
