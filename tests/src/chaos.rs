@@ -269,8 +269,10 @@ pub async fn run(chaos: &Chaos) -> Result<Report> {
         Ok(()) => run.finish(&mut e2e).await.map(|()| run.report.clone()),
         Err(err) => Err(anyhow::anyhow!("{err:#}\n{}", e2e.diagnostics().await)),
     };
-    e2e.shutdown().await;
+    // Also the secrets check of every e2e run: no BMC password in the operators' output.
+    let leaks = e2e.shutdown().await;
     let mut report = result?;
+    leaks?;
     report.took = started.elapsed();
     Ok(report)
 }
