@@ -51,6 +51,9 @@ pub enum Error {
         status: String,
         stderr: String,
     },
+    /// A wait saw what must never happen (e.g. an unwiped host back in the pool).
+    #[error("invariant broken: {0}")]
+    Invariant(String),
     #[error("gave up after {seconds} s waiting for {what}")]
     Timeout { what: String, seconds: u64 },
     #[error("the control plane failed to start earlier in this process: {0}")]

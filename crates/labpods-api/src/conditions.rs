@@ -18,6 +18,14 @@ pub const EXPIRING_SOON: &str = "ExpiringSoon";
 pub const EXTENSION_REJECTED: &str = "ExtensionRejected";
 /// The LabHost's BMC answered the last call.
 pub const BMC_REACHABLE: &str = "BmcReachable";
+/// A LabHost's release could not complete (power-off, wipe or eject failed): it may still
+/// hold a tenant's OS and data, so it is out of the pool until a lab admin's action runs a
+/// full release (`spec.maintenance` on, then off).
+pub const QUARANTINED: &str = "Quarantined";
+/// The booking cannot be provisioned because of its own input (an image URL the BMCs cannot
+/// use): on a LabHost, its run for the booking gave up and the host is released normally; on
+/// a Lease, the booking ends (its PodRequest Failed). The message names the field.
+pub const BOOKING_FAILED: &str = "BookingFailed";
 
 /// `status` value of a true condition.
 pub const TRUE: &str = "True";

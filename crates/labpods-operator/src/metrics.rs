@@ -58,6 +58,8 @@ type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct ObjectCounts {
     pub hosts_by_state: BTreeMap<String, i64>,
+    /// LabHosts whose release could not complete (condition Quarantined).
+    pub hosts_quarantined: i64,
     pub requests_by_phase: BTreeMap<String, i64>,
     pub leases_by_phase: BTreeMap<String, i64>,
 }
@@ -73,6 +75,7 @@ pub struct Metrics {
     redfish_duration: HistogramFamily<OperationLabels>,
     redfish_errors: Family<OperationErrorLabels, Counter>,
     hosts: Family<StateLabels, Gauge>,
+    hosts_quarantined: Gauge,
     requests: Family<PhaseLabels, Gauge>,
     leases: Family<PhaseLabels, Gauge>,
     is_leader: Gauge,
@@ -111,6 +114,7 @@ impl Metrics {
             HistogramFamily::<OperationLabels>::new_with_constructor(redfish_histogram);
         let redfish_errors = Family::<OperationErrorLabels, Counter>::default();
         let hosts = Family::<StateLabels, Gauge>::default();
+        let hosts_quarantined = Gauge::default();
         let requests = Family::<PhaseLabels, Gauge>::default();
         let leases = Family::<PhaseLabels, Gauge>::default();
         let is_leader = Gauge::default();
@@ -135,6 +139,11 @@ impl Metrics {
             redfish_errors.clone(),
         );
         registry.register("hosts", "LabHosts by state", hosts.clone());
+        registry.register(
+            "hosts_quarantined",
+            "LabHosts out of the pool because their release could not complete",
+            hosts_quarantined.clone(),
+        );
         registry.register("podrequests", "PodRequests by phase", requests.clone());
         registry.register("leases", "Leases by phase", leases.clone());
         registry.register(
@@ -149,6 +158,7 @@ impl Metrics {
             redfish_duration,
             redfish_errors,
             hosts,
+            hosts_quarantined,
             requests,
             leases,
             is_leader,
@@ -201,6 +211,7 @@ impl Metrics {
         for (state, n) in counts.hosts_by_state {
             self.hosts.get_or_create(&StateLabels { state }).set(n);
         }
+        self.hosts_quarantined.set(counts.hosts_quarantined);
         self.requests.clear();
         for (phase, n) in counts.requests_by_phase {
             self.requests.get_or_create(&PhaseLabels { phase }).set(n);
@@ -235,6 +246,7 @@ mod tests {
         metrics.set_leader(true);
         metrics.set_counts_source(Some(Arc::new(|| ObjectCounts {
             hosts_by_state: BTreeMap::from([("Available".into(), 6), ("Provisioning".into(), 2)]),
+            hosts_quarantined: 0,
             requests_by_phase: BTreeMap::from([("Ready".into(), 1)]),
             leases_by_phase: BTreeMap::from([("Ready".into(), 1)]),
         })));
@@ -259,15 +271,15 @@ mod tests {
         let metrics = Metrics::new();
         metrics.set_counts_source(Some(Arc::new(|| ObjectCounts {
             hosts_by_state: BTreeMap::from([("Error".into(), 1)]),
+            hosts_quarantined: 1,
             ..ObjectCounts::default()
         })));
-        assert!(
-            metrics
-                .encode()
-                .unwrap()
-                .contains(r#"labpods_hosts{state="Error"} 1"#)
-        );
+        let text = metrics.encode().unwrap();
+        assert!(text.contains(r#"labpods_hosts{state="Error"} 1"#), "{text}");
+        assert!(text.contains("labpods_hosts_quarantined 1"), "{text}");
         metrics.set_counts_source(None);
-        assert!(!metrics.encode().unwrap().contains(r#"state="Error""#));
+        let text = metrics.encode().unwrap();
+        assert!(!text.contains(r#"state="Error""#), "{text}");
+        assert!(text.contains("labpods_hosts_quarantined 0"), "{text}");
     }
 }

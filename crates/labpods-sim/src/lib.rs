@@ -7,6 +7,10 @@
 //! are **1-based**: host `i` listens on `port_base + i` (or an OS-assigned port when
 //! `port_base` is 0).
 //!
+//! Image servers under the reserved domain `.invalid` are unreachable: InsertMedia of
+//! `http://images.invalid/...` is refused (400, recorded as `Event::MediaRefused`), as a real
+//! BMC refuses an image it cannot fetch.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), labpods_sim::SimError> {
 //! use labpods_sim::{Sim, SimConfig};

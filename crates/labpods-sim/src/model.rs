@@ -95,6 +95,9 @@ pub enum Event {
     },
     #[serde(rename_all = "camelCase")]
     MediaInserted { at_ms: u64, image: String },
+    /// InsertMedia refused: the BMC cannot fetch the image.
+    #[serde(rename_all = "camelCase")]
+    MediaRefused { at_ms: u64, image: String },
     /// EjectMedia, also when nothing was inserted (`image` is then null).
     #[serde(rename_all = "camelCase")]
     MediaEjected { at_ms: u64, image: Option<String> },
@@ -126,6 +129,17 @@ pub enum Refusal {
     MediaInserted,
     #[error("the session limit ({0}) is reached")]
     SessionLimit(usize),
+    #[error("cannot fetch the image {0}: the server is unreachable")]
+    ImageUnreachable(String),
+}
+
+/// Image servers the simulated BMCs cannot reach: the reserved top-level domain `.invalid`
+/// (RFC 6761), so a test asks for an unreachable image by its URL alone.
+fn unreachable(image: &str) -> bool {
+    url::Url::parse(image)
+        .ok()
+        .and_then(|u| u.host_str().map(|h| h.ends_with(".invalid")))
+        .unwrap_or(false)
 }
 
 /// An open session.
@@ -419,6 +433,13 @@ impl Bmc {
     ) -> Result<(), Refusal> {
         if self.media.inserted {
             return Err(Refusal::MediaInserted);
+        }
+        if unreachable(&image) {
+            self.history.push(Event::MediaRefused {
+                at_ms: millis(now),
+                image: image.clone(),
+            });
+            return Err(Refusal::ImageUnreachable(image));
         }
         self.history.push(Event::MediaInserted {
             at_ms: millis(now),

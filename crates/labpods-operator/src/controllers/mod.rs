@@ -23,9 +23,13 @@
 //!    request (uid differs), or no longer lists the host, the LabHost controller releases the
 //!    host (power off, optional wipe image of the profile, power off; state `Releasing`) and
 //!    then clears `spec.claimRef` itself (merge patch with a resourceVersion precondition).
-//!    A host never touched for the claim (`Claimed`) or in `Error` has its claim cleared at
-//!    once. The host then reports `Available` (or `Maintenance` when `spec.maintenance`).
-//!    The Lease controller waits for every host's claimRef to be gone before `Released`.
+//!    Only a host never touched for the claim (`Claimed`) has its claim cleared at once; a
+//!    host in `Error` is released like any other. A release that gives up quarantines the
+//!    host (condition `Quarantined`, state `Error`, kept off) and only then drops the claim;
+//!    a quarantined host returns only through a complete release, run when a lab admin
+//!    turns `spec.maintenance` on and off again. The host then reports `Available` (or
+//!    `Maintenance` when `spec.maintenance`). The Lease controller waits for every host's
+//!    claimRef to be gone before `Released`.
 //! 4. **Never newly claim** a LabHost whose state is not `Available` (that covers
 //!    Maintenance, Error and Registering).
 //!
@@ -201,7 +205,18 @@ fn counts(
     booking: Option<&podrequest::Caches>,
 ) -> ObjectCounts {
     let mut hosts_by_state = BTreeMap::new();
+    let mut hosts_quarantined = 0;
     for host in hosts.state() {
+        if let Ok(h) = &host.0
+            && h.status.as_ref().is_some_and(|s| {
+                labpods_api::conditions::is_true(
+                    &s.conditions,
+                    labpods_api::conditions::QUARANTINED,
+                )
+            })
+        {
+            hosts_quarantined += 1;
+        }
         let state = match &host.0 {
             Ok(h) => h
                 .status
@@ -214,6 +229,7 @@ fn counts(
     }
     ObjectCounts {
         hosts_by_state,
+        hosts_quarantined,
         requests_by_phase: booking
             .map(|c| podrequest::requests_by_phase(&c.requests))
             .unwrap_or_default(),

@@ -303,7 +303,13 @@ impl<'a> Pass<'a> {
             LeaseOf::Nothing => {}
         }
         let status = pr.status.as_ref();
-        if status.and_then(|s| s.phase) == Some(PodRequestPhase::Released) {
+        let over = match status.and_then(|s| s.phase) {
+            Some(PodRequestPhase::Released) => true,
+            // Failed after its Lease ran (not an invalid spec, which never had one).
+            Some(PodRequestPhase::Failed) => status.and_then(|s| s.lease.as_ref()).is_some(),
+            _ => false,
+        };
+        if over {
             // Over, and its Lease collected: nothing more to do, not even a read.
             return Class::Done;
         }

@@ -192,6 +192,21 @@ fn media_must_be_ejected_before_a_new_insert() {
 }
 
 #[test]
+fn an_image_on_an_unreachable_server_is_refused_and_recorded() {
+    let mut b = bmc();
+    let image = "http://images.invalid/os.iso";
+    assert_eq!(
+        b.insert_media(s(0), image.into(), true),
+        Err(Refusal::ImageUnreachable(image.into()))
+    );
+    assert!(!b.state(s(0)).media.inserted);
+    assert!(matches!(b.history(), [Event::MediaRefused { image: i, .. }] if i == image));
+    b.insert_media(s(1), "http://images.test/os.iso".into(), true)
+        .unwrap();
+    assert!(b.state(s(1)).media.inserted);
+}
+
+#[test]
 fn sessions_are_limited_expire_and_free_their_slot() {
     let mut b = bmc();
     b.open_session(s(0), "admin", "t1".into()).unwrap();

@@ -61,6 +61,8 @@ impl From<Refusal> for RfError {
             Refusal::NotAllowed { .. } => (StatusCode::BAD_REQUEST, "PropertyValueNotInList"),
             Refusal::MediaInserted => (StatusCode::CONFLICT, "ResourceInUse"),
             Refusal::SessionLimit(_) => (StatusCode::SERVICE_UNAVAILABLE, "SessionLimitExceeded"),
+            // What BMCs answer when the image server does not (iDRAC, iLO: 400 or 500).
+            Refusal::ImageUnreachable(_) => (StatusCode::BAD_REQUEST, "ActionParameterValueError"),
         };
         Self::new(status, id, refusal.to_string())
     }

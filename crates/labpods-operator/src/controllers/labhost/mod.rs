@@ -32,7 +32,10 @@ use kube::{
         watcher,
     },
 };
-use labpods_api::v1alpha1::{HostState, LabHost, LabHostStatus, Lease, Operation};
+use labpods_api::{
+    conditions::{self, BOOKING_FAILED, QUARANTINED},
+    v1alpha1::{HostState, LabHost, LabHostStatus, Lease, Operation},
+};
 use serde_json::json;
 
 use self::{
@@ -244,6 +247,8 @@ impl LabHostController {
             progress: status.provisioning.as_ref(),
             maintenance: host.spec.maintenance,
             claimed: claim.is_some(),
+            quarantined: conditions::is_true(&status.conditions, QUARANTINED),
+            booking_failed: conditions::is_true(&status.conditions, BOOKING_FAILED),
         };
         let decision = plan::plan(facts, &view, claim.map(|c| c.lease.as_str()));
         tracing::debug!(?view, ?decision, "planned");
@@ -255,6 +260,8 @@ impl LabHostController {
         status::finish(&mut status, host.metadata.generation, &now);
         if status::apply(ctx, host, current.as_ref(), &status).await? {
             self.publish_transition(host, current.as_ref(), &status)
+                .await;
+            self.publish_quarantine(host, current.as_ref(), &status)
                 .await;
         }
         outcome.map(Action::requeue)
@@ -298,28 +305,25 @@ impl LabHostController {
         status: &mut LabHostStatus,
         now: &Time,
     ) -> Result<Duration> {
-        let config = &self.ctx.config;
         match decision {
             Plan::Idle { state, keep_off } => self.idle(host, state, keep_off, status).await,
             Plan::StartProvision { image, lease } => {
+                // A new run gets its own bounded retries (idle checks may have counted some).
+                status.consecutive_failures = None;
                 status.provisioning =
                     Some(steps::start(Operation::Provision, Some(image), lease, now));
                 status.state = Some(HostState::Provisioning);
                 self.advance(host, view, status).await
             }
             Plan::StartRelease { lease } => {
-                let wipe = config
-                    .provisioning
-                    .wipe_images
-                    .get(&host.spec.profile)
-                    .map(ToString::to_string);
-                status.provisioning = Some(steps::start(Operation::Release, wipe, lease, now));
+                status.consecutive_failures = None;
+                status.provisioning = Some(steps::start_release(&self.ctx, host, lease, now));
                 status.state = Some(HostState::Releasing);
                 self.advance(host, view, status).await
             }
             Plan::Continue => self.advance(host, view, status).await,
             Plan::ClearClaim => {
-                self.clear_claim(host).await?;
+                self.clear_claim(host, status).await?;
                 if status.state != Some(HostState::Error) {
                     status.provisioning = None;
                     status.state = Some(if host.spec.maintenance {
@@ -402,7 +406,7 @@ impl LabHostController {
             steps::Finished::Released => {
                 // The hardware is safe: give the host back to the pool.
                 if !matches!(view, LeaseView::Active { .. }) && host.spec.claim_ref.is_some() {
-                    self.clear_claim(host).await?;
+                    self.clear_claim(host, status).await?;
                 }
                 status.state = Some(if host.spec.maintenance {
                     HostState::Maintenance
@@ -416,8 +420,10 @@ impl LabHostController {
     }
 
     /// Drops `spec.claimRef`, on the resourceVersion we read: if the Lease controller changed
-    /// the claim meanwhile, the apiserver refuses (409) and the next pass re-plans.
-    async fn clear_claim(&self, host: &LabHost) -> Result<()> {
+    /// the claim meanwhile, the apiserver refuses (409) and the next pass re-plans. A failed
+    /// booking's mark goes with the claim (its Lease keeps the reason).
+    async fn clear_claim(&self, host: &LabHost, status: &mut LabHostStatus) -> Result<()> {
+        conditions::remove_condition(&mut status.conditions, BOOKING_FAILED);
         self.ctx.ensure_leader()?;
         let api: Api<LabHost> = Api::all(self.ctx.client.clone());
         let patch = json!({
@@ -551,6 +557,30 @@ impl LabHostController {
             self.publish(host, type_, &format!("{new:?}"), "StateChange", note)
                 .await;
         }
+    }
+
+    /// A Warning when a release gives up and the host is quarantined (the alert's detail).
+    async fn publish_quarantine(
+        &self,
+        host: &LabHost,
+        before: Option<&LabHostStatus>,
+        after: &LabHostStatus,
+    ) {
+        let was = before.is_some_and(|s| conditions::is_true(&s.conditions, QUARANTINED));
+        let Some(c) = conditions::find_condition(&after.conditions, QUARANTINED)
+            .filter(|c| c.status == conditions::TRUE && !was)
+        else {
+            return;
+        };
+        tracing::warn!(message = %c.message, "host quarantined");
+        self.publish(
+            host,
+            EventType::Warning,
+            QUARANTINED,
+            "Release",
+            c.message.clone(),
+        )
+        .await;
     }
 
     async fn publish(

@@ -58,6 +58,10 @@ pub struct HostFacts<'a> {
     pub progress: Option<&'a ProvisioningProgress>,
     pub maintenance: bool,
     pub claimed: bool,
+    /// A release of this host could not complete (condition `Quarantined`).
+    pub quarantined: bool,
+    /// Its run for the claim gave up on the booking's input (condition `BookingFailed`).
+    pub booking_failed: bool,
 }
 
 /// The decision.
@@ -67,32 +71,25 @@ pub enum Plan {
     Idle { state: HostState, keep_off: bool },
     /// Begin provisioning `image` for `lease`.
     StartProvision { image: String, lease: String },
-    /// Begin the release after `lease` (abandons a provisioning in progress).
+    /// Begin the release after `lease` (abandons a provisioning in progress). An empty
+    /// `lease`: the release a lab admin asked for to end a quarantine.
     StartRelease { lease: String },
     /// Run the stored step.
     Continue,
-    /// Nothing (left) to undo on the hardware: drop `spec.claimRef`.
+    /// Nothing (left) to undo on the hardware, or the host's quarantine is stored: drop
+    /// `spec.claimRef`.
     ClearClaim,
 }
 
+/// A host leaves a lease only through a completed release (DESIGN.md "Claiming"): every host
+/// that may have run the tenant's OS is released before its claim goes, and a host whose
+/// release fails is quarantined (kept out of the pool and off) until a lab admin's
+/// maintenance round trip runs a full release.
 pub fn plan(facts: HostFacts<'_>, view: &LeaseView, lease_name: Option<&str>) -> Plan {
     let lease = || lease_name.unwrap_or_default().to_string();
-    // A failed operation leaves the host in Error with its step kept for the post-mortem;
-    // only the lab operator brings it back (maintenance on, fix, maintenance off).
-    if facts.state == Some(HostState::Error) && facts.progress.is_some() {
-        return match view {
-            LeaseView::Ending | LeaseView::Unclaimed if facts.claimed => Plan::ClearClaim,
-            _ if facts.maintenance && !facts.claimed => Plan::Idle {
-                state: HostState::Maintenance,
-                keep_off: false,
-            },
-            _ => Plan::Idle {
-                state: HostState::Error,
-                keep_off: false,
-            },
-        };
-    }
-    if let Some(progress) = facts.progress {
+    let active = matches!(view, LeaseView::Active { .. });
+    let failed = facts.state == Some(HostState::Error);
+    if let Some(progress) = facts.progress.filter(|_| !failed) {
         return match (progress.operation, view) {
             (Operation::Provision, LeaseView::Ending | LeaseView::Unclaimed) => {
                 Plan::StartRelease {
@@ -100,6 +97,40 @@ pub fn plan(facts: HostFacts<'_>, view: &LeaseView, lease_name: Option<&str>) ->
                 }
             }
             _ => Plan::Continue,
+        };
+    }
+    if facts.quarantined {
+        let off = Plan::Idle {
+            state: HostState::Error,
+            keep_off: true,
+        };
+        return match view {
+            // The quarantine is stored in the status: the Lease can end without this host.
+            _ if facts.claimed && !active => Plan::ClearClaim,
+            _ if facts.claimed => off,
+            _ if facts.maintenance => Plan::Idle {
+                state: HostState::Maintenance,
+                keep_off: false,
+            },
+            // The admin turned maintenance off again: the host comes back only released.
+            _ if facts.state == Some(HostState::Maintenance) => Plan::StartRelease {
+                lease: String::new(),
+            },
+            _ => off,
+        };
+    }
+    if let Some(progress) = facts.progress.filter(|_| failed) {
+        // A run that gave up (a host fault) may have left the tenant's OS running: off while
+        // its Lease still lists it (a spare may replace it), released once it does not.
+        return if facts.claimed && !matches!(view, LeaseView::Ending) {
+            Plan::Idle {
+                state: HostState::Error,
+                keep_off: true,
+            }
+        } else {
+            Plan::StartRelease {
+                lease: progress.lease.clone(),
+            }
         };
     }
     match view {
@@ -119,6 +150,17 @@ pub fn plan(facts: HostFacts<'_>, view: &LeaseView, lease_name: Option<&str>) ->
             state: HostState::Provisioned,
             keep_off: false,
         },
+        // Failed its BMC checks while claimed (it may have been Provisioned): off, and the
+        // Lease may swap in a spare.
+        LeaseView::Active { .. } if failed => Plan::Idle {
+            state: HostState::Error,
+            keep_off: true,
+        },
+        // Released after its booking's image failed: off until the Lease ends.
+        LeaseView::Active { .. } if facts.booking_failed => Plan::Idle {
+            state: HostState::Claimed,
+            keep_off: true,
+        },
         LeaseView::Active { image } => Plan::StartProvision {
             image: image.clone(),
             lease: lease(),
@@ -130,12 +172,15 @@ pub fn plan(facts: HostFacts<'_>, view: &LeaseView, lease_name: Option<&str>) ->
                 HostState::Registering
                 | HostState::Available
                 | HostState::Claimed
-                | HostState::Maintenance
-                | HostState::Error,
+                | HostState::Maintenance,
             ) => Plan::ClearClaim,
-            Some(HostState::Provisioning | HostState::Provisioned | HostState::Releasing) => {
-                Plan::StartRelease { lease: lease() }
-            }
+            // Error without a run: its BMC checks failed, perhaps while it ran the tenant's OS.
+            Some(
+                HostState::Provisioning
+                | HostState::Provisioned
+                | HostState::Releasing
+                | HostState::Error,
+            ) => Plan::StartRelease { lease: lease() },
         },
     }
 }
@@ -207,6 +252,8 @@ mod tests {
             progress,
             maintenance: false,
             claimed: true,
+            quarantined: false,
+            booking_failed: false,
         }
     }
 
@@ -374,29 +421,81 @@ mod tests {
     }
 
     #[test]
-    fn failed_host_stays_in_error_until_maintenance() {
+    fn failed_run_keeps_the_host_off_then_releases_it() {
         let p = progress(Operation::Provision);
         let active = LeaseView::Active {
             image: IMAGE.into(),
         };
+        let off = Plan::Idle {
+            state: HostState::Error,
+            keep_off: true,
+        };
         assert_eq!(
             plan(facts(Some(HostState::Error), Some(&p)), &active, None),
-            Plan::Idle {
-                state: HostState::Error,
-                keep_off: false
-            }
+            off
         );
-        // The Lease swapped in a spare: let go of the claim, stay in Error.
+        // The Lease swapped in a spare or ended: the claim goes only through a release.
+        let release = Plan::StartRelease {
+            lease: "pod-1".into(),
+        };
         assert_eq!(
             plan(
                 facts(Some(HostState::Error), Some(&p)),
                 &LeaseView::Ending,
                 None
             ),
-            Plan::ClearClaim
+            release
         );
+        // Maintenance does not skip it either.
         let mut f = facts(Some(HostState::Error), Some(&p));
         f.claimed = false;
+        f.maintenance = true;
+        assert_eq!(plan(f, &LeaseView::Unclaimed, None), release);
+        // A host whose BMC checks failed while claimed (no run stored) is released too.
+        assert_eq!(
+            plan(
+                facts(Some(HostState::Error), None),
+                &LeaseView::Ending,
+                Some("pod-1")
+            ),
+            release
+        );
+        assert_eq!(
+            plan(facts(Some(HostState::Error), None), &active, Some("pod-1")),
+            off
+        );
+    }
+
+    #[test]
+    fn host_released_after_its_booking_failed_is_not_provisioned_again() {
+        let mut f = facts(Some(HostState::Available), None);
+        f.booking_failed = true;
+        let active = LeaseView::Active {
+            image: IMAGE.into(),
+        };
+        assert_eq!(
+            plan(f, &active, Some("pod-1")),
+            Plan::Idle {
+                state: HostState::Claimed,
+                keep_off: true
+            }
+        );
+        assert_eq!(plan(f, &LeaseView::Ending, Some("pod-1")), Plan::ClearClaim);
+    }
+
+    #[test]
+    fn quarantined_host_stays_out_until_an_admin_round_trip_releases_it() {
+        let r = progress(Operation::Release);
+        let mut f = facts(Some(HostState::Error), Some(&r));
+        f.quarantined = true;
+        // Stored: the claim can go, the host stays in Error and off.
+        assert_eq!(plan(f, &LeaseView::Ending, Some("pod-1")), Plan::ClearClaim);
+        f.claimed = false;
+        let off = Plan::Idle {
+            state: HostState::Error,
+            keep_off: true,
+        };
+        assert_eq!(plan(f, &LeaseView::Unclaimed, None), off);
         f.maintenance = true;
         assert_eq!(
             plan(f, &LeaseView::Unclaimed, None),
@@ -405,5 +504,19 @@ mod tests {
                 keep_off: false
             }
         );
+        // Maintenance off again: a full release, never straight to Available.
+        f.maintenance = false;
+        f.state = Some(HostState::Maintenance);
+        f.progress = None;
+        assert_eq!(
+            plan(f, &LeaseView::Unclaimed, None),
+            Plan::StartRelease {
+                lease: String::new()
+            }
+        );
+        // That release runs to its end, quarantine or not.
+        f.state = Some(HostState::Releasing);
+        f.progress = Some(&r);
+        assert_eq!(plan(f, &LeaseView::Unclaimed, None), Plan::Continue);
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
+use labpods_api::conditions::{self, BOOKING_FAILED, QUARANTINED};
 use labpods_api::v1alpha1::{
     BootMode, HostState, LabHost, LabHostStatus, Operation, ProvisioningProgress, ProvisioningStep,
 };
@@ -226,7 +227,8 @@ pub async fn advance(
         let observed = match observe(ctx, bmc, host, &progress).await {
             Ok(o) => o,
             Err(crate::error::Error::Bmc(e)) => {
-                return Ok(failed(ctx, status, &progress, e.to_string()));
+                let reason = e.to_string();
+                return Ok(failed(ctx, host, status, &progress, reason, Fault::Host));
             }
             Err(other) => return Err(other),
         };
@@ -253,7 +255,8 @@ pub async fn advance(
                 match perform(ctx, bmc, &action).await {
                     Ok(()) => {}
                     Err(crate::error::Error::Bmc(e)) => {
-                        return Ok(failed(ctx, status, &progress, e.to_string()));
+                        let fault = fault_of(&action, progress.operation, &e);
+                        return Ok(failed(ctx, host, status, &progress, e.to_string(), fault));
                     }
                     Err(other) => return Err(other),
                 }
@@ -281,7 +284,9 @@ pub async fn advance(
                 ));
             }
             Outcome::Done => return Ok(done(status, &progress)),
-            Outcome::Failed { reason } => return Ok(failed(ctx, status, &progress, reason)),
+            Outcome::Failed { reason } => {
+                return Ok(failed(ctx, host, status, &progress, reason, Fault::Host));
+            }
         }
     }
     Ok(Finished::Waiting(ctx.config.polling.busy_interval))
@@ -297,17 +302,126 @@ fn done(status: &mut LabHostStatus, progress: &ProvisioningProgress) -> Finished
             status.current_image = progress.image.clone();
             Finished::Provisioned
         }
-        Operation::Release => Finished::Released,
+        Operation::Release => {
+            conditions::remove_condition(&mut status.conditions, QUARANTINED);
+            Finished::Released
+        }
     }
+}
+
+/// Marks a host whose release gave up: it may still hold the tenant's OS and data. The
+/// condition is what keeps it out of the pool once its claim is gone (`plan`), until a
+/// completed release removes it.
+fn quarantine(
+    status: &mut LabHostStatus,
+    lease: &str,
+    reason: &str,
+    generation: Option<i64>,
+    now: &Time,
+) {
+    let after = if lease.is_empty() {
+        "the release a lab admin asked for".to_owned()
+    } else {
+        format!("the release after lease {lease}")
+    };
+    let message = super::status::bounded(format!(
+        "{after} could not complete ({reason}); the host may still hold the tenant's OS and \
+         data: it stays out of the pool and is powered off whenever its BMC answers. Fix \
+         the BMC or hardware, then set spec.maintenance to true and back to false to run a \
+         full release"
+    ));
+    let c = conditions::new_condition(QUARANTINED, true, "ReleaseFailed", message, generation, now);
+    conditions::set_condition(&mut status.conditions, c, now);
 }
 
 /// A failed step or BMC call: retry from where the policy says after its backoff, or give
 /// up and put the host in Error (keeping the step for the post-mortem).
+/// Whose mistake a failure is: only the host's own faults take it out of the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// BMC unreachable, power that will not change, a step that timed out.
+    Host,
+    /// The booking's input: the BMC answered that it cannot use the booking's image.
+    Booking,
+}
+
+/// A refused InsertMedia of the booking's image is the booking's fault: the BMC answered,
+/// about the URL it was given (a server it cannot reach, a URL it cannot use). Answers about
+/// the session, a conflict or overload say nothing about the image.
+fn fault_of(action: &BmcAction, operation: Operation, error: &labpods_redfish::Error) -> Fault {
+    use labpods_redfish::Error as E;
+    let about_the_image = match error {
+        E::InvalidImageUrl(_) | E::TaskFailed { .. } => true,
+        E::Status { status, .. } => !matches!(status, 401 | 403 | 409 | 429 | 503),
+        _ => false,
+    };
+    let inserting_the_booking_image =
+        operation == Operation::Provision && matches!(action, BmcAction::InsertMedia(_));
+    if inserting_the_booking_image && about_the_image {
+        Fault::Booking
+    } else {
+        Fault::Host
+    }
+}
+
+/// A release run after `lease`, with the profile's wipe image when it has one.
+pub fn start_release(
+    ctx: &Context,
+    host: &LabHost,
+    lease: String,
+    now: &Time,
+) -> ProvisioningProgress {
+    let wipe = ctx
+        .config
+        .provisioning
+        .wipe_images
+        .get(&host.spec.profile)
+        .map(ToString::to_string);
+    start(Operation::Release, wipe, lease, now)
+}
+
+/// The booking's image cannot be used: the run ends without blaming the host. The condition
+/// tells the Lease controller to end the booking (Failed, with this message); the host is
+/// released like after any booking.
+fn booking_failed(
+    ctx: &Context,
+    host: &LabHost,
+    status: &mut LabHostStatus,
+    progress: &ProvisioningProgress,
+    reason: &str,
+) -> Finished {
+    let image = progress.image.as_deref().map(without_userinfo);
+    let message = super::status::bounded(format!(
+        "spec.image.url {} cannot be used: {reason}. Give the PodRequest an image URL the \
+         lab's BMCs can fetch, and book again",
+        image.unwrap_or_default()
+    ));
+    tracing::warn!(%message, "the booking's image failed: releasing the host");
+    let now = Time(ctx.clock.now());
+    let generation = host.metadata.generation;
+    let c = conditions::new_condition(
+        BOOKING_FAILED,
+        true,
+        "ImageRefused",
+        message.clone(),
+        generation,
+        &now,
+    );
+    conditions::set_condition(&mut status.conditions, c, &now);
+    status.consecutive_failures = None;
+    status.last_error = Some(message);
+    status.provisioning = Some(start_release(ctx, host, progress.lease.clone(), &now));
+    status.state = Some(HostState::Releasing);
+    Finished::Waiting(ctx.config.polling.busy_interval)
+}
+
 fn failed(
     ctx: &Context,
+    host: &LabHost,
     status: &mut LabHostStatus,
     progress: &ProvisioningProgress,
     reason: String,
+    fault: Fault,
 ) -> Finished {
     // It goes into status and an Event; BMC error text is unbounded.
     let reason = super::status::bounded(reason);
@@ -338,9 +452,22 @@ fn failed(
                 .unwrap_or(ctx.config.polling.error_backoff_base);
             Finished::Waiting(after + after.mul_f64(rand::random::<f64>() * 0.1))
         }
+        AfterFailure::GiveUp { reason } if fault == Fault::Booking => {
+            booking_failed(ctx, host, status, progress, &reason)
+        }
         AfterFailure::GiveUp { reason } => {
             tracing::warn!(%reason, "giving up: host goes to Error");
             status.consecutive_failures = Some(failures.saturating_add(1));
+            if progress.operation == Operation::Release {
+                let now = Time(ctx.clock.now());
+                quarantine(
+                    status,
+                    &progress.lease,
+                    &reason,
+                    host.metadata.generation,
+                    &now,
+                );
+            }
             status.last_error = Some(reason);
             status.state = Some(HostState::Error);
             Finished::Failed

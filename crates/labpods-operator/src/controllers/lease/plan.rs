@@ -14,8 +14,8 @@ use k8s_openapi::{
 use kube::ResourceExt;
 use labpods_api::{
     conditions::{
-        DEGRADED, EXPIRING_SOON, READY, find_condition, new_condition, remove_condition,
-        set_condition,
+        BOOKING_FAILED, DEGRADED, EXPIRING_SOON, READY, find_condition, new_condition,
+        remove_condition, set_condition,
     },
     v1alpha1::{ClaimRef, HostProgress, HostState, LabHost, Lease, LeasePhase, LeaseStatus},
     validation::format_duration,
@@ -107,14 +107,31 @@ pub fn plan(f: &Facts<'_>) -> Plan {
     let claim = claim_of(lease);
     let claims = |h: &&&LabHost| h.spec.claim_ref.as_ref() == Some(&claim);
     let listed = |name: &str| f.hosts.iter().find(|h| h.name_any() == name);
+    // A listed host another Lease holds (left listed by a crash or a failed undo of healing)
+    // is never this Lease's: its state says nothing about this booking.
+    let foreign = |h: &&&LabHost| h.spec.claim_ref.as_ref().is_some_and(|c| *c != claim);
     let state_of = |name: &str| {
         listed(name)
+            .filter(|h| claims(h))
             .and_then(|h| h.status.as_ref())
             .and_then(|s| s.state)
     };
     let (start, end) = (lease.spec.start.0, lease.spec.end.0);
+    // A host of ours whose run gave up on the booking's own input: the booking ends.
+    let failures: Vec<(String, String)> = lease
+        .spec
+        .hosts
+        .iter()
+        .filter_map(|l| {
+            let host = listed(&l.host).filter(|h| claims(h))?;
+            let c = find_condition(&host.status.as_ref()?.conditions, BOOKING_FAILED)
+                .filter(|c| c.status == labpods_api::conditions::TRUE)?;
+            Some((c.reason.clone(), format!("host {}: {}", l.host, c.message)))
+        })
+        .collect();
     let ending = f.now >= end
         || f.request_gone
+        || !failures.is_empty()
         || matches!(phase_now, LeasePhase::Releasing | LeasePhase::Released);
 
     let phase = if phase_now == LeasePhase::Released {
@@ -153,7 +170,10 @@ pub fn plan(f: &Facts<'_>) -> Plan {
             .spec
             .hosts
             .iter()
-            .map(|l| progress(&l.host, listed(&l.host).copied()))
+            .map(|l| match listed(&l.host) {
+                Some(h) if foreign(&h) => held_elsewhere(&l.host),
+                h => progress(&l.host, h.copied()),
+            })
             .collect(),
         host_count: u32::try_from(lease.spec.hosts.len()).ok(),
         released_at: (phase == LeasePhase::Released)
@@ -183,6 +203,18 @@ pub fn plan(f: &Facts<'_>) -> Plan {
         ),
         &now,
     );
+    if let Some((reason, _)) = failures.first() {
+        let why = failures
+            .iter()
+            .map(|(_, m)| m.as_str())
+            .collect::<Vec<_>>()
+            .join("; ");
+        set_condition(
+            conditions,
+            new_condition(BOOKING_FAILED, true, reason, why, generation, &now),
+            &now,
+        );
+    }
     if phase == LeasePhase::Degraded {
         let why = f
             .unhealed
@@ -327,6 +359,16 @@ pub fn new_notice(before: Option<&LeaseStatus>, after: &LeaseStatus) -> Option<S
     (before.and_then(reason).as_ref() != Some(&new)).then_some(new)
 }
 
+/// A listed host that another Lease holds: no state or step of someone else's booking.
+fn held_elsewhere(host: &str) -> HostProgress {
+    HostProgress {
+        host: host.to_owned(),
+        state: None,
+        step: None,
+        message: Some("claimed by another booking; not part of this one".to_owned()),
+    }
+}
+
 fn progress(host: &str, labhost: Option<&LabHost>) -> HostProgress {
     let status = labhost.and_then(|h| h.status.as_ref());
     let state = status.and_then(|s| s.state);
@@ -462,6 +504,63 @@ mod tests {
         let p = plan(&facts(&l, &[&h1, &h2], "2026-11-24T10:20:00Z"));
         assert_eq!(phase(&p), LeasePhase::Ready);
         assert_eq!(p.status.host_count, Some(2));
+    }
+
+    #[test]
+    fn a_host_whose_booking_image_failed_ends_the_lease_with_the_reason() {
+        let l = lease(Some(LeasePhase::Provisioning));
+        let h1 = host("h1", HostState::Provisioned, true);
+        let mut h2 = host("h2", HostState::Releasing, true);
+        let t = Time(at("2026-11-24T10:05:00Z"));
+        let why = "spec.image.url http://x.invalid/a.iso cannot be used: unreachable";
+        if let Some(s) = h2.status.as_mut() {
+            s.conditions.push(new_condition(
+                BOOKING_FAILED,
+                true,
+                "ImageRefused",
+                why,
+                None,
+                &t,
+            ));
+        }
+        let p = plan(&facts(&l, &[&h1, &h2], "2026-11-24T10:06:00Z"));
+        assert_eq!(phase(&p), LeasePhase::Releasing);
+        let c = find_condition(&p.status.conditions, BOOKING_FAILED).unwrap();
+        assert_eq!(c.reason, "ImageRefused");
+        assert_eq!(c.message, format!("host h2: {why}"));
+        // The reason outlives the claims: Released keeps it.
+        let mut released = l.clone();
+        released.status = Some(p.status.clone());
+        let (h1, h2) = (
+            host("h1", HostState::Available, false),
+            host("h2", HostState::Available, false),
+        );
+        let p = plan(&facts(&released, &[&h1, &h2], "2026-11-24T10:09:00Z"));
+        assert_eq!(phase(&p), LeasePhase::Released);
+        assert!(find_condition(&p.status.conditions, BOOKING_FAILED).is_some());
+    }
+
+    #[test]
+    fn a_listed_host_another_lease_holds_is_never_ready_nor_shown() {
+        let l = lease(Some(LeasePhase::Provisioning));
+        let h1 = host("h1", HostState::Provisioned, true);
+        let mut h2 = host("h2", HostState::Provisioned, true);
+        if let Some(c) = h2.spec.claim_ref.as_mut() {
+            c.lease = "other".into();
+            c.uid = "u2".into();
+        }
+        let p = plan(&facts(&l, &[&h1, &h2], "2026-11-24T10:20:00Z"));
+        assert_eq!(phase(&p), LeasePhase::Provisioning);
+        let shown = p.status.hosts.iter().find(|h| h.host == "h2").unwrap();
+        assert_eq!((shown.state, shown.step), (None, None));
+        assert!(
+            shown
+                .message
+                .as_deref()
+                .unwrap()
+                .contains("another booking"),
+            "{shown:?}"
+        );
     }
 
     #[test]

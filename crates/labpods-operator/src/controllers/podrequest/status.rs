@@ -8,8 +8,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time as KubeTime
 use kube::{Api, ResourceExt};
 use labpods_api::{
     conditions::{
-        self, EXPIRING_SOON, EXTENSION_REJECTED, INVALID, READY, SCHEDULED, find_condition,
-        new_condition, remove_condition, set_condition,
+        self, BOOKING_FAILED, EXPIRING_SOON, EXTENSION_REJECTED, INVALID, READY, SCHEDULED,
+        find_condition, new_condition, remove_condition, set_condition,
     },
     v1alpha1::{
         AssignedHost, HostState, Lease, LeasePhase, PodRequest, PodRequestPhase, PodRequestStatus,
@@ -139,7 +139,18 @@ pub fn desired(pr: &PodRequest, standing: Standing<'_>, now: &KubeTime) -> PodRe
             status.scheduled_start = Some(lease.spec.start.clone());
             status.scheduled_end = Some(lease.spec.end.clone());
             status.phase = Some(request_phase(phase));
-            let message = lease_message(lease, phase);
+            let failed = lease
+                .status
+                .as_ref()
+                .and_then(|s| find_condition(&s.conditions, BOOKING_FAILED))
+                .filter(|c| c.status == conditions::TRUE);
+            let message = match failed {
+                Some(c) => {
+                    status.phase = Some(PodRequestPhase::Failed);
+                    format!("failed: {}", c.message)
+                }
+                None => lease_message(lease, phase),
+            };
             set(
                 &mut conditions,
                 SCHEDULED,
@@ -178,8 +189,11 @@ pub fn desired(pr: &PodRequest, standing: Standing<'_>, now: &KubeTime) -> PodRe
                 observed_generation: generation,
                 ..current.clone()
             };
-            status.phase = Some(PodRequestPhase::Released);
-            status.message = Some("the booking is over; every host is back in the pool".into());
+            // A failed booking stays Failed, with its reason, after its Lease is collected.
+            if current.phase != Some(PodRequestPhase::Failed) {
+                status.phase = Some(PodRequestPhase::Released);
+                status.message = Some("the booking is over; every host is back in the pool".into());
+            }
             set(
                 &mut conditions,
                 SCHEDULED,
@@ -504,6 +518,40 @@ mod tests {
                 .unwrap()
                 .message,
             reason
+        );
+    }
+
+    #[test]
+    fn a_booking_whose_image_failed_is_failed_with_the_reason_after_its_lease_too() {
+        let mut pr = request();
+        let mut l = lease(LeasePhase::Releasing, 0);
+        let why = "host h1: spec.image.url http://x.invalid/a.iso cannot be used";
+        if let Some(s) = l.status.as_mut() {
+            s.conditions.push(new_condition(
+                BOOKING_FAILED,
+                true,
+                "ImageRefused",
+                why,
+                None,
+                &now(1),
+            ));
+        }
+        let s = desired(
+            &pr,
+            Standing::Bound {
+                lease: &l,
+                rejected: None,
+            },
+            &now(2),
+        );
+        assert_eq!(s.phase, Some(PodRequestPhase::Failed));
+        assert_eq!(s.message, Some(format!("failed: {why}")));
+        pr.status = Some(s.clone());
+        let after = desired(&pr, Standing::Finished, &now(3));
+        assert_eq!(
+            (after.phase, after.message),
+            (s.phase, s.message),
+            "collecting the Lease keeps the failure"
         );
     }
 

@@ -1,0 +1,246 @@
+//! End-to-end release safety: a host leaves a booking only through a completed release, and a
+//! host whose release cannot complete is quarantined (out of the pool, powered off) until a
+//! lab admin's maintenance round trip runs a full release. The operator runs as a process
+//! against simulated BMCs; the checks read the API and what the BMC itself recorded.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use kube::Api;
+use labpods_api::conditions::{QUARANTINED, is_true};
+use labpods_api::v1alpha1::{
+    HostState, ImageSpec, LabHost, LeasePhase, PodRequest, PodRequestPhase, PodRequestSpec,
+};
+use labpods_sim::{Event, PowerState};
+use labpods_tests::Error;
+use labpods_tests::e2e::{E2e, WIPE_IMAGE, WIPED_PROFILE};
+use labpods_tests::sim::HostGroup;
+
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(90);
+
+fn quarantined(host: &LabHost) -> bool {
+    host.status
+        .as_ref()
+        .is_some_and(|s| is_true(&s.conditions, QUARANTINED))
+}
+
+fn state(host: &LabHost) -> Option<HostState> {
+    host.status.as_ref().and_then(|s| s.state)
+}
+
+/// Waits until `done` holds for `name`, failing at once if the host is ever in `forbidden`
+/// meanwhile.
+async fn wait_host_never(
+    e2e: &mut E2e,
+    name: &str,
+    forbidden: HostState,
+    what: &str,
+    done: impl Fn(&LabHost) -> bool,
+) -> Result<LabHost> {
+    let api: Api<LabHost> = Api::all(e2e.client());
+    let done = &done;
+    e2e.wait(what, RELEASE_TIMEOUT, || {
+        let api = api.clone();
+        async move {
+            let host = api.get(name).await?;
+            if state(&host) == Some(forbidden) {
+                return Err(Error::Invariant(format!(
+                    "{name} went {forbidden:?} while waiting for {what}: {:?}",
+                    host.status
+                )));
+            }
+            Ok(done(&host).then_some(host))
+        }
+    })
+    .await
+}
+
+/// Until its wipe ran a host must never be back in the pool.
+async fn wait_host_never_available(
+    e2e: &mut E2e,
+    name: &str,
+    what: &str,
+    done: impl Fn(&LabHost) -> bool,
+) -> Result<LabHost> {
+    wait_host_never(e2e, name, HostState::Available, what, done).await
+}
+
+/// The tenant's BMC stops answering while the booking runs (as a tenant with root can make
+/// it, by resetting the BMC from inside). The host goes to Error still claimed; when the
+/// booking ends its release cannot complete, so it is quarantined: the Lease and PodRequest
+/// finish, the host stays out of the pool and is powered off as soon as the BMC answers
+/// again, and only the admin's maintenance on/off runs the profile's wipe and returns it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_host_failing_mid_run_is_quarantined_until_an_admin_release_wipes_it() -> Result<()> {
+    let mut e2e = E2e::start("e2e-quarantine", &[HostGroup::new(WIPED_PROFILE, 1)]).await?;
+    e2e.book("q", vec![e2e.role("node", 1, None)], "1h").await?;
+    let hosts = e2e.check_ready("q", &[("node", 1)]).await?;
+    let host = hosts.first().context("no host assigned")?.clone();
+    let bmc = e2e.sim()?.bmc(&host)?;
+
+    bmc.set_error_rate(1.0);
+    let failed = wait_host_never_available(&mut e2e, &host, "the host to fail", |h| {
+        state(h) == Some(HostState::Error)
+    })
+    .await?;
+    let claim = failed
+        .spec
+        .claim_ref
+        .context("the failed host lost its claim")?;
+    assert_eq!(claim.lease, "q", "the failed host is still the booking's");
+
+    // The booking ends; the release cannot reach the BMC.
+    e2e.release("q").await?;
+    let stuck = wait_host_never_available(
+        &mut e2e,
+        &host,
+        "the host to be quarantined and its claim let go",
+        |h| quarantined(h) && h.spec.claim_ref.is_none(),
+    )
+    .await?;
+    assert_eq!(state(&stuck), Some(HostState::Error));
+    let message = stuck
+        .status
+        .as_ref()
+        .and_then(|s| labpods_api::conditions::find_condition(&s.conditions, QUARANTINED))
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(
+        message.contains("lease q") && message.contains("spec.maintenance"),
+        "the quarantine says which release failed and what the admin does: {message}"
+    );
+    // The booking is over for its user even so.
+    let api = Api::<PodRequest>::namespaced(e2e.client(), e2e.namespace());
+    e2e.wait("the PodRequest to be deleted", RELEASE_TIMEOUT, || {
+        let api = api.clone();
+        async move { Ok(api.get_opt("q").await?.is_none().then_some(())) }
+    })
+    .await?;
+    if let Some(lease) = e2e.lease("q").await? {
+        let phase = lease.status.and_then(|s| s.phase);
+        if phase != Some(LeasePhase::Released) {
+            bail!("the PodRequest is gone but its Lease is {phase:?}");
+        }
+    }
+
+    // The BMC answers again: the host is forced off, and stays quarantined.
+    bmc.set_error_rate(0.0);
+    let probe = bmc.clone();
+    wait_host_never_available(
+        &mut e2e,
+        &host,
+        "the quarantined host to be powered off",
+        |h| quarantined(h) && probe.state().power_state == PowerState::Off,
+    )
+    .await?;
+    if bmc
+        .boots()
+        .iter()
+        .any(|(_, image)| image.as_deref() == Some(WIPE_IMAGE))
+    {
+        bail!(
+            "the wipe ran before the admin asked for it: {:?}",
+            bmc.boots()
+        );
+    }
+
+    // The admin's action: maintenance on, then off, runs a full release with the wipe.
+    e2e.set_maintenance(&host, true).await?;
+    wait_host_never_available(&mut e2e, &host, "the host to be in Maintenance", |h| {
+        state(h) == Some(HostState::Maintenance)
+    })
+    .await?;
+    e2e.set_maintenance(&host, false).await?;
+    let probe = bmc.clone();
+    wait_host_never_available(&mut e2e, &host, "the wipe image to boot", |_| {
+        probe
+            .boots()
+            .iter()
+            .any(|(_, image)| image.as_deref() == Some(WIPE_IMAGE))
+    })
+    .await?;
+    e2e.sim()?.power_off_from_os(&host).await?;
+    e2e.wait_hosts_free(&hosts, RELEASE_TIMEOUT).await?;
+    let back = e2e.labhost(&host).await?;
+    assert!(
+        !quarantined(&back),
+        "a completed release ends the quarantine"
+    );
+
+    // Back in the pool for the next booking.
+    e2e.book("next", vec![e2e.role("node", 1, None)], "1h")
+        .await?;
+    e2e.wait_phase("next", PodRequestPhase::Ready, RELEASE_TIMEOUT)
+        .await?;
+    e2e.shutdown().await?;
+    Ok(())
+}
+
+/// A tenant's mistake never takes hardware out of the pool: an image URL the BMC cannot
+/// fetch fails the booking after the bounded retry, with a reason naming the field, and the
+/// host goes through a normal release (never Error) and serves the next booking.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_unreachable_image_fails_the_booking_and_the_host_serves_the_next() -> Result<()> {
+    const BAD_IMAGE: &str = "http://images.invalid/e2e-os.iso";
+    let mut e2e = E2e::start("e2e-bad-image", &[HostGroup::new("small", 1)]).await?;
+    let host = e2e.host_names().first().context("no host")?.clone();
+    let spec = PodRequestSpec::new(
+        vec![e2e.role("node", 1, None)],
+        ImageSpec::new(BAD_IMAGE),
+        "1h",
+    );
+    e2e.book_spec("bad", spec).await?;
+    let api = Api::<PodRequest>::namespaced(e2e.client(), e2e.namespace());
+    let labhosts: Api<LabHost> = Api::all(e2e.client());
+    let failed = e2e
+        .wait(
+            "the booking to fail, its host never in Error",
+            RELEASE_TIMEOUT,
+            || {
+                let (api, labhosts, host) = (api.clone(), labhosts.clone(), host.clone());
+                async move {
+                    let labhost = labhosts.get(&host).await?;
+                    if state(&labhost) == Some(HostState::Error) {
+                        return Err(Error::Invariant(format!(
+                            "{host} went to Error for the booking's bad image: {:?}",
+                            labhost.status
+                        )));
+                    }
+                    let request = api.get("bad").await?;
+                    let phase = request.status.as_ref().and_then(|s| s.phase);
+                    Ok((phase == Some(PodRequestPhase::Failed)).then_some(request))
+                }
+            },
+        )
+        .await?;
+    let message = failed.status.and_then(|s| s.message).unwrap_or_default();
+    assert!(
+        message.contains(&format!("spec.image.url {BAD_IMAGE}")),
+        "the reason names the field and the URL: {message}"
+    );
+    e2e.wait_hosts_free(std::slice::from_ref(&host), RELEASE_TIMEOUT)
+        .await?;
+    // What the BMC saw: a bounded number of refused inserts (maxAttempts: 2), no boot of it.
+    let history = e2e.sim()?.bmc(&host)?.history();
+    let refused = history
+        .iter()
+        .filter(|e| matches!(e, Event::MediaRefused { image, .. } if image == BAD_IMAGE))
+        .count();
+    assert_eq!(refused, 2, "InsertMedia tries: {history:#?}");
+    // The host serves the next booking.
+    e2e.book("good", vec![e2e.role("node", 1, None)], "1h")
+        .await?;
+    let hosts = e2e.check_ready("good", &[("node", 1)]).await?;
+    assert_eq!(hosts, [host]);
+    let bad = e2e
+        .podrequest("bad")
+        .await?
+        .context("the failed PodRequest is gone")?;
+    assert_eq!(
+        bad.status.and_then(|s| s.phase),
+        Some(PodRequestPhase::Failed),
+        "a failed booking stays Failed"
+    );
+    e2e.shutdown().await?;
+    Ok(())
+}
