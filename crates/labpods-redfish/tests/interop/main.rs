@@ -213,7 +213,7 @@ async fn sim(config: labpods_sim::SimConfig) -> (labpods_sim::SimHandle, Peer) {
 #[tokio::test]
 async fn sim_full_suite() {
     let (sim, peer) = sim(labpods_sim::SimConfig::default()).await;
-    let image = Url::parse("http://images.invalid/labpods-test.iso").unwrap();
+    let image = Url::parse("http://images.example/labpods-test.iso").unwrap();
     suite::discovery_and_inventory(&peer).await;
     suite::unknown_system_is_reported(&peer).await;
     suite::power_on_and_off(&peer).await;
@@ -236,7 +236,7 @@ async fn sim_tls_with_task_monitors() {
         ..labpods_sim::SimConfig::default()
     };
     let (sim, peer) = sim(config).await;
-    let image = Url::parse("https://images.invalid/labpods-test.iso").unwrap();
+    let image = Url::parse("https://images.example/labpods-test.iso").unwrap();
     suite::discovery_and_inventory(&peer).await;
     suite::power_on_and_off(&peer).await;
     suite::virtual_media(&peer, &image).await;
@@ -246,7 +246,7 @@ async fn sim_tls_with_task_monitors() {
 #[tokio::test]
 async fn sim_reimage_sequence_calls() {
     let (sim, peer) = sim(labpods_sim::SimConfig::default()).await;
-    let image = Url::parse("http://images.invalid/labpods-test.iso").unwrap();
+    let image = Url::parse("http://images.example/labpods-test.iso").unwrap();
     let counts = suite::reimage_sequence(&peer, &image).await;
     suite::report_calls(&peer, &counts);
     // The host really booted the image from the virtual CD.

@@ -157,7 +157,7 @@ async fn client_errors_are_not_retried() {
     let (sim, peer) = sim(SimConfig::default()).await;
     let connector = RedfishConnector::new(test_policy());
     let bmc = connector.connect(&peer.target).await.unwrap();
-    let image = Url::parse("http://images.invalid/a.iso").unwrap();
+    let image = Url::parse("http://images.example/a.iso").unwrap();
     bmc.insert_media(&image).await.unwrap();
 
     let before = sim.host(2).state().requests;
