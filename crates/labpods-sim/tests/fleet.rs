@@ -33,17 +33,30 @@ async fn ten_thousand_bmcs_fit_in_one_process() {
 
 #[tokio::test]
 async fn port_base_places_host_i_on_port_base_plus_i() {
-    // A base above the usual ephemeral range's busy spots; the test fails loudly if taken.
-    let sim = start(SimConfig {
-        hosts: 3,
-        port_base: 39_400,
-        ..SimConfig::default()
-    })
-    .await;
+    // A fixed base can be taken by any other process's connection: start from a port the
+    // kernel just handed out (host 1 takes it), and try another base on a clash.
+    let (sim, base) = 'found: {
+        for _ in 0..20 {
+            let free = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .unwrap()
+                .port();
+            let base = free.saturating_sub(1).min(u16::MAX - 3);
+            let config = SimConfig {
+                hosts: 3,
+                port_base: base,
+                ..SimConfig::default()
+            };
+            if let Ok(sim) = labpods_sim::Sim::start(config).await {
+                break 'found (sim, base);
+            }
+        }
+        panic!("no three free consecutive ports in 20 tries");
+    };
     for i in 1..=3 {
         assert_eq!(
             sim.endpoint(i).port(),
-            Some(39_400 + u16::try_from(i).unwrap())
+            Some(base + u16::try_from(i).unwrap())
         );
     }
     let c = client();
