@@ -549,6 +549,7 @@ fn forged_lease(e2e: &E2e, name: &str, uid: &str, hosts: &[String]) -> Result<Le
             hosts.iter().map(|h| LeaseHost {
                 host: h.clone(),
                 role: "node".into(),
+                hostname: None,
             }),
             from_now(0)?,
             from_now(3600)?,

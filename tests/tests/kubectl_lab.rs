@@ -87,6 +87,7 @@ async fn lease(
         hosts.iter().map(|(h, r)| LeaseHost {
             host: h.to_string(),
             role: r.to_string(),
+            hostname: None,
         }),
         Time(window.0),
         Time(window.1),

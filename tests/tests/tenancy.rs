@@ -106,6 +106,7 @@ fn lease_for(pr: &PodRequest, hosts: &[String]) -> Lease {
             hosts.iter().map(|h| LeaseHost {
                 host: h.clone(),
                 role: "node".into(),
+                hostname: None,
             }),
             at(0),
             at(3600),

@@ -4,6 +4,13 @@
 /// A DNS-1123 label: lower-case alphanumerics and `-`, starting and ending alphanumeric.
 pub const DNS_LABEL: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 
+/// A Kubernetes object name (RFC 1123 subdomain), e.g. a Secret's.
+pub const DNS_SUBDOMAIN: &str =
+    "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+
+/// A key of a Secret's or ConfigMap's data.
+pub const SECRET_KEY: &str = "^[-._a-zA-Z0-9]+$";
+
 /// A Redfish service root URL: `http://` or `https://`, then a host.
 pub const BMC_URL: &str = "^https?://[^\\s/]+(/\\S*)?$";
 

@@ -144,7 +144,11 @@ impl Tracker {
         t.seen = self.tick;
         let mut out = Vec::new();
         // A host gone from a live Lease was replaced by a spare.
-        for gone in t.hosts.iter().filter(|h| !lease.spec.hosts.contains(h)) {
+        for gone in t
+            .hosts
+            .iter()
+            .filter(|h| !lease.spec.hosts.iter().any(|l| l.host == h.host))
+        {
             out.push(allocation(
                 lease,
                 request,

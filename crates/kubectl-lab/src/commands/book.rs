@@ -92,6 +92,7 @@ pub fn request(args: &BookArgs, now: Timestamp) -> Result<PodRequest> {
         duration: Some(args.duration.clone()),
         end: None,
         purpose: args.purpose.clone(),
+        access: None,
     };
     Ok(PodRequest::new(&args.name, spec))
 }

@@ -247,6 +247,10 @@ pub struct LabHostStatus {
     /// the same step. Absent when the host is idle.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provisioning: Option<ProvisioningProgress>,
+    /// What the booted OS reported through phone-home for its current booking (addresses and
+    /// SSH host keys). Removed when the host is released.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported: Option<BootReport>,
     /// The last error met while driving the host, for humans.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
@@ -299,6 +303,33 @@ pub enum PowerState {
     PoweringOff,
     /// The BMC did not say.
     Unknown,
+}
+
+/// A booted host's phone-home report, accepted only with the token of the current run.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BootReport {
+    /// The Lease (`namespace/name`) whose run the report belongs to.
+    #[schemars(length(max = 317))]
+    pub lease: String,
+    /// cloud-init's instance-id, as the seed gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub instance_id: Option<String>,
+    /// The hostname the host reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub hostname: Option<String>,
+    /// IP addresses the host reported from (the callback's source address first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(length(max = 64)))]
+    pub addresses: Vec<String>,
+    /// SSH host public keys, OpenSSH format (`ssh-ed25519 AAAA...`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8), inner(length(max = 4096)))]
+    pub host_keys: Vec<String>,
+    /// When the report arrived.
+    pub at: Time,
 }
 
 /// Hardware inventory read from Redfish.

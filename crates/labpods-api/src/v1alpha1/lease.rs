@@ -98,6 +98,11 @@ pub struct LeaseHost {
     /// The role it fills in the PodRequest.
     #[schemars(length(max = 63))]
     pub role: String,
+    /// The hostname the host is given: `<role>-<n>`, n from 1 within the role. A spare that
+    /// replaces a failed host takes over its hostname.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 70))]
+    pub hostname: Option<String>,
 }
 
 /// Observed state of a Lease, written by the operator.
@@ -178,6 +183,7 @@ impl LeaseSpec {
     ) -> Self {
         let mut hosts: Vec<LeaseHost> = hosts.into_iter().collect();
         hosts.sort();
+        name_hosts(&mut hosts);
         Self {
             request_ref,
             hosts,
@@ -185,6 +191,21 @@ impl LeaseSpec {
             end,
             image,
         }
+    }
+}
+
+/// Gives each host without a hostname the next free `<role>-<n>` of its role, in list order.
+fn name_hosts(hosts: &mut [LeaseHost]) {
+    let taken: std::collections::BTreeSet<String> =
+        hosts.iter().filter_map(|h| h.hostname.clone()).collect();
+    let mut next: std::collections::BTreeMap<String, u32> = Default::default();
+    for h in hosts.iter_mut().filter(|h| h.hostname.is_none()) {
+        let n = next.entry(h.role.clone()).or_insert(1);
+        while taken.contains(&format!("{}-{n}", h.role)) {
+            *n += 1;
+        }
+        h.hostname = Some(format!("{}-{n}", h.role));
+        *n += 1;
     }
 }
 
@@ -198,6 +219,7 @@ mod tests {
         let host = |h: &str, r: &str| LeaseHost {
             host: h.into(),
             role: r.into(),
+            hostname: None,
         };
         let t = |s: &str| Time(s.parse::<Timestamp>().expect("fixed instant"));
         let spec = LeaseSpec::new(
@@ -215,5 +237,23 @@ mod tests {
         let json = serde_json::to_value(&spec).expect("serializes");
         assert_eq!(json["requestRef"]["name"], "ci-pod");
         assert_eq!(json["start"], "2026-12-01T09:00:00Z");
+    }
+
+    #[test]
+    fn hosts_are_named_role_n_and_a_kept_name_is_not_reused() {
+        let host = |h: &str, r: &str, name: Option<&str>| LeaseHost {
+            host: h.into(),
+            role: r.into(),
+            hostname: name.map(Into::into),
+        };
+        let mut hosts = vec![
+            host("a", "node", None),
+            host("b", "jumphost", None),
+            host("c", "node", Some("node-1")),
+            host("d", "node", None),
+        ];
+        name_hosts(&mut hosts);
+        let names: Vec<_> = hosts.iter().filter_map(|h| h.hostname.as_deref()).collect();
+        assert_eq!(names, ["node-2", "jumphost-1", "node-1", "node-3"]);
     }
 }

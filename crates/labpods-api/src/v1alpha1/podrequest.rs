@@ -92,6 +92,61 @@ pub struct PodRequestSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 512))]
     pub purpose: Option<String>,
+    /// How the users get into the hosts: SSH keys, cloud-init user data and network config,
+    /// delivered to every host as a NoCloud seed. A role's own `access` overrides it per field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<AccessSpec>,
+}
+
+/// Most SSH keys one booking (or role) may authorise.
+pub const MAX_SSH_KEYS: usize = 32;
+/// Longest OpenSSH public key line accepted (an RSA 16384-bit key fits).
+pub const MAX_SSH_KEY_LENGTH: usize = 4096;
+/// Largest cloud-init network-config accepted inline.
+pub const MAX_NETWORK_DATA_LENGTH: usize = 16 * 1024;
+/// Largest cloud-init user data accepted from a Secret.
+pub const MAX_USER_DATA_BYTES: usize = 64 * 1024;
+
+/// What the booked hosts are personalised with, rendered into each host's cloud-init NoCloud
+/// seed. Every field is optional; in a role's `access`, each field that is set replaces the
+/// request's.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessSpec {
+    /// OpenSSH public keys (`ssh-ed25519 AAAA... alice@laptop`) authorised on every host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_SSH_KEYS), inner(length(min = 1, max = MAX_SSH_KEY_LENGTH)))]
+    pub ssh_authorized_keys: Vec<String>,
+    /// A Secret in the request's namespace holding cloud-init user data (at most 64 KiB),
+    /// merged with the keys and the operator's phone-home.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_data_secret_ref: Option<UserDataSecretRef>,
+    /// cloud-init network-config (version 2, YAML) for every host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = MAX_NETWORK_DATA_LENGTH))]
+    pub network_data: Option<String>,
+}
+
+/// A key of a Secret in the request's own namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserDataSecretRef {
+    /// Name of the Secret (same namespace as the PodRequest).
+    #[schemars(pattern(patterns::DNS_SUBDOMAIN), length(min = 1, max = 253))]
+    pub name: String,
+    /// Key within the Secret's data; default `userData`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(patterns::SECRET_KEY), length(min = 1, max = 253))]
+    pub key: Option<String>,
+}
+
+impl UserDataSecretRef {
+    /// The key read when none is given (Metal3's name for it).
+    pub const DEFAULT_KEY: &str = "userData";
+
+    pub fn key(&self) -> &str {
+        self.key.as_deref().unwrap_or(Self::DEFAULT_KEY)
+    }
 }
 
 /// A group of interchangeable hosts within a booking.
@@ -112,6 +167,9 @@ pub struct RoleSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(patterns::DNS_LABEL), length(min = 1, max = 63))]
     pub profile: Option<String>,
+    /// This role's own access; each field that is set replaces the request's `access`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<AccessSpec>,
 }
 
 /// Observed state of a PodRequest, written by the operator.
@@ -149,6 +207,16 @@ pub struct PodRequestStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+    /// Name of the Secret in this namespace with the pod's SSH config and `known_hosts`
+    /// (built from the host keys the hosts reported), once the first host reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub access_secret: Option<String>,
+    /// Name of the ConfigMap in this namespace with the pod's descriptor (OPNFV PDF
+    /// `pdf.yaml` and IDF `idf.yaml`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub descriptor: Option<String>,
 }
 
 /// Where a PodRequest is in its life: Pending, Scheduled, Provisioning, Ready, Releasing,
@@ -183,6 +251,21 @@ pub struct AssignedHost {
     pub role: String,
     /// Name of the LabHost.
     pub host: String,
+    /// The hostname the host was given (`<role>-<n>`, from 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// MAC addresses of the host's network interfaces, from its inventory.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mac_addresses: Vec<String>,
+    /// IP addresses the booted host reported (phone-home).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
+    /// SSH host public keys the booted host reported, OpenSSH format.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_keys: Vec<String>,
+    /// When the host booted the image and reported in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_at: Option<Time>,
 }
 
 impl RoleSpec {
@@ -193,6 +276,7 @@ impl RoleSpec {
             count,
             selector: None,
             profile: None,
+            access: None,
         }
     }
 

@@ -466,6 +466,7 @@ fn lease() -> LeaseSpec {
         [LeaseHost {
             host: "host-01".into(),
             role: "node".into(),
+            hostname: None,
         }],
         Time(ts("2026-12-01T09:00:00Z")),
         Time(ts("2026-12-04T09:00:00Z")),

@@ -157,6 +157,7 @@ mod tests {
                 [LeaseHost {
                     host: "h1".into(),
                     role: "node".into(),
+                    hostname: None,
                 }],
                 t("2026-11-24T10:00:00Z"),
                 t("2026-11-24T12:00:00Z"),

@@ -18,6 +18,7 @@ fn host(h: &str, r: &str) -> LeaseHost {
     LeaseHost {
         host: h.into(),
         role: r.into(),
+        hostname: None,
     }
 }
 

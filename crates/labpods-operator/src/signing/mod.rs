@@ -168,9 +168,21 @@ fn message(kind: &str, lease: &Lease, uid: &str, generation: i64) -> Vec<u8> {
         uid: request_uid,
     } = request_ref;
     let ImageSpec { url, checksum } = image;
-    let hosts: Vec<[&str; 2]> = hosts
+    let hosts: Vec<[&str; 3]> = hosts
         .iter()
-        .map(|LeaseHost { host, role }| [host.as_str(), role.as_str()])
+        .map(
+            |LeaseHost {
+                 host,
+                 role,
+                 hostname,
+             }| {
+                [
+                    host.as_str(),
+                    role.as_str(),
+                    hostname.as_deref().unwrap_or_default(),
+                ]
+            },
+        )
         .collect();
     let original_end = lease.annotations().get(ORIGINAL_END);
     // Instants to the second: the apiserver keeps no more, and a re-serialized time must sign
@@ -210,6 +222,7 @@ mod tests {
         let host = |h: &str, r: &str| LeaseHost {
             host: h.into(),
             role: r.into(),
+            hostname: None,
         };
         let mut lease = Lease::new(
             "pod",
@@ -300,6 +313,7 @@ mod tests {
                     l.spec.hosts.push(LeaseHost {
                         host: "h3".into(),
                         role: "node".into(),
+                        hostname: None,
                     });
                 }),
             ),

@@ -219,6 +219,7 @@ mod tests {
                     .map(|h| LeaseHost {
                         host: (*h).into(),
                         role: "node".into(),
+                        hostname: None,
                     })
                     .collect(),
                 start: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),

@@ -88,6 +88,8 @@ pub async fn heal(
                     h.host.clone()
                 },
                 role: h.role.clone(),
+                // The spare takes over the failed host's hostname: the pod keeps its names.
+                hostname: h.hostname.clone(),
             })
             .collect();
         hosts.sort();

@@ -405,6 +405,7 @@ mod tests {
         let host = |h: &str| LeaseHost {
             host: h.into(),
             role: "node".into(),
+            hostname: None,
         };
         let mut l = Lease::new(
             "pod",

@@ -67,6 +67,7 @@ pub fn lease_for(pr: &PodRequest, p: &Placement) -> Lease {
     let hosts = p.assignments.iter().map(|a| LeaseHost {
         host: a.host.clone(),
         role: a.role.clone(),
+        hostname: None,
     });
     let end = kube_time(p.end);
     let spec = LeaseSpec::new(
@@ -334,6 +335,7 @@ mod tests {
                 .map(|n| LeaseHost {
                     host: (*n).into(),
                     role: "node".into(),
+                    hostname: None,
                 })
                 .collect()
         };

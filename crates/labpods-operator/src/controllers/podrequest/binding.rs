@@ -79,6 +79,7 @@ mod tests {
                 [LeaseHost {
                     host: "h1".into(),
                     role: "node".into(),
+                    hostname: None,
                 }],
                 t.clone(),
                 t,

@@ -85,6 +85,7 @@ mod tests {
                 [LeaseHost {
                     host: "h1".into(),
                     role: "node".into(),
+                    hostname: None,
                 }],
                 kube_time(at("2026-11-24T10:03:00Z")),
                 kube_time(at("2026-11-24T12:03:00Z")),

@@ -149,6 +149,7 @@ mod tests {
                 [LeaseHost {
                     host: "h1".into(),
                     role: "node".into(),
+                    hostname: None,
                 }],
                 kube_time(at("2026-11-24T00:00:00Z")),
                 kube_time(at(end)),
@@ -195,6 +196,7 @@ mod tests {
             hosts: vec![AssignedHost {
                 role: "node".into(),
                 host: "h1".into(),
+                ..AssignedHost::default()
             }],
             scheduled_start: Some(kube_time(at("2026-11-26T10:00:00Z"))),
             scheduled_end: Some(kube_time(at("2026-11-26T11:00:00Z"))),

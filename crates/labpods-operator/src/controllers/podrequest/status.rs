@@ -131,6 +131,8 @@ pub fn desired(pr: &PodRequest, standing: Standing<'_>, now: &KubeTime) -> PodRe
                 .map(|h| AssignedHost {
                     role: h.role.clone(),
                     host: h.host.clone(),
+                    hostname: h.hostname.clone(),
+                    ..AssignedHost::default()
                 })
                 .collect();
             hosts.sort();
@@ -258,6 +260,7 @@ fn placed(status: &mut PodRequestStatus, p: &Placement) {
         .map(|a| AssignedHost {
             role: a.role.clone(),
             host: a.host.clone(),
+            ..AssignedHost::default()
         })
         .collect();
     status.hosts.sort();
@@ -379,6 +382,7 @@ mod tests {
         let host = |h: &str| LeaseHost {
             host: h.into(),
             role: "node".into(),
+            hostname: None,
         };
         let mut l = Lease::new(
             "pod",
