@@ -272,7 +272,7 @@ pub struct PhoneHomeConfig {
     /// phone-home URL is published and completion relies on BootProgress or the fallback
     /// (default absent).
     pub external_base_url: Option<Url>,
-    /// File holding the secret the per-host tokens are derived from (HMAC-SHA256); all
+    /// File holding the secret the per-run tokens are derived from (HMAC-SHA256); all
     /// replicas must share it, so mount the same Secret. Absent = a random secret per process,
     /// fine for one replica (default absent).
     pub secret_file: Option<String>,

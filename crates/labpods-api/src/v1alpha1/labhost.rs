@@ -251,6 +251,11 @@ pub struct LabHostStatus {
     /// SSH host keys). Removed when the host is released.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reported: Option<BootReport>,
+    /// Start of the provisioning run that booted the current image: the run a phone-home
+    /// token stays bound to once the run is done (the OS may report after the BMC said
+    /// OSRunning). Removed when the host is released.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub booted_run: Option<Time>,
     /// The last error met while driving the host, for humans.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,

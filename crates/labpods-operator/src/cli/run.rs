@@ -12,8 +12,8 @@ use url::Url;
 
 use crate::{
     config::{Config, ConfigError, LogFormat},
-    context::SystemClock,
-    controllers::{self, Shared, labhost::phone_home::AnnotationSink},
+    context::{Clock, SystemClock},
+    controllers::{self, Shared, labhost::phone_home::StatusSink},
     http::{self, Health, HttpError, PhoneHomeTokens},
     leader::{LeaderElector, Leadership, default_identity},
     metrics::Metrics,
@@ -194,6 +194,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     watch_signals(shutdown_tx);
 
     let metrics = Arc::new(Metrics::new());
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let health = Arc::new(Health::default());
     let ops = tokio::spawn(http::serve(
         ops_listener,
@@ -202,10 +203,11 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     ));
     let phone = tokio::spawn(http::serve(
         phone_listener,
-        http::phone_home_router(
+        http::phone_home_router(Arc::new(StatusSink::new(
+            client.clone(),
             tokens.clone(),
-            Arc::new(AnnotationSink::new(client.clone())),
-        ),
+            clock.clone(),
+        ))),
         controllers::shutting_down(shutdown_rx.clone()),
     ));
 
@@ -234,7 +236,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         config: Arc::new(config),
         metrics,
         health,
-        clock: Arc::new(SystemClock),
+        clock,
         bmc: connector.clone(),
         phone_home: tokens,
         signer,

@@ -35,7 +35,10 @@
 //!
 //! Writes: the LabHost controller owns `LabHost.status` (field manager `labpods-labhost`,
 //! server-side apply); the Lease controller owns `spec.claimRef` except the final clearing.
-//! The phone-home endpoint writes only the annotation `labpods.dev/phoned-home`.
+//! The phone-home endpoint, on any replica, writes only `LabHost.status.reported` (field
+//! manager `labpods-phone-home`, a merge patch on the resourceVersion it checked the run's
+//! token against); the LabHost controller removes it when the host's next run starts or the
+//! host leaves its booking.
 //!
 //! # Trust: only the operator's own Leases count
 //!

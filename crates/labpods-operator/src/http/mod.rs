@@ -14,7 +14,8 @@ use std::{
 
 use axum::{
     Router,
-    extract::{Path, Query, State},
+    body::Bytes,
+    extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State},
     http::{StatusCode, header},
     response::IntoResponse,
     routing::{get, post},
@@ -23,7 +24,7 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
-pub use phone_home::{PhoneHomeError, PhoneHomeSink, PhoneHomeTokens};
+pub use phone_home::{PhoneHomeError, PhoneHomeSink, PhoneHomeTokens, Report, Run};
 
 /// Readiness, shared between the runtime (which sets it) and /readyz (which reads it).
 #[derive(Debug, Default)]
@@ -75,10 +76,14 @@ pub async fn serve(
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), HttpError> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(HttpError::Serve)
+    // The peer address: phone-home records where the host called from.
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .map_err(HttpError::Serve)
 }
 
 #[derive(Clone)]
@@ -125,7 +130,6 @@ async fn readyz_handler(State(state): State<OpsState>) -> impl IntoResponse {
 
 #[derive(Clone)]
 struct PhoneHomeState {
-    tokens: PhoneHomeTokens,
     sink: Arc<dyn PhoneHomeSink>,
 }
 
@@ -134,33 +138,42 @@ struct TokenQuery {
     token: Option<String>,
 }
 
-/// `POST /phone-home/{host}?token=...`; the body (cloud-init's form data) is ignored.
-pub fn phone_home_router(tokens: PhoneHomeTokens, sink: Arc<dyn PhoneHomeSink>) -> Router {
+/// `POST /phone-home/{host}?token=...` with cloud-init's form (at most
+/// [`phone_home::MAX_BODY_BYTES`]); the sink checks the token against the host's current run.
+pub fn phone_home_router(sink: Arc<dyn PhoneHomeSink>) -> Router {
     Router::new()
         .route("/phone-home/{host}", post(phone_home_handler))
-        .with_state(PhoneHomeState { tokens, sink })
+        .layer(DefaultBodyLimit::max(phone_home::MAX_BODY_BYTES))
+        .with_state(PhoneHomeState { sink })
 }
 
 async fn phone_home_handler(
     State(state): State<PhoneHomeState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(host): Path<String>,
     Query(query): Query<TokenQuery>,
+    body: Bytes,
 ) -> impl IntoResponse {
-    let valid = query
-        .token
-        .as_deref()
-        .is_some_and(|t| state.tokens.verify(&host, t));
-    if !valid {
-        tracing::warn!(%host, "phone-home with a missing or wrong token");
+    let Some(token) = query.token else {
+        tracing::warn!(%host, "phone-home without a token");
         return (StatusCode::FORBIDDEN, "invalid token".to_string());
-    }
-    match state.sink.record(&host).await {
+    };
+    let report = match Report::from_form(&body, Some(peer.ip())) {
+        Ok(r) => r,
+        // The field and why, never its value: the body is the caller's.
+        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    match state.sink.record(&host, &token, report).await {
         Ok(()) => {
-            tracing::info!(%host, "host phoned home");
+            tracing::info!(%host, %peer, "host phoned home");
             (StatusCode::OK, "recorded".to_string())
         }
+        Err(e @ PhoneHomeError::InvalidToken) => {
+            tracing::warn!(%host, %peer, "phone-home with a wrong or stale token");
+            (StatusCode::FORBIDDEN, e.to_string())
+        }
         Err(e @ PhoneHomeError::UnknownHost(_)) => (StatusCode::NOT_FOUND, e.to_string()),
-        // cloud-init retries on errors; a host that is not waiting needs no retry.
+        // cloud-init retries on errors; a host that is not in a booking needs no retry.
         Err(e @ PhoneHomeError::NotWaiting(_)) => (StatusCode::CONFLICT, e.to_string()),
         Err(e) => {
             tracing::warn!(%host, error = %e, "cannot record phone-home");
@@ -215,19 +228,36 @@ mod tests {
         assert!(body.contains("labpods_leader 1"), "{body}");
     }
 
-    #[derive(Default)]
-    struct RecordingSink(Mutex<Vec<String>>);
+    /// Accepts the token of one run of `node-01`, as the LabHost sink does.
+    struct RecordingSink {
+        tokens: PhoneHomeTokens,
+        reports: Mutex<Vec<(String, Report)>>,
+    }
+
+    const RUN: Run<'static> = Run {
+        host: "node-01",
+        booking: "uid-1",
+        started: 1_800_000_000,
+    };
 
     impl PhoneHomeSink for RecordingSink {
         fn record<'a>(
             &'a self,
             host: &'a str,
+            token: &'a str,
+            report: Report,
         ) -> Pin<Box<dyn Future<Output = Result<(), PhoneHomeError>> + Send + 'a>> {
             Box::pin(async move {
-                if host == "ghost" {
+                if host != RUN.host {
                     return Err(PhoneHomeError::UnknownHost(host.into()));
                 }
-                self.0.lock().unwrap().push(host.to_string());
+                if !self.tokens.verify(&RUN, token) {
+                    return Err(PhoneHomeError::InvalidToken);
+                }
+                self.reports
+                    .lock()
+                    .unwrap()
+                    .push((host.to_string(), report));
                 Ok(())
             })
         }
@@ -238,24 +268,45 @@ mod tests {
     #[tokio::test]
     async fn phone_home_accepts_cloud_init_form_post_with_a_valid_token_only() {
         let tokens = PhoneHomeTokens::new(b"secret");
-        let sink = Arc::new(RecordingSink::default());
-        let addr = start(phone_home_router(tokens.clone(), sink.clone())).await;
+        let sink = Arc::new(RecordingSink {
+            tokens: tokens.clone(),
+            reports: Mutex::default(),
+        });
+        let addr = start(phone_home_router(sink.clone())).await;
         let form = "instance_id=i-1&hostname=node-01&fqdn=node-01.lab";
 
-        let url = tokens.url(&url::Url::parse("http://x/").unwrap(), "node-01");
+        let url = tokens.url(&url::Url::parse("http://x/").unwrap(), &RUN);
         let path = format!("{}?{}", url.path(), url.query().unwrap());
         assert_eq!(request(addr, "POST", &path, form).await.0, 200);
 
-        let wrong = format!("/phone-home/node-02?token={}", tokens.token("node-01"));
-        assert_eq!(request(addr, "POST", &wrong, form).await.0, 403);
+        let earlier = Run {
+            started: RUN.started - 1,
+            ..RUN
+        };
+        let stale = format!("/phone-home/node-01?token={}", tokens.token(&earlier));
+        assert_eq!(request(addr, "POST", &stale, form).await.0, 403);
         assert_eq!(
             request(addr, "POST", "/phone-home/node-01", form).await.0,
             403
         );
-
-        let ghost = format!("/phone-home/ghost?token={}", tokens.token("ghost"));
+        let ghost = format!("/phone-home/ghost?token={}", tokens.token(&RUN));
         assert_eq!(request(addr, "POST", &ghost, form).await.0, 404);
 
-        assert_eq!(*sink.0.lock().unwrap(), vec!["node-01".to_string()]);
+        let (status, body) = request(addr, "POST", &path, "pub_key_ed25519=oops").await;
+        assert_eq!(
+            (status, body.contains("pub_key_ed25519")),
+            (400, true),
+            "{body}"
+        );
+        let huge = format!("fqdn={}", "x".repeat(phone_home::MAX_BODY_BYTES));
+        assert_eq!(request(addr, "POST", &path, &huge).await.0, 413);
+
+        let reports = sink.reports.lock().unwrap();
+        assert_eq!(reports.len(), 1);
+        let (host, report) = &reports[0];
+        assert_eq!(host, "node-01");
+        assert_eq!(report.instance_id.as_deref(), Some("i-1"));
+        assert_eq!(report.fqdn.as_deref(), Some("node-01.lab"));
+        assert_eq!(report.peer, Some(addr.ip()));
     }
 }

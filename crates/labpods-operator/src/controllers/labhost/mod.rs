@@ -310,6 +310,7 @@ impl LabHostController {
             Plan::StartProvision { image, lease } => {
                 // A new run gets its own bounded retries (idle checks may have counted some).
                 status.consecutive_failures = None;
+                phone_home::forget(status);
                 status.provisioning =
                     Some(steps::start(Operation::Provision, Some(image), lease, now));
                 status.state = Some(HostState::Provisioning);
@@ -317,6 +318,7 @@ impl LabHostController {
             }
             Plan::StartRelease { lease } => {
                 status.consecutive_failures = None;
+                phone_home::forget(status);
                 status.provisioning = Some(steps::start_release(&self.ctx, host, lease, now));
                 status.state = Some(HostState::Releasing);
                 self.advance(host, view, status).await
@@ -324,6 +326,7 @@ impl LabHostController {
             Plan::Continue => self.advance(host, view, status).await,
             Plan::ClearClaim => {
                 self.clear_claim(host, status).await?;
+                phone_home::forget(status);
                 if status.state != Some(HostState::Error) {
                     status.provisioning = None;
                     status.state = Some(if host.spec.maintenance {

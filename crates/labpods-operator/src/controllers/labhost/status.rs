@@ -5,7 +5,10 @@
 //! lastTransitionTime moves only when their status flips, so an idle pass writes nothing.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::Api;
+use kube::{
+    Api,
+    api::{Patch, PatchParams},
+};
 use labpods_api::{
     conditions::{self, BMC_REACHABLE, READY},
     v1alpha1::{Disk, HostState, Inventory, LabHost, LabHostStatus, PowerState},
@@ -157,21 +160,50 @@ pub async fn apply(
         return Ok(false);
     }
     ctx.ensure_leader()?;
-    let api: Api<LabHost> = Api::all(ctx.client.clone());
+    write(&Api::all(ctx.client.clone()), host, desired).await?;
+    Ok(true)
+}
+
+/// Writes `desired` as the status of `host`, on the resourceVersion `host` was read at.
+pub async fn write(
+    api: &Api<LabHost>,
+    host: &LabHost,
+    desired: &LabHostStatus,
+) -> std::result::Result<(), kube::Error> {
     let patch = json!({
         "apiVersion": "labpods.dev/v1alpha1",
         "kind": "LabHost",
         "status": desired,
     });
+    let cleared;
+    let mut based_on = host;
+    let reported = host.status.as_ref().is_some_and(|c| c.reported.is_some());
+    if reported && desired.reported.is_none() {
+        // The phone-home writer owns the report too: leaving it out of an apply would not
+        // remove it. Removed on the same precondition as the apply; the apply then rests on
+        // this write.
+        let clear = json!({
+            "metadata": { "resourceVersion": host.metadata.resource_version },
+            "status": { "reported": null },
+        });
+        let name = host.metadata.name.as_deref().unwrap_or_default();
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..PatchParams::default()
+        };
+        cleared = api
+            .patch_status(name, &params, &Patch::Merge(&clear))
+            .await?;
+        based_on = &cleared;
+    }
     crate::controllers::fenced_status::apply(
-        &api,
+        api,
         FIELD_MANAGER,
-        host,
+        based_on,
         |h: &LabHost| h.status.as_ref(),
         &patch,
     )
-    .await?;
-    Ok(true)
+    .await
 }
 
 #[cfg(test)]

@@ -249,9 +249,6 @@ pub async fn advance(
         tracing::debug!(step = ?progress.step, ?outcome, "step");
         match outcome {
             Outcome::Act { action, next } => {
-                if next == ProvisioningStep::WaitBooted && progress.step != next {
-                    log_phone_home_url(ctx, host);
-                }
                 match perform(ctx, bmc, &action).await {
                     Ok(()) => {}
                     Err(crate::error::Error::Bmc(e)) => {
@@ -265,9 +262,6 @@ pub async fn advance(
                 }
             }
             Outcome::Transition { next } => {
-                if next == ProvisioningStep::WaitBooted {
-                    log_phone_home_url(ctx, host);
-                }
                 if let Some(p) = status.provisioning.as_mut() {
                     enter(p, next, &now);
                 }
@@ -300,6 +294,8 @@ fn done(status: &mut LabHostStatus, progress: &ProvisioningProgress) -> Finished
         Operation::Provision => {
             status.state = Some(HostState::Provisioned);
             status.current_image = progress.image.clone();
+            // The OS may phone home after the BMC reported it running: with this run's token.
+            status.booted_run = Some(progress.started_at.clone());
             Finished::Provisioned
         }
         Operation::Release => {
@@ -410,6 +406,7 @@ fn booking_failed(
     conditions::set_condition(&mut status.conditions, c, &now);
     status.consecutive_failures = None;
     status.last_error = Some(message);
+    phone_home::forget(status);
     status.provisioning = Some(start_release(ctx, host, progress.lease.clone(), &now));
     status.state = Some(HostState::Releasing);
     Finished::Waiting(ctx.config.polling.busy_interval)
@@ -472,16 +469,6 @@ fn failed(
             status.state = Some(HostState::Error);
             Finished::Failed
         }
-    }
-}
-
-fn log_phone_home_url(ctx: &Context, host: &LabHost) {
-    if let Some(base) = &ctx.config.phone_home.external_base_url {
-        let name = host.metadata.name.as_deref().unwrap_or_default();
-        tracing::info!(
-            url = %ctx.phone_home.url(base, name),
-            "waiting for the boot; the image may phone home"
-        );
     }
 }
 
