@@ -198,8 +198,9 @@ impl SushyLab {
     }
 }
 
-/// The venv from tests/support/python-venv.sh (`$LABPODS_VENV`, else the script's default).
-fn venv() -> Result<PathBuf> {
+/// The venv from tests/support/python-venv.sh (`$LABPODS_VENV`, else the script's default);
+/// the seed image tests run its pycdlib.
+pub fn venv() -> Result<PathBuf> {
     let dir = std::env::var_os("LABPODS_VENV")
         .map(PathBuf::from)
         .or_else(|| {

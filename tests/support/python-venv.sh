@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates (once) the Python venv the Redfish interop tests use and prints its path.
 # Holds sushy-tools (the emulator nobody here wrote), bcrypt (for the htpasswd used with
-# basic auth) and redfish-service-validator (run against labpods-sim). Idempotent: a venv whose
+# basic auth), redfish-service-validator (run against labpods-sim) and pycdlib (an ISO 9660
+# implementation the NoCloud seed images are checked against). Idempotent: a venv whose
 # stamp matches the pinned package list is reused as is.
 set -euo pipefail
 
@@ -10,6 +11,7 @@ PACKAGES=(
   "sushy-tools==2.2.0"
   "bcrypt"
   "redfish-service-validator"
+  "pycdlib==1.22.0"
 )
 STAMP="$VENV/.labpods-packages"
 WANT="$(printf '%s\n' "${PACKAGES[@]}")"
