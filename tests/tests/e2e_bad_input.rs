@@ -23,6 +23,9 @@ use serde_json::{Value, json};
 /// How long the operator may take to report a stored object (it polls every second).
 const REPORT_TIMEOUT: Duration = Duration::from_secs(60);
 const TENANT: &str = "e2e-hostile-tenant";
+/// A real public key (`ssh-keygen -t ed25519`).
+const ED25519: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIO+rffjb9hBUQZSpeLieKhjRVKNNpSnxzW83m7lvfpjV alice@laptop";
 
 /// What must happen to a case's subject (its last object).
 enum Expect {
@@ -376,6 +379,76 @@ fn cases(ns: &str, bmc: &str, login: (&str, &str), tenant_password: &str) -> Vec
                 })),
             )],
             expect: Reported("spec.end"),
+        },
+        // Access: the apiserver checks a key's shape; the operator its body and the YAML.
+        refused(
+            "SSH key with a second line smuggled in its comment",
+            with(
+                request("k1"),
+                "/spec/access",
+                Some(
+                    json!({ "sshAuthorizedKeys": [format!("{ED25519}\ncommand=\"sh\" {ED25519}")] }),
+                ),
+            ),
+            "spec.access.sshAuthorizedKeys[0]",
+        ),
+        refused(
+            "SSH key that is not one (a private key pasted)",
+            with(
+                request("k2"),
+                "/spec/roles/0/access",
+                Some(json!({ "sshAuthorizedKeys": ["-----BEGIN OPENSSH PRIVATE KEY-----"] })),
+            ),
+            "spec.roles[0].access.sshAuthorizedKeys[0]",
+        ),
+        refused(
+            "more SSH keys than allowed",
+            with(
+                request("k3"),
+                "/spec/access",
+                Some(json!({ "sshAuthorizedKeys": vec![ED25519; 33] })),
+            ),
+            "spec.access.sshAuthorizedKeys",
+        ),
+        Case {
+            name: "SSH key whose body is of another type",
+            objects: vec![with(
+                request("k4"),
+                "/spec/access",
+                Some(
+                    json!({ "sshAuthorizedKeys": [ED25519, ED25519.replacen("ssh-ed25519", "ssh-rsa", 1)] }),
+                ),
+            )],
+            expect: Reported("spec.access.sshAuthorizedKeys[1]"),
+        },
+        Case {
+            name: "SSH key of a type OpenSSH dropped (DSA)",
+            objects: vec![with(
+                request("k5"),
+                "/spec/access",
+                Some(
+                    json!({ "sshAuthorizedKeys": [ED25519.replacen("ssh-ed25519", "ssh-dss", 1)] }),
+                ),
+            )],
+            expect: Reported("spec.access.sshAuthorizedKeys[0]"),
+        },
+        Case {
+            name: "networkData that is not network-config version 2",
+            objects: vec![with(
+                request("k6"),
+                "/spec/access",
+                Some(json!({ "networkData": "version: 1\nconfig: []\n" })),
+            )],
+            expect: Reported("spec.access.networkData"),
+        },
+        Case {
+            name: "networkData that is not YAML",
+            objects: vec![with(
+                request("k7"),
+                "/spec/roles/0/access",
+                Some(json!({ "networkData": "version: 2\n  ethernets: [" })),
+            )],
+            expect: Reported("spec.roles[0].access.networkData"),
         },
         Case {
             name: "booking longer than the lab allows",

@@ -50,6 +50,10 @@ struct Case {
     rejected_by: RejectedBy,
 }
 
+/// A real public key (`ssh-keygen -t ed25519`).
+const ED25519: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIO+rffjb9hBUQZSpeLieKhjRVKNNpSnxzW83m7lvfpjV alice@laptop";
+
 const SHA256: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 fn valid_pod_request(namespace: &str) -> Value {
@@ -374,6 +378,41 @@ fn rule_cases(namespace: &str) -> Vec<RuleCase> {
                     ("/spec/duration", None),
                     ("/spec/end", Some(json!("2026-12-02T09:00:00Z"))),
                 ],
+            ),
+        ),
+        // At both places the rule sits: the request's access and a role's.
+        case(
+            "access-ssh-key-format",
+            with(
+                request(),
+                "/spec/access",
+                Some(
+                    json!({ "sshAuthorizedKeys": [ED25519, format!("{ED25519}\nssh-ed25519 AAAA")] }),
+                ),
+            ),
+            "spec.access.sshAuthorizedKeys[1]",
+            with(
+                request(),
+                "/spec/access",
+                Some(json!({ "sshAuthorizedKeys": [ED25519, format!("{ED25519} \u{2014} work")] })),
+            ),
+        ),
+        case(
+            "access-ssh-key-format",
+            with(
+                request(),
+                "/spec/roles/1/access",
+                Some(
+                    json!({ "sshAuthorizedKeys": [ED25519.replacen("ssh-ed25519", "SSH-ED25519", 1)] }),
+                ),
+            ),
+            "spec.roles[1].access.sshAuthorizedKeys[0]",
+            with(
+                request(),
+                "/spec/roles/1/access",
+                Some(
+                    json!({ "sshAuthorizedKeys": [format!("sk-ssh-ed25519@openssh.com {}", &ED25519[12..])] }),
+                ),
             ),
         ),
         case(

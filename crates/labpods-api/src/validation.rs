@@ -10,7 +10,8 @@
 //! * Mirrors of schema keywords (`minItems`, `pattern`, `minimum`/`maximum`) the apiserver
 //!   checks with its own wording, repeated here for the same reason.
 //! * What the apiserver cannot know, so only the controllers check: anything that needs the
-//!   clock (a window that has passed) or the lab's policy (the longest booking).
+//!   clock (a window that has passed) or the lab's policy (the longest booking), and what
+//!   CEL cannot parse (an SSH key's base64 body, a network-config's YAML: [`access_errors`]).
 
 pub mod rules;
 
@@ -22,7 +23,7 @@ use self::rules::{
 };
 pub use self::rules::{MAX_HOSTS_PER_REQUEST, RULES, Rule};
 use crate::v1alpha1::{MAX_CPUS, MAX_MEMORY_GIB, MAX_ROLE_COUNT};
-use crate::{LabHostSpec, LeaseSpec, PodRequest, PodRequestSpec};
+use crate::{AccessSpec, LabHostSpec, LeaseSpec, PodRequest, PodRequestSpec};
 
 /// One problem with a spec: the offending field (`spec.roles[1].count`) and what to do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -159,6 +160,7 @@ pub fn validate_podrequest(
 ) -> Vec<FieldError> {
     let mut errors = podrequest_rule_errors(spec);
     errors.extend(podrequest_schema_errors(spec));
+    errors.extend(access_errors(spec));
     match effective_window(spec, now) {
         // Already reported by the rules.
         Err(e) if errors.contains(&e) => {}
@@ -230,12 +232,142 @@ pub fn podrequest_rule_errors(spec: &PodRequestSpec) -> Vec<FieldError> {
         if let Some(selector) = &role.selector {
             errors.extend(validate_selector(selector, &format!("{at}.selector")));
         }
+        if let Some(access) = &role.access {
+            access_rule_errors(&mut errors, &format!("{at}.access"), access);
+        }
+    }
+    if let Some(access) = &spec.access {
+        access_rule_errors(&mut errors, "spec.access", access);
     }
     errors_of(&mut errors, "spec.image", &spec.image, |c| match c {
         Check::Image(holds) => Some(*holds),
         _ => None,
     });
     errors
+}
+
+fn access_rule_errors(errors: &mut Vec<FieldError>, at: &str, access: &AccessSpec) {
+    for (i, key) in access.ssh_authorized_keys.iter().enumerate() {
+        let at = format!("{at}.sshAuthorizedKeys[{i}]");
+        errors_of(errors, &at, key.as_str(), |c| match c {
+            Check::SshKey(holds) => Some(*holds),
+            _ => None,
+        });
+    }
+}
+
+/// Every `access` of a request with its path: the request's, then each role's.
+fn accesses(spec: &PodRequestSpec) -> impl Iterator<Item = (String, &AccessSpec)> {
+    let request = spec.access.iter().map(|a| ("spec.access".to_owned(), a));
+    let roles = spec.roles.iter().enumerate().filter_map(|(i, r)| {
+        r.access
+            .as_ref()
+            .map(|a| (format!("spec.roles[{i}].access"), a))
+    });
+    request.chain(roles)
+}
+
+/// What CEL cannot check of a request's and its roles' `access`: that each SSH key's base64
+/// body decodes to a key of the type the line states (a truncated paste, or a line whose type
+/// was edited, passes the shape), and that `networkData` is a cloud-init network-config
+/// version 2 mapping. A key of the wrong shape is left to its [rule](rules::RULES). The
+/// messages never quote the key or the data (tenant input stays out of status).
+pub fn access_errors(spec: &PodRequestSpec) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    for (at, access) in accesses(spec) {
+        for (i, key) in access.ssh_authorized_keys.iter().enumerate() {
+            if let Some(problem) = ssh_key_body_problem(key) {
+                errors.push(FieldError::new(
+                    format!("{at}.sshAuthorizedKeys[{i}]"),
+                    format!("{problem}: paste the whole line of an accepted key's .pub file unchanged (ssh-keygen -y -f <private key> prints it again; ssh-keygen -t ed25519 makes a new one)"),
+                ));
+            }
+        }
+        if let Some(problem) = access
+            .network_data
+            .as_deref()
+            .and_then(network_data_problem)
+        {
+            errors.push(FieldError::new(format!("{at}.networkData"), problem));
+        }
+    }
+    errors
+}
+
+/// Why a key line of the right shape is not a key of an accepted type, if it is not: a type
+/// outside [`rules::SSH_KEY_TYPES`] (the apiserver's rule checks the family only). The wire
+/// format (RFC 4253 section 6.6, RFC 5656, PROTOCOL.u2f) of every accepted type is a run of
+/// length-prefixed strings, the first the type: a body cut short or padded breaks the run.
+fn ssh_key_body_problem(line: &str) -> Option<String> {
+    use base64::Engine as _;
+    if !rules::is_ssh_public_key_line(line) {
+        return None;
+    }
+    let mut words = line.split(' ');
+    let (kind, body) = (words.next()?, words.next()?);
+    if !rules::SSH_KEY_TYPES.contains(&kind) {
+        return Some(format!(
+            "the key type is not one labpods accepts ({})",
+            rules::SSH_KEY_TYPES.join(", ")
+        ));
+    }
+    let Ok(blob) = base64::engine::general_purpose::STANDARD.decode(body) else {
+        return Some("the key's body is not valid base64 (cut short?)".to_owned());
+    };
+    let mut fields = Vec::new();
+    let mut rest = blob.as_slice();
+    while !rest.is_empty() {
+        let field = rest
+            .get(..4)
+            .and_then(|len| usize::try_from(u32::from_be_bytes(len.try_into().ok()?)).ok())
+            .and_then(|len| rest.get(4..4usize.checked_add(len)?));
+        let Some(field) = field else {
+            return Some(format!(
+                "the key's body is cut short: it is not a whole {kind} key"
+            ));
+        };
+        rest = &rest[4 + field.len()..];
+        fields.push(field);
+    }
+    match fields.as_slice() {
+        [embedded, _, ..] if *embedded == kind.as_bytes() => None,
+        [embedded, ..] if *embedded != kind.as_bytes() => Some(format!(
+            "the key's body is not a {kind} key (its type was edited, or two keys were mixed)"
+        )),
+        _ => Some(format!(
+            "the key's body is cut short: it is not a whole {kind} key"
+        )),
+    }
+}
+
+/// Why `networkData` is not a cloud-init network-config version 2, if it is not: a YAML
+/// mapping with `version: 2`, at the top or under `network:` (cloud-init reads both).
+fn network_data_problem(text: &str) -> Option<String> {
+    const FIX: &str =
+        "give a cloud-init network-config version 2 document, e.g. `version: 2` then `ethernets:`";
+    let value: serde_yaml::Value = match serde_yaml::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            // The position only: serde_yaml's message can quote the input.
+            let at = e
+                .location()
+                .map(|l| format!(" at line {}, column {}", l.line(), l.column()))
+                .unwrap_or_default();
+            return Some(format!("is not valid YAML{at}: {FIX}"));
+        }
+    };
+    let Some(mapping) = value.as_mapping() else {
+        return Some(format!("must be a YAML mapping: {FIX}"));
+    };
+    let root = mapping
+        .get("network")
+        .and_then(serde_yaml::Value::as_mapping)
+        .unwrap_or(mapping);
+    match root.get("version").and_then(serde_yaml::Value::as_u64) {
+        Some(2) => None,
+        Some(_) => Some(format!("only network-config version 2 is supported: {FIX}")),
+        None => Some(format!("has no `version: 2`: {FIX}")),
+    }
 }
 
 /// The transition rules of the [table](rules::RULES) that an update from `old` to `new`

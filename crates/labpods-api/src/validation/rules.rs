@@ -98,6 +98,33 @@ macro_rules! cel_http_url {
     };
 }
 
+/// The shape of an OpenSSH public key line (RE2): `<type> <base64>[ <comment>]`. RE2's `.`
+/// stops at a newline and `$` is the end of the text, so a comment cannot smuggle a second
+/// line (another key, or `command=` options) in. Kept this short on purpose: the apiserver
+/// prices a regex by its length times the string's, for every key of every role, and
+/// refuses the CRD past its budget (a list of the types in CEL costs more than it allows).
+/// The exact list of types ([`SSH_KEY_TYPES`]) and the padding are the controller's check,
+/// with the key's base64 body.
+macro_rules! ssh_public_key_re {
+    () => {
+        "^[a-z0-9@.-]+ [A-Za-z0-9+/]+=*( .*)?$"
+    };
+}
+
+/// The OpenSSH public key types accepted in `sshAuthorizedKeys` (DSA is gone from OpenSSH).
+pub const SSH_KEY_TYPES: &[&str] = &[
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+];
+
+/// The RE2 expression CEL uses for an OpenSSH public key line.
+pub const SSH_PUBLIC_KEY_RE: &str = ssh_public_key_re!();
+
 /// The RE2 expression CEL uses for a label key (for tests and documentation).
 pub const LABEL_KEY_RE: &str = label_key_re!();
 /// The RE2 expression CEL uses for a label value.
@@ -176,6 +203,9 @@ pub enum Check {
     PodRequestUpdate(fn(old: &PodRequest, new: &PodRequest) -> bool),
     /// `self` is a Lease's `spec`.
     LeaseSpec(fn(&LeaseSpec) -> bool),
+    /// `self` is one entry of `sshAuthorizedKeys` in a PodRequest's `spec.access` or in a
+    /// role's `access` (one string per rule keeps the apiserver's cost estimate small).
+    SshKey(fn(&str) -> bool),
     /// `self` is a LabHost's `spec.bmc`.
     Bmc(fn(&BmcSpec) -> bool),
     /// `self` is a LabHost's `spec.bmc.tls`.
@@ -199,6 +229,10 @@ impl Check {
                 (Kind::Lease, "spec.image"),
             ],
             Self::PodRequestUpdate(_) => &[(Kind::PodRequest, "")],
+            Self::SshKey(_) => &[
+                (Kind::PodRequest, "spec.access.sshAuthorizedKeys[]"),
+                (Kind::PodRequest, "spec.roles[].access.sshAuthorizedKeys[]"),
+            ],
             Self::LeaseSpec(_) => &[(Kind::Lease, "spec")],
             Self::Bmc(_) => &[(Kind::LabHost, "spec.bmc")],
             Self::BmcTls(_) => &[(Kind::LabHost, "spec.bmc.tls")],
@@ -462,6 +496,17 @@ pub const RULES: &[Rule] = &[
         reason: Reason::Invalid,
         check: Check::Image(|i| i.checksum.as_deref().is_none_or(is_checksum)),
     },
+    // PodRequest access (the request's and each role's). The apiserver checks the shape;
+    // that the base64 body is a key of the stated type only the controller can check
+    // (`validation::access_errors`).
+    Rule {
+        id: "access-ssh-key-format",
+        cel: concat!("self.matches('", ssh_public_key_re!(), "')"),
+        message: "an entry of sshAuthorizedKeys must be one OpenSSH public key line, `<type> <base64> [comment]`, of type ssh-ed25519, ssh-rsa, ecdsa-sha2-nistp256/384/521, sk-ssh-ed25519@openssh.com or sk-ecdsa-sha2-nistp256@openssh.com: paste the single line of your key's .pub file (e.g. ~/.ssh/id_ed25519.pub), without options",
+        field_path: "",
+        reason: Reason::Invalid,
+        check: Check::SshKey(is_ssh_public_key_line),
+    },
     // PodRequest updates: what may not change once hosts are bound.
     Rule {
         id: "podrequest-roles-immutable-once-bound",
@@ -573,6 +618,26 @@ fn has_userinfo(url: &str) -> bool {
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     !scheme.is_empty() && !scheme.contains(['/', '?', '#']) && authority.contains('@')
+}
+
+/// What [`SSH_PUBLIC_KEY_RE`] matches: a type of lower-case letters, digits, `@`, `.` and
+/// `-`, one space, a base64 alphabet body ending in any `=`, then nothing or a space and a
+/// comment without a newline.
+pub fn is_ssh_public_key_line(line: &str) -> bool {
+    let Some((kind, rest)) = line.split_once(' ') else {
+        return false;
+    };
+    let (body, comment) = rest.split_once(' ').unwrap_or((rest, ""));
+    let digits = body.trim_end_matches('=');
+    !kind.is_empty()
+        && kind
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"@.-".contains(&b))
+        && !digits.is_empty()
+        && digits
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+        && !comment.contains('\n')
 }
 
 /// The rule with `id`.

@@ -2,7 +2,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelectorRequirement, T
 
 use super::rules::{Kind, rule};
 use super::*;
-use crate::{BmcTls, ImageSpec, RoleSpec, SecretReference};
+use crate::{AccessSpec, BmcTls, ImageSpec, RoleSpec, SecretReference};
 use crate::{LeaseHost, PodRequestPhase, PodRequestStatus, RequestRef};
 
 const NOW: &str = "2026-11-24T12:00:00Z";
@@ -557,6 +557,17 @@ fn cases() -> Vec<(&'static str, Subject, &'static str, Subject)> {
             })),
         ),
         (
+            "access-ssh-key-format",
+            PodRequest(spec_with(|s| {
+                s.access = Some(keys(&[
+                    ED25519,
+                    &format!("{ED25519}\ncommand=\"sh\" {ED25519}"),
+                ]));
+            })),
+            "spec.access.sshAuthorizedKeys[1]",
+            PodRequest(spec_with(|s| s.access = Some(keys(&[ED25519, ECDSA])))),
+        ),
+        (
             "podrequest-role-names-unique",
             PodRequest(spec_with(|s| s.roles[0].name = "node".into())),
             "spec.roles",
@@ -883,4 +894,131 @@ fn label_regexes_agree_with_the_rust_checks_on_their_shape() {
     assert!(!is_label_key(&"b".repeat(64)));
     assert!(!is_label_key("a/b/c"));
     assert!(is_label_value("") && is_label_value("x86_64") && !is_label_value("_x"));
+}
+
+/// Real keys (`ssh-keygen`), public halves only.
+const ED25519: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIO+rffjb9hBUQZSpeLieKhjRVKNNpSnxzW83m7lvfpjV alice@laptop";
+const ECDSA: &str = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBLoIAPjH5OE7PFIZwE7YbHGe6NSSAV7QtJTGDGxOklOH/szZW7jxqubr0/8pKNy67Wu6SsOoTNfLJmDys0OD05U= bob";
+const RSA: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQDCE/89F1uMGPTNhZj8J1HqkF7vMwdJwGVJHPi3JnlmgT8TXA5fAcj93pTPYF8qwzOqGzlWufMOf1K9MOk1ZipjG/FzF2OoAxQLVxS61SVS8a5EVHu3lQrnVnSGcQ0ILILap3Y8kxc5wpJzqICWAjTrRtpsBUnyTi0LWhbu+ursBw==";
+
+fn keys(lines: &[&str]) -> AccessSpec {
+    AccessSpec {
+        ssh_authorized_keys: lines.iter().map(|&l| l.to_owned()).collect(),
+        ..AccessSpec::default()
+    }
+}
+
+#[test]
+fn ssh_key_shape_matches_the_cel_regex() {
+    let re = regex::Regex::new(rules::SSH_PUBLIC_KEY_RE).expect("RE2 syntax the regex crate reads");
+    let body = &ED25519[12..]; // "AAAA... alice@laptop"
+    for line in [
+        ED25519.to_owned(),
+        ECDSA.to_owned(),
+        RSA.to_owned(),
+        format!("sk-ssh-ed25519@openssh.com {body}"),
+        format!("ssh-ed25519 {body} "),
+        format!("ssh-ed25519 {body}\r"),
+        format!("ssh-ed25519 {body}\nssh-ed25519 {body}"),
+        format!("ssh-dss {body}"),
+        format!("SSH-ED25519 {body}"),
+        format!(" ssh-ed25519 {body}"),
+        format!("ssh-ed25519  {body}"),
+        "ssh-ed25519".to_owned(),
+        format!("ssh- {body}"),
+        format!("sk-\n {body}"),
+        format!("x-ssh_rsa {body}"),
+        "ssh-ed25519 AAAA===".to_owned(),
+        "ssh-ed25519 ".to_owned(),
+        "ssh-ed25519 ====".to_owned(),
+        "ssh-ed25519 AAA===".to_owned(),
+        "ssh-ed25519 AA=A".to_owned(),
+        "ssh-ed25519 AA-_".to_owned(),
+        "command=\"x\" ssh-ed25519 AAAA".to_owned(),
+        format!("ssh-ed25519\t{body}"),
+        "ssh-ed25519 AAAA\n".to_owned(),
+    ] {
+        assert_eq!(
+            rules::is_ssh_public_key_line(&line),
+            re.is_match(&line),
+            "{line:?}"
+        );
+    }
+}
+
+#[test]
+fn a_key_whose_body_is_not_of_its_type_is_invalid_naming_its_index() {
+    let edited = format!("ssh-rsa {}", &ED25519[12..]);
+    let dsa = format!("ssh-dss {}", &ED25519[12..]);
+    // Whole base64 quanta, so only the key's own framing shows the cut.
+    let truncated = &ED25519[..60];
+    let not_base64 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5A";
+    let spec = spec_with(|s| {
+        s.access = Some(keys(&[ED25519, ECDSA, &edited]));
+        s.roles[1].access = Some(keys(&[
+            RSA,
+            truncated,
+            not_base64,
+            &dsa,
+            &format!("{}==", &ED25519[..80]),
+        ]));
+    });
+    let errs = errors(&spec);
+    assert_eq!(
+        fields(&errs),
+        [
+            "spec.access.sshAuthorizedKeys[2]",
+            "spec.roles[1].access.sshAuthorizedKeys[1]",
+            "spec.roles[1].access.sshAuthorizedKeys[2]",
+            "spec.roles[1].access.sshAuthorizedKeys[3]",
+            "spec.roles[1].access.sshAuthorizedKeys[4]",
+        ]
+    );
+    assert!(
+        errs[3].message.contains(
+            "key type is not one labpods accepts (ssh-ed25519, ssh-rsa, ecdsa-sha2-nistp256"
+        ),
+        "{}",
+        errs[3]
+    );
+    assert!(errs[0].message.contains("not a ssh-rsa key"), "{}", errs[0]);
+    assert!(errs[1].message.contains("cut short"), "{}", errs[1]);
+    assert!(errs[2].message.contains("not valid base64"), "{}", errs[2]);
+    for e in &errs {
+        assert!(e.message.contains("paste the whole line"), "{e}");
+        assert!(!e.message.contains("AAAA"), "the key is not quoted: {e}");
+    }
+}
+
+#[test]
+fn network_data_must_be_a_version_2_mapping() {
+    let with_network = |text: &str| {
+        spec_with(|s| {
+            s.roles[0].access = Some(AccessSpec {
+                network_data: Some(text.to_owned()),
+                ..AccessSpec::default()
+            });
+        })
+    };
+    for good in [
+        "version: 2\nethernets:\n  eth0:\n    dhcp4: true\n",
+        "network:\n  version: 2\n  ethernets: {}\n",
+    ] {
+        assert_eq!(errors(&with_network(good)), [], "{good}");
+    }
+    for (bad, says) in [
+        ("version: 1\nconfig: []\n", "only network-config version 2"),
+        ("ethernets: {}\n", "has no `version: 2`"),
+        ("- version: 2\n", "must be a YAML mapping"),
+        (
+            "version: 2\n  ethernets: [secret-ish\n",
+            "is not valid YAML at line",
+        ),
+    ] {
+        let errs = errors(&with_network(bad));
+        assert_eq!(fields(&errs), ["spec.roles[0].access.networkData"], "{bad}");
+        assert!(errs[0].message.contains(says), "{bad}: {}", errs[0]);
+        assert!(!errs[0].message.contains("secret-ish"), "{}", errs[0]);
+    }
 }
