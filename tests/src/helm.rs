@@ -61,7 +61,7 @@ pub fn promtool() -> Result<PathBuf> {
 }
 
 /// Runs `tests/support/<script> ARGS`; its last line of stdout is the path it reports.
-fn support_script(script: &str, args: &[&str]) -> Result<PathBuf> {
+pub(crate) fn support_script(script: &str, args: &[&str]) -> Result<PathBuf> {
     let path = workspace_root().join("tests/support").join(script);
     let output = Command::new("bash")
         .arg(&path)

@@ -31,6 +31,7 @@ mod kubeconfig;
 mod kubectl;
 pub mod leaks;
 mod namespace;
+pub mod openssh;
 pub mod operator;
 mod pki;
 pub mod sim;

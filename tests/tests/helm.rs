@@ -356,6 +356,8 @@ async fn chart_rbac_is_exactly_what_the_operator_checks_at_startup() -> Result<(
         add("labpods.dev", resource, &["patch"], cluster);
     }
     add("events.k8s.io", "events", &["create", "patch"], cluster);
+    // Each booking's access Secret, by server-side apply: written, never read.
+    add("", "secrets", &["create", "patch"], cluster);
     add("", "secrets", &["get", "create"], NAMESPACE);
     add(
         "",

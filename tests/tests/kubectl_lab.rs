@@ -464,6 +464,146 @@ async fn kubectl_lab_book_status_extend_release_and_their_errors() -> Result<()>
     Ok(())
 }
 
+/// `kubectl lab ssh` reads the booking's access Secret (as the operator writes it), writes
+/// its files to a private temporary directory and runs `ssh -F` there: a fake `ssh` first on
+/// PATH records what it got and hands it to the real `ssh -G`, which resolves the options a
+/// real connection would use. `kubectl lab status` shows each host's hostname and address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_lab_ssh_runs_ssh_with_the_reported_host_key_pinned() -> Result<()> {
+    use labpods_operator::controllers::podrequest::access;
+    use labpods_tests::openssh;
+
+    let cluster = TestCluster::get()?;
+    let client = cluster.client().await?;
+    let ns = cluster.namespace("kubectl-lab-ssh").await?;
+    let (kubeconfig, n) = (cluster.kubeconfig(), ns.name());
+    let work = tempfile::tempdir()?;
+    let key = openssh::host_key(work.path(), "node")?;
+    let hosts = vec![labpods_api::v1alpha1::AssignedHost {
+        role: "node".into(),
+        host: "lab-07".into(),
+        hostname: Some("node-1".into()),
+        addresses: vec!["10.1.0.5".into()],
+        host_keys: vec![key.clone()],
+        ..Default::default()
+    }];
+    let files = access::files(n, "pod", &hosts).context("files for a reported host")?;
+    let pods: Api<PodRequest> = Api::namespaced(client.clone(), n);
+    let spec = labpods_api::v1alpha1::PodRequestSpec::new(
+        [labpods_api::v1alpha1::RoleSpec::new("node", 1)],
+        ImageSpec::new("http://images.test/os.iso"),
+        "1h",
+    );
+    pods.create(&PostParams::default(), &PodRequest::new("pod", spec))
+        .await?;
+    pods.patch_status(
+        "pod",
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "status": {
+            "phase": "Ready", "hosts": hosts, "accessSecret": "pod-access",
+        } })),
+    )
+    .await?;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), n);
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": { "name": "pod-access" },
+                "stringData": files,
+            }))?,
+        )
+        .await?;
+
+    // The fake ssh: records its arguments, the directory's mode and known_hosts, then runs
+    // the real ssh -G on the same arguments.
+    let bin = work.path().join("bin");
+    std::fs::create_dir(&bin)?;
+    let record = work.path().join("record");
+    let real_ssh = openssh::bin_dir()?.join("ssh");
+    let script = format!(
+        "#!/bin/sh\nprintf '%s\\n' \"$@\" > {record}\nstat -c %a \"$(dirname \"$2\")\" > {record}.mode\ncp \"$(dirname \"$2\")/known_hosts\" {record}.known_hosts\nexec {real} -G \"$@\"\n",
+        record = record.display(),
+        real = real_ssh.display(),
+    );
+    let fake = bin.join("ssh");
+    std::fs::write(&fake, script)?;
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    let mut path = std::ffi::OsString::from(&bin);
+    path.push(":");
+    path.push(std::env::var_os("PATH").unwrap_or_default());
+    let env = [("PATH", path)];
+
+    let resolved = kubectl_lab_support::lab_with_env(
+        kubeconfig,
+        &["ssh", "pod", "node-1", "-n", n, "--", "uname", "-a"],
+        &env,
+    )
+    .await?
+    .ok()?;
+    let args = std::fs::read_to_string(&record)?;
+    let args: Vec<&str> = args.lines().collect();
+    assert_eq!(args[0], "-F");
+    let dir = std::path::Path::new(args[1])
+        .parent()
+        .context("config dir")?;
+    assert_eq!(
+        args[2..],
+        [
+            "-o",
+            &format!("UserKnownHostsFile={}", dir.join("known_hosts").display()),
+            "node-1",
+            "--",
+            "uname",
+            "-a"
+        ]
+    );
+    assert_eq!(
+        std::fs::read_to_string(format!("{}.mode", record.display()))?.trim(),
+        "700"
+    );
+    assert!(
+        !dir.exists(),
+        "the temporary directory is removed when ssh returns"
+    );
+    for line in [
+        "hostname 10.1.0.5".to_owned(),
+        "hostkeyalias node-1".to_owned(),
+        "stricthostkeychecking true".to_owned(),
+        format!("userknownhostsfile {}", dir.join("known_hosts").display()),
+    ] {
+        assert!(
+            resolved.lines().any(|l| l == line),
+            "ssh -G lacks {line:?}:\n{resolved}"
+        );
+    }
+    let known_hosts = std::path::PathBuf::from(format!("{}.known_hosts", record.display()));
+    let found = openssh::known_hosts_lookup(&known_hosts, "node-1")?;
+    let body = key.split(' ').nth(1).unwrap_or_default();
+    assert!(found.len() == 1 && found[0].contains(body), "{found:?}");
+
+    let unknown =
+        kubectl_lab_support::lab_with_env(kubeconfig, &["ssh", "pod", "node-9", "-n", n], &env)
+            .await?;
+    assert_eq!(unknown.code, 2, "{}", unknown.stderr);
+    assert!(
+        unknown
+            .stderr
+            .contains("no reachable host node-9: choose one of node-1"),
+        "{}",
+        unknown.stderr
+    );
+
+    let status = lab(kubeconfig, &["status", "pod", "-n", n]).await?.ok()?;
+    let lab_07 = row(&status, "lab-07")?;
+    assert_eq!(
+        lab_07[..4],
+        ["lab-07", "node", "node-1", "10.1.0.5"],
+        "{status}"
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_lab_says_when_labpods_is_not_installed() -> Result<()> {
     let plane = ControlPlane::start(ControlPlaneConfig::default()).await?;

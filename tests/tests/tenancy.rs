@@ -337,6 +337,35 @@ async fn a_lab_user_books_in_their_namespace_and_nothing_else() -> Result<()> {
         .list(&ListParams::default())
         .await
         .context("reading the Events of A")?;
+    // The booking's access Secret (as the operator writes it): readable by name in A; A's
+    // Secrets are not listed, and B's is not readable.
+    let access = |namespace: &str| -> Result<Secret> {
+        Ok(serde_json::from_value(json!({
+            "metadata": { "name": "ci-pod-access", "namespace": namespace },
+            "stringData": { "ssh_config": "Host node-1\n" },
+        }))?)
+    };
+    for namespace in [a, b] {
+        Api::<Secret>::namespaced(lab.admin.clone(), namespace)
+            .create(&PostParams::default(), &access(namespace)?)
+            .await?;
+    }
+    Api::<Secret>::namespaced(alice.clone(), a)
+        .get("ci-pod-access")
+        .await
+        .context("reading the booking's access Secret in A")?;
+    rbac_refusal(
+        "listing A's Secrets",
+        Api::<Secret>::namespaced(alice.clone(), a)
+            .list(&ListParams::default())
+            .await,
+    )?;
+    rbac_refusal(
+        "reading B's access Secret",
+        Api::<Secret>::namespaced(alice.clone(), b)
+            .get("ci-pod-access")
+            .await,
+    )?;
 
     // Nothing in B: not even reading.
     let theirs: Api<PodRequest> = Api::namespaced(alice.clone(), b);

@@ -61,6 +61,9 @@ pub enum Command {
     Extend(ExtendArgs),
     /// Give a booking's hosts back now (they are powered off and return to the pool).
     Release(ReleaseArgs),
+    /// Log into a booked host with ssh, its reported host key pinned (from the booking's
+    /// access Secret): `kubectl lab ssh ci-pod node-1 -- uname -a`.
+    Ssh(SshArgs),
     /// Who holds which host when, and what is reserved, as a timeline.
     Calendar(CalendarArgs),
     /// How the lab was used: utilization per lab and profile, bookings, waits, provisioning,
@@ -117,12 +120,27 @@ pub struct BookArgs {
     /// What the pod is for (shown to lab operators in reports).
     #[arg(long)]
     pub purpose: Option<String>,
+    /// A file of OpenSSH public keys (e.g. ~/.ssh/id_ed25519.pub) authorised on every host;
+    /// repeatable.
+    #[arg(long = "ssh-key", value_name = "FILE")]
+    pub ssh_keys: Vec<std::path::PathBuf>,
     /// Follow the booking with a progress bar per host until it is Ready or fails.
     #[arg(long)]
     pub wait: bool,
     /// How long --wait waits.
     #[arg(long, value_name = "DURATION", default_value = "30m")]
     pub timeout: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SshArgs {
+    /// Name of the booking.
+    pub name: String,
+    /// The host's hostname (`<role>-<n>`, see `kubectl lab status`); default the first.
+    pub hostname: Option<String>,
+    /// A command to run there instead of a shell (after `--`).
+    #[arg(last = true)]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args)]

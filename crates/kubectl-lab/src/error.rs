@@ -28,6 +28,9 @@ pub enum Error {
     Failed(String),
     #[error("{0}")]
     Timeout(String),
+    /// `kubectl lab ssh`: ssh ended with this status (passed on as the exit code).
+    #[error("ssh exited with status {0}")]
+    Remote(u8),
     #[error("writing the output: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -39,6 +42,7 @@ impl Error {
             Error::Usage(_) => 2,
             Error::Failed(_) => 3,
             Error::Timeout(_) => 4,
+            Error::Remote(code) => *code,
             _ => 1,
         }
     }

@@ -90,6 +90,11 @@ pub fn required_permissions(namespace: &str, leader_election: bool) -> Vec<Permi
     }
     out.push(p("events.k8s.io", "events", None, "create", None));
     out.push(p("events.k8s.io", "events", None, "patch", None));
+    // Each booking's access Secret, in the tenant's namespace, by server-side apply (a
+    // patch, which creates). Written, never read: no get, list or watch of tenant Secrets.
+    for verb in ["create", "patch"] {
+        out.push(p("", "secrets", None, verb, None));
+    }
     let ns = Some(namespace);
     for verb in ["get", "create"] {
         out.push(p("", "secrets", None, verb, ns));
@@ -208,16 +213,24 @@ mod tests {
         );
     }
 
-    /// Secrets (BMC credentials, the signing key) only in the operator's namespace: the
-    /// operator never needs to read a tenant's Secret.
+    /// Secrets are read (BMC credentials, the signing key) only in the operator's namespace:
+    /// the operator never needs to read a tenant's Secret. Cluster-wide it only writes
+    /// (the access Secrets it hands tenants).
     #[test]
-    fn secrets_only_in_the_operators_namespace() {
+    fn secrets_are_read_only_in_the_operators_namespace() {
         let perms = required_permissions("labpods-system", true);
         let secrets: Vec<_> = perms.iter().filter(|p| p.resource == "secrets").collect();
-        assert!(!secrets.is_empty());
+        let mut cluster_wide: Vec<_> = secrets
+            .iter()
+            .filter(|p| p.namespace.is_none())
+            .map(|p| p.verb)
+            .collect();
+        cluster_wide.sort_unstable();
+        assert_eq!(cluster_wide, ["create", "patch"]);
         assert!(
             secrets
                 .iter()
+                .filter(|p| p.verb == "get")
                 .all(|p| p.namespace.as_deref() == Some("labpods-system"))
         );
     }

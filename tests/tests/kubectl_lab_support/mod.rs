@@ -66,11 +66,21 @@ fn build() -> Result<PathBuf> {
 
 /// `kubectl-lab --kubeconfig K ARGS...` with no terminal, so no colour.
 pub async fn lab(kubeconfig: &Path, args: &[&str]) -> Result<Run> {
+    lab_with_env(kubeconfig, args, &[]).await
+}
+
+/// [`lab`] with more environment (e.g. a PATH with a fake program first).
+pub async fn lab_with_env(
+    kubeconfig: &Path,
+    args: &[&str],
+    env: &[(&str, std::ffi::OsString)],
+) -> Result<Run> {
     let binary = plugin()?;
     let output = tokio::process::Command::new(binary)
         .arg("--kubeconfig")
         .arg(kubeconfig)
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env_remove("KUBECONFIG")
         .output()
         .await

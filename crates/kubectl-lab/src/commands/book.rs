@@ -11,10 +11,12 @@ use kube::ResourceExt;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use labpods_api::conditions::{EXTENSION_REJECTED, find_condition};
 use labpods_api::v1alpha1::{
-    HostProgress, HostState, ImageSpec, LABEL_LAB, Lease, PodRequest, PodRequestPhase,
-    PodRequestSpec, ProvisioningStep, RoleSpec,
+    AccessSpec, HostProgress, HostState, ImageSpec, LABEL_LAB, Lease, MAX_SSH_KEYS, PodRequest,
+    PodRequestPhase, PodRequestSpec, ProvisioningStep, RoleSpec,
 };
-use labpods_api::validation::{format_duration, parse_duration};
+use labpods_api::validation::{
+    access_errors, format_duration, parse_duration, podrequest_rule_errors,
+};
 
 use crate::cli::{BookArgs, ExtendArgs, ReleaseArgs};
 use crate::error::{Error, Result};
@@ -60,8 +62,64 @@ pub fn parse_role(text: &str) -> Result<(String, u32)> {
     Ok((name.to_string(), count))
 }
 
-/// The PodRequest `kubectl lab book` writes (pure).
-pub fn request(args: &BookArgs, now: Timestamp) -> Result<PodRequest> {
+/// The public keys of the `--ssh-key` files, each line with the file it came from (blank
+/// lines and `#` comments skipped, as in an authorized_keys file).
+pub fn read_ssh_keys(args: &BookArgs) -> Result<Vec<(String, String)>> {
+    let mut keys = Vec::new();
+    for path in &args.ssh_keys {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::Usage(format!("--ssh-key {}: cannot read it: {e}", path.display()))
+        })?;
+        keys.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(|l| (path.display().to_string(), l.to_owned())),
+        );
+    }
+    Ok(keys)
+}
+
+/// The keys as `spec.access`, checked as the apiserver and the operator check them, each
+/// error naming the file it came from.
+fn access(keys: &[(String, String)]) -> Result<Option<AccessSpec>> {
+    if keys.is_empty() {
+        return Ok(None);
+    }
+    if keys.len() > MAX_SSH_KEYS {
+        return Err(Error::Usage(format!(
+            "--ssh-key: {} keys given, at most {MAX_SSH_KEYS} are allowed",
+            keys.len()
+        )));
+    }
+    let access = AccessSpec {
+        ssh_authorized_keys: keys.iter().map(|(_, k)| k.clone()).collect(),
+        ..AccessSpec::default()
+    };
+    let spec = PodRequestSpec {
+        access: Some(access.clone()),
+        ..PodRequestSpec::default()
+    };
+    let mut errors = podrequest_rule_errors(&spec)
+        .into_iter()
+        .chain(access_errors(&spec))
+        .filter(|e| e.field.starts_with("spec.access"));
+    if let Some(error) = errors.next() {
+        let index = error
+            .field
+            .strip_prefix("spec.access.sshAuthorizedKeys[")
+            .and_then(|rest| rest.strip_suffix(']'))
+            .and_then(|i| i.parse::<usize>().ok());
+        let file = index
+            .and_then(|i| keys.get(i))
+            .map_or("", |(f, _)| f.as_str());
+        return Err(Error::Usage(format!("--ssh-key {file}: {}", error.message)));
+    }
+    Ok(Some(access))
+}
+
+/// The PodRequest `kubectl lab book` writes (pure); `keys` from [`read_ssh_keys`].
+pub fn request(args: &BookArgs, keys: &[(String, String)], now: Timestamp) -> Result<PodRequest> {
     let mut roles = Vec::new();
     for text in &args.roles {
         let (name, count) = parse_role(text)?;
@@ -92,13 +150,13 @@ pub fn request(args: &BookArgs, now: Timestamp) -> Result<PodRequest> {
         duration: Some(args.duration.clone()),
         end: None,
         purpose: args.purpose.clone(),
-        access: None,
+        access: access(keys)?,
     };
     Ok(PodRequest::new(&args.name, spec))
 }
 
 pub async fn book(session: &Session, args: &BookArgs, out: &mut dyn Write) -> Result<()> {
-    let pr = request(args, session.now)?;
+    let pr = request(args, &read_ssh_keys(args)?, session.now)?;
     let timeout = output::parse_length("--timeout", &args.timeout)?;
     let created = match session
         .podrequests()
@@ -506,7 +564,7 @@ mod tests {
             "--for",
             "3d",
         ]);
-        let pr = request(&args, now).unwrap();
+        let pr = request(&args, &[], now).unwrap();
         assert_eq!(pr.name_any(), "ci-pod");
         assert_eq!(pr.spec.host_count(), 4);
         assert_eq!(pr.spec.roles[1].name, "node");
@@ -549,7 +607,7 @@ mod tests {
             "1d",
         ]);
         assert!(
-            request(&args, now)
+            request(&args, &[], now)
                 .unwrap_err()
                 .to_string()
                 .contains("twice")
@@ -565,7 +623,47 @@ mod tests {
             "--for",
             "3 days",
         ]);
-        assert_eq!(request(&args, now).unwrap_err().exit_code(), 2);
+        assert_eq!(request(&args, &[], now).unwrap_err().exit_code(), 2);
+    }
+
+    #[test]
+    fn ssh_keys_from_files_become_the_access_and_a_bad_one_names_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("id_ed25519.pub");
+        let bad = dir.path().join("id_rsa.pub");
+        let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIO+rffjb9hBUQZSpeLieKhjRVKNNpSnxzW83m7lvfpjV alice@laptop";
+        std::fs::write(&good, format!("# mine\n{key}\n\n")).unwrap();
+        std::fs::write(&bad, key.replacen("ssh-ed25519", "ssh-rsa", 1)).unwrap();
+        let now = Timestamp::UNIX_EPOCH;
+        let mut args = book_args(&[
+            "kubectl-lab",
+            "book",
+            "ci",
+            "--role",
+            "node=1",
+            "--image",
+            "http://i/x.iso",
+            "--for",
+            "1h",
+        ]);
+        args.ssh_keys = vec![good.clone()];
+        let keys = read_ssh_keys(&args).unwrap();
+        let pr = request(&args, &keys, now).unwrap();
+        assert_eq!(pr.spec.access.unwrap().ssh_authorized_keys, [key]);
+        args.ssh_keys.push(bad.clone());
+        let keys = read_ssh_keys(&args).unwrap();
+        let err = request(&args, &keys, now).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("--ssh-key {}: ", bad.display())),
+            "{err}"
+        );
+        assert!(err.contains("not a ssh-rsa key"), "{err}");
+        args.ssh_keys = vec![dir.path().join("missing.pub")];
+        let err = read_ssh_keys(&args).unwrap_err();
+        assert!(
+            matches!(err, Error::Usage(_)) && err.to_string().contains("missing.pub"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod hosts;
 mod lab;
 pub mod report;
 mod report_html;
+pub mod ssh;
 mod status;
 
 use std::io::Write;
@@ -22,6 +23,7 @@ pub async fn dispatch(session: &Session, command: Command, out: &mut dyn Write) 
         Command::Status(args) => status::run(session, &args.name, out).await,
         Command::Extend(args) => book::extend(session, &args, out).await,
         Command::Release(args) => book::release(session, &args, out).await,
+        Command::Ssh(args) => ssh::run(session, &args).await,
         Command::Calendar(args) => calendar::run(session, &args, out).await,
         Command::Report(args) => report::run(session, &args, out).await,
         Command::Forecast(args) => forecast::run(session, &args, out).await,

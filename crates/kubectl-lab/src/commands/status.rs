@@ -46,6 +46,10 @@ struct Queue {
 struct HostRow {
     host: String,
     role: String,
+    /// `<role>-<n>`, as `kubectl lab ssh` takes it.
+    hostname: String,
+    /// The first address the booted host reported (phone-home).
+    address: String,
     state: String,
     step: String,
     message: String,
@@ -110,6 +114,17 @@ pub async fn run(session: &Session, name: &str, out: &mut dyn Write) -> Result<(
     } else {
         None
     };
+    let assigned = |host: &str| status.hosts.iter().find(|a| a.host == host);
+    let hostname = |host: &str| {
+        assigned(host)
+            .and_then(|a| a.hostname.clone())
+            .unwrap_or_else(|| "-".into())
+    };
+    let address = |host: &str| {
+        assigned(host)
+            .and_then(|a| a.addresses.first().cloned())
+            .unwrap_or_else(|| "-".into())
+    };
     let mut hosts: Vec<HostRow> = Vec::new();
     if let Some(lease) = &lease {
         for h in &lease.spec.hosts {
@@ -120,6 +135,8 @@ pub async fn run(session: &Session, name: &str, out: &mut dyn Write) -> Result<(
             hosts.push(HostRow {
                 host: h.host.clone(),
                 role: h.role.clone(),
+                hostname: hostname(&h.host),
+                address: address(&h.host),
                 state: p
                     .and_then(|p| p.state)
                     .map_or_else(|| "-".into(), |s| format!("{s:?}")),
@@ -134,6 +151,8 @@ pub async fn run(session: &Session, name: &str, out: &mut dyn Write) -> Result<(
             hosts.push(HostRow {
                 host: h.host.clone(),
                 role: h.role.clone(),
+                hostname: hostname(&h.host),
+                address: address(&h.host),
                 state: "-".into(),
                 step: "-".into(),
                 message: String::new(),
@@ -213,11 +232,15 @@ fn print(
     if view.hosts.is_empty() {
         writeln!(out, "Hosts: none assigned yet")?;
     } else {
-        let mut t = Table::new(["host", "role", "state", "step", "message"]);
+        let mut t = Table::new([
+            "host", "role", "hostname", "address", "state", "step", "message",
+        ]);
         for h in &view.hosts {
             t.row(vec![
                 h.host.as_str().into(),
                 h.role.as_str().into(),
+                h.hostname.as_str().into(),
+                h.address.as_str().into(),
                 Cell {
                     text: h.state.clone(),
                     colour: phase_colour(&h.state),

@@ -19,10 +19,13 @@
 //! alone. A Lease that does not verify is refused (the request says why, its hosts are
 //! released by the LabHost controller); a provisional one left by a crash is rolled back.
 
+pub mod access;
 pub mod bind;
 pub mod binding;
+pub mod children;
 pub mod claim;
 pub mod extension;
+pub mod hosts;
 pub mod snapshot;
 pub mod status;
 
@@ -58,7 +61,7 @@ use tokio::sync::Notify;
 use self::{
     bind::{Bound, bind, lease_for},
     binding::LeaseOf,
-    status::Standing,
+    status::{Handed, Standing},
 };
 use super::sealed::{self, Changed};
 use crate::{
@@ -145,6 +148,7 @@ pub async fn run(
         hosts,
         leases,
     };
+    let applied = children::Applied::default();
     tokio::pin!(stop);
     let synced = async {
         caches.requests.wait_until_ready().await.is_ok()
@@ -168,16 +172,16 @@ pub async fn run(
                 () = &mut stop => break,
                 () = tokio::time::sleep(DEBOUNCE) => {}
             }
-            next = pass(&ctx, &caches).await;
+            next = pass(&ctx, &caches, &applied).await;
         }
     }
 }
 
 /// One scheduling pass; returns when the next one is due at the latest.
 #[tracing::instrument(skip_all)]
-async fn pass(ctx: &Context, caches: &Caches) -> Duration {
+async fn pass(ctx: &Context, caches: &Caches, applied: &children::Applied) -> Duration {
     let started = std::time::Instant::now();
-    let next = Pass::new(ctx, caches).run().await;
+    let next = Pass::new(ctx, caches, applied).run().await;
     tracing::debug!(took = ?started.elapsed(), "scheduling pass");
     ctx.metrics.observe_reconcile(CONTROLLER, started.elapsed());
     next
@@ -224,6 +228,8 @@ enum Class {
 
 struct Pass<'a> {
     ctx: &'a Context,
+    /// The children (access Secret, descriptor) this replica wrote, across passes.
+    applied: &'a children::Applied,
     requests: Vec<PodRequest>,
     hosts: HashMap<String, Arc<LabHost>>,
     /// Sealed Leases only: the bindings the operator made.
@@ -237,7 +243,7 @@ struct Pass<'a> {
 }
 
 impl<'a> Pass<'a> {
-    fn new(ctx: &'a Context, caches: &Caches) -> Self {
+    fn new(ctx: &'a Context, caches: &Caches, applied: &'a children::Applied) -> Self {
         let requests: Vec<PodRequest> = caches
             .requests
             .state()
@@ -267,6 +273,7 @@ impl<'a> Pass<'a> {
         let kube_now = KubeTime(ctx.clock.now());
         Self {
             ctx,
+            applied,
             requests,
             hosts,
             leases,
@@ -401,11 +408,12 @@ impl<'a> Pass<'a> {
                     releasing: *releasing,
                 },
                 (StandingOwned::Decided(d), _) => Standing::Decided(d),
-                (StandingOwned::Bound(rejected), Some(l)) => Standing::Bound {
+                (StandingOwned::Bound { rejected, handed }, Some(l)) => Standing::Bound {
                     lease: l,
                     rejected: rejected.as_deref(),
+                    handed,
                 },
-                (StandingOwned::Bound(_), None) | (StandingOwned::Finished, _) => {
+                (StandingOwned::Bound { .. }, None) | (StandingOwned::Finished, _) => {
                     Standing::Finished
                 }
             };
@@ -507,14 +515,20 @@ impl<'a> Pass<'a> {
                 let lease = Arc::new(lease);
                 self.resume_binding(pr, &lease).await?;
                 let rejected = self.extend(pr, &lease, input).await?;
-                Some((Some(lease), StandingOwned::Bound(rejected)))
+                let handed = self.hand_over(pr, &lease).await?;
+                Some((Some(lease), StandingOwned::Bound { rejected, handed }))
             }
             Class::Deleting(lease) => {
                 let let_go = self.release(pr, lease.as_ref()).await?;
                 // A request let go is gone: nothing to write.
-                lease
-                    .filter(|_| !let_go)
-                    .map(|l| (Some(Arc::new(l)), StandingOwned::Bound(None)))
+                lease.filter(|_| !let_go).map(|l| {
+                    // Going away: the children go with it (garbage collected), unchanged.
+                    let bound = StandingOwned::Bound {
+                        rejected: None,
+                        handed: self.handed(pr, &l),
+                    };
+                    (Some(Arc::new(l)), bound)
+                })
             }
             Class::Unsealed(lease) => {
                 self.roll_back_unsealed(&lease).await?;
@@ -534,6 +548,35 @@ impl<'a> Pass<'a> {
             }
             Class::Waiting(_) | Class::Done => None,
         })
+    }
+
+    /// What the user of a bound request has: each host as the caches show it, and the
+    /// children its status already names.
+    fn handed(&self, pr: &PodRequest, lease: &Lease) -> Handed {
+        let current = pr.status.as_ref();
+        Handed {
+            hosts: hosts::assigned(lease, &self.hosts),
+            access_secret: current.and_then(|s| s.access_secret.clone()),
+            descriptor: current.and_then(|s| s.descriptor.clone()),
+        }
+    }
+
+    /// [`Self::handed`], after writing the children for what the hosts reported: the
+    /// access Secret once a host reported its address and keys.
+    async fn hand_over(&self, pr: &PodRequest, lease: &Lease) -> Result<Handed> {
+        let mut handed = self.handed(pr, lease);
+        let (namespace, name) = snapshot::key_of(pr);
+        if let Some(files) = access::files(&namespace, &name, &handed.hosts) {
+            let secret = access::secret_name(&name);
+            children::apply_secret(
+                self.ctx,
+                self.applied,
+                &children::secret_body(pr, &secret, &files),
+            )
+            .await?;
+            handed.access_secret = Some(secret);
+        }
+        Ok(handed)
     }
 
     /// Adds the finalizer before anything is bound; false when the write lost a race.
@@ -673,7 +716,10 @@ enum StandingOwned {
         releasing: bool,
     },
     Decided(Decision),
-    Bound(Option<String>),
+    Bound {
+        rejected: Option<String>,
+        handed: Handed,
+    },
     Finished,
 }
 

@@ -37,6 +37,7 @@ pub enum Standing<'a> {
     Bound {
         lease: &'a Lease,
         rejected: Option<&'a str>,
+        handed: &'a Handed,
     },
     /// The booking ran and its Lease is gone (collected after retention, or deleted).
     Finished,
@@ -47,6 +48,15 @@ pub enum Standing<'a> {
         why: &'a str,
         releasing: bool,
     },
+}
+
+/// What a bound request hands its user: each host ([`super::hosts::assigned`]) and the
+/// children written for it (the access Secret, the descriptor ConfigMap), by name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Handed {
+    pub hosts: Vec<AssignedHost>,
+    pub access_secret: Option<String>,
+    pub descriptor: Option<String>,
 }
 
 /// The status for `standing`, keeping the transition times of unchanged conditions.
@@ -117,27 +127,21 @@ pub fn desired(pr: &PodRequest, standing: Standing<'_>, now: &KubeTime) -> PodRe
                 set(&mut conditions, SCHEDULED, false, "Unsatisfiable", message);
             }
         },
-        Standing::Bound { lease, rejected } => {
+        Standing::Bound {
+            lease,
+            rejected,
+            handed,
+        } => {
             let phase = lease
                 .status
                 .as_ref()
                 .and_then(|s| s.phase)
                 .unwrap_or(LeasePhase::Pending);
             status.lease = Some(lease.name_any());
-            let mut hosts: Vec<AssignedHost> = lease
-                .spec
-                .hosts
-                .iter()
-                .map(|h| AssignedHost {
-                    role: h.role.clone(),
-                    host: h.host.clone(),
-                    hostname: h.hostname.clone(),
-                    ..AssignedHost::default()
-                })
-                .collect();
-            hosts.sort();
-            status.host_count = u32::try_from(hosts.len()).ok();
-            status.hosts = hosts;
+            status.host_count = u32::try_from(handed.hosts.len()).ok();
+            status.hosts = handed.hosts.clone();
+            status.access_secret = handed.access_secret.clone();
+            status.descriptor = handed.descriptor.clone();
             status.scheduled_start = Some(lease.spec.start.clone());
             status.scheduled_end = Some(lease.spec.end.clone());
             status.phase = Some(request_phase(phase));
@@ -496,6 +500,7 @@ mod tests {
             Standing::Bound {
                 lease: &l,
                 rejected: None,
+                handed: &Handed::default(),
             },
             &now(1),
         );
@@ -512,6 +517,7 @@ mod tests {
             Standing::Bound {
                 lease: &l,
                 rejected: Some(reason),
+                handed: &Handed::default(),
             },
             &now(2),
         );
@@ -523,6 +529,36 @@ mod tests {
                 .message,
             reason
         );
+    }
+
+    #[test]
+    fn a_bound_request_shows_each_host_and_its_children_and_a_second_pass_writes_nothing() {
+        let mut pr = request();
+        let l = lease(LeasePhase::Ready, 2);
+        let handed = Handed {
+            hosts: vec![AssignedHost {
+                role: "node".into(),
+                host: "h1".into(),
+                hostname: Some("node-1".into()),
+                mac_addresses: vec!["52:54:00:00:00:01".into()],
+                addresses: vec!["10.1.0.5".into()],
+                host_keys: vec!["ssh-ed25519 AAAA".into()],
+                ready_at: Some(now(5)),
+            }],
+            access_secret: Some("pod-access".into()),
+            descriptor: None,
+        };
+        let bound = Standing::Bound {
+            lease: &l,
+            rejected: None,
+            handed: &handed,
+        };
+        let s = desired(&pr, bound, &now(10));
+        assert_eq!(s.hosts, handed.hosts);
+        assert_eq!(s.host_count, Some(1));
+        assert_eq!(s.access_secret.as_deref(), Some("pod-access"));
+        pr.status = Some(s.clone());
+        assert_eq!(desired(&pr, bound, &now(20)), s);
     }
 
     #[test]
@@ -545,6 +581,7 @@ mod tests {
             Standing::Bound {
                 lease: &l,
                 rejected: None,
+                handed: &Handed::default(),
             },
             &now(2),
         );
