@@ -41,6 +41,21 @@ pub fn ssh_args(dir: &Path, hostname: &str, command: &[String]) -> Vec<OsString>
     args
 }
 
+/// A new directory only its owner can enter (0700, whatever the umask), holding the two
+/// files; removed when dropped (when ssh returns).
+pub fn private_dir(config: &str, known_hosts: &str) -> Result<tempfile::TempDir> {
+    let dir = tempfile::Builder::new()
+        .prefix("kubectl-lab-ssh-")
+        .tempdir()?;
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )?;
+    std::fs::write(dir.path().join(SSH_CONFIG), config)?;
+    std::fs::write(dir.path().join(KNOWN_HOSTS), known_hosts)?;
+    Ok(dir)
+}
+
 fn file(secret: &Secret, key: &str) -> Result<String> {
     let bytes = secret
         .data
@@ -84,12 +99,7 @@ pub async fn run(session: &Session, args: &SshArgs) -> Result<()> {
             Error::Failed(format!("booking {} has no reachable host yet", args.name))
         })?,
     };
-    // Private (0700) and removed when ssh returns.
-    let dir = tempfile::Builder::new()
-        .prefix("kubectl-lab-ssh-")
-        .tempdir()?;
-    std::fs::write(dir.path().join(SSH_CONFIG), config)?;
-    std::fs::write(dir.path().join(KNOWN_HOSTS), known_hosts)?;
+    let dir = private_dir(&config, &known_hosts)?;
     let status = tokio::process::Command::new("ssh")
         .args(ssh_args(dir.path(), &hostname, &args.command))
         .status()
@@ -108,8 +118,24 @@ pub async fn run(session: &Session, args: &SshArgs) -> Result<()> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_files_are_written_to_a_directory_only_the_user_can_enter() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = private_dir("Host a\n", "a ssh-ed25519 AAAA\n").unwrap();
+        let mode = std::fs::metadata(dir.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(KNOWN_HOSTS)).unwrap(),
+            "a ssh-ed25519 AAAA\n"
+        );
+        let path = dir.path().to_owned();
+        drop(dir);
+        assert!(!path.exists());
+    }
 
     #[test]
     fn the_hosts_of_a_config_in_order_and_the_ssh_command_line() {
