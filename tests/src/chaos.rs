@@ -476,12 +476,41 @@ impl Run {
             .map(|h| lab.bmc(h).map(|b| power_view(&b)))
             .collect::<Result<_>>()?;
 
+        // A Pending Lease is still binding: it holds nothing yet, and one that loses a claim
+        // race is rolled back (the claim protocol). Every other unreleased Lease holds what
+        // it lists.
         let mut holder: BTreeMap<&str, &str> = BTreeMap::new();
         for lease in &lease_list {
-            if lease.status.as_ref().and_then(|s| s.phase) == Some(LeasePhase::Released) {
+            let phase = lease.status.as_ref().and_then(|s| s.phase);
+            if matches!(
+                phase,
+                None | Some(LeasePhase::Pending | LeasePhase::Released)
+            ) {
                 continue;
             }
             let name = lease.metadata.name.as_deref().unwrap_or_default();
+            // Progress or Ready for a host another Lease holds is a booking reporting
+            // someone else's machine.
+            let reported = lease
+                .status
+                .iter()
+                .flat_map(|s| &s.hosts)
+                .filter(|p| p.state.is_some());
+            for progress in reported {
+                let claim = hosts
+                    .iter()
+                    .find(|h| h.metadata.name.as_deref() == Some(progress.host.as_str()))
+                    .and_then(|h| h.spec.claim_ref.as_ref());
+                if let Some(claim) = claim.filter(|c| c.lease != name) {
+                    self.report.violate(
+                        ONE_LEASE_PER_HOST,
+                        format!(
+                            "Lease {name} reports progress of {}, claimed for Lease {}",
+                            progress.host, claim.lease
+                        ),
+                    );
+                }
+            }
             for host in &lease.spec.hosts {
                 if let Some(other) = holder.insert(&host.host, name) {
                     self.report.violate(
@@ -516,7 +545,16 @@ impl Run {
                     .iter()
                     .any(|l| l.metadata.name.as_deref() == Some(c.lease.as_str()))
             });
-            if stayed_on && !claim_lease_exists {
+            // A host whose release could not complete is quarantined ("claimed by its lease
+            // or marked so"): out of the pool, kept off by every means left, for no Lease.
+            let quarantined = labhost.status.as_ref().is_some_and(|s| {
+                labpods_api::conditions::find_condition(
+                    &s.conditions,
+                    labpods_api::conditions::QUARANTINED,
+                )
+                .is_some_and(|c| c.status == labpods_api::conditions::TRUE)
+            });
+            if stayed_on && !claim_lease_exists && !quarantined {
                 self.report.violate(
                     POWER_FOR_HOLDER,
                     format!("{name} is On but no Lease holds it (claim {claim:?})"),

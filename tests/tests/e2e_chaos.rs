@@ -22,9 +22,6 @@ async fn e2e_chaos_crashes_failovers_and_a_black_hole_break_no_invariant() -> Re
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finds open release-safety bugs (issue 9): a host left with media inserted after \
-            its last lease, a host On with its claim cleared, a booking Released unserved on \
-            a power-stuck host; run it with --run-ignored once the release work lands"]
 async fn e2e_chaos_bmc_faults_end_every_lease_ready_or_failed_with_a_reason() -> Result<()> {
     let report = chaos::run(&Chaos::faults_short("e2e-chaos-faults")).await?;
     println!("{}", Report::table(std::slice::from_ref(&report)));

@@ -15,3 +15,5 @@ pub mod scheduler;
 pub mod signing;
 pub mod startup;
 pub mod telemetry;
+#[cfg(test)]
+mod test_support;

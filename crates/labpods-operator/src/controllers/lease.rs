@@ -31,7 +31,7 @@ use serde_json::json;
 
 use self::{
     heal::{Healed, heal},
-    plan::{Facts, claim_of, failed_hosts, new_notice},
+    plan::{Facts, Unheld, claim_of, failed_hosts, new_notice, unheld},
 };
 use super::podrequest::snapshot;
 use crate::{
@@ -157,19 +157,7 @@ fn error_policy(
     error: &Error,
     this: Arc<LeaseController>,
 ) -> Action {
-    let ctx = &this.ctx;
-    ctx.metrics
-        .reconcile_failed(CONTROLLER, error.metric_label());
-    match ctx
-        .backoffs
-        .retry_after(&key(&obj), error, &ctx.config.polling)
-    {
-        None => Action::await_change(),
-        Some(delay) => {
-            tracing::warn!(%error, retry_in = ?delay, "lease reconcile failed");
-            Action::requeue(delay)
-        }
-    }
+    super::retry_or_wait(&this.ctx, CONTROLLER, &key(&obj), error)
 }
 
 impl LeaseController {
@@ -208,13 +196,40 @@ impl LeaseController {
 
         let mut unhealed = Vec::new();
         if !request_gone && lease.spec.end.0 > self.ctx.clock.now() {
-            for failed in failed_hosts(lease, &hosts) {
+            // A listed host we do not hold (an interrupted or lost spare swap): decided on
+            // fresh copies, never on a cache that may lag our own claim.
+            let mut troubled: Vec<(String, String)> = Vec::new();
+            if !unheld(lease, &hosts).is_empty() {
+                let fresh = self.fresh(lease).await?;
+                let fresh: Vec<&LabHost> = fresh.iter().collect();
+                for slot in unheld(lease, &fresh) {
+                    match slot {
+                        Unheld::Resume(name) => {
+                            let Some(host) = fresh.iter().find(|h| h.name_any() == name) else {
+                                continue;
+                            };
+                            if heal::resume(&self.ctx, lease, host).await? == Healed::Stale {
+                                return Ok(Action::requeue(STALE_RETRY));
+                            }
+                        }
+                        // Not who took it: that is another tenant's booking.
+                        Unheld::Lost(name) => troubled
+                            .push((name, "could not be claimed after it was listed".to_owned())),
+                    }
+                }
+            }
+            troubled.extend(
+                failed_hosts(lease, &hosts)
+                    .into_iter()
+                    .map(|h| (h, "failed".to_owned())),
+            );
+            for (failed, trouble) in troubled {
                 let Some(pr) = &request else { break };
                 let lab = self.lab(&all_hosts);
                 let everyone: Vec<&LabHost> = all_hosts.iter().collect();
-                match heal(&self.ctx, lease, pr, &failed, &lab, &everyone).await? {
+                match heal(&self.ctx, lease, pr, &failed, &trouble, &lab, &everyone).await? {
                     Healed::Swapped(spare) => {
-                        let note = format!("host {failed} failed; replaced by spare {spare}");
+                        let note = format!("host {failed} {trouble}; replaced by spare {spare}");
                         tracing::info!(%failed, %spare, "swapped in a spare");
                         self.publish(lease, EventType::Normal, "HostReplaced", note)
                             .await;
@@ -296,6 +311,16 @@ impl LeaseController {
     ) -> Result<()> {
         history::observe(&self.ctx, lease, request, hosts, after);
         Ok(())
+    }
+
+    /// Fresh copies of the LabHosts `lease` lists (those that exist).
+    async fn fresh(&self, lease: &Lease) -> Result<Vec<LabHost>> {
+        let api: Api<LabHost> = Api::all(self.ctx.client.clone());
+        let mut fresh = Vec::new();
+        for listed in &lease.spec.hosts {
+            fresh.extend(api.get_opt(&listed.host).await?);
+        }
+        Ok(fresh)
     }
 
     /// The PodRequest from the cache; the apiserver decides when the cache has none.

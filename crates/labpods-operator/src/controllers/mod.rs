@@ -88,6 +88,27 @@ use crate::{
     signing::LeaseSigner,
 };
 
+/// The error policy of the per-object controllers (LabHost, Lease): count the failure, then
+/// retry after `key`'s own backoff, or wait for a change when only a change can help
+/// ([`Backoffs::retry_after`]).
+pub fn retry_or_wait(
+    ctx: &Context,
+    controller: &'static str,
+    key: &str,
+    error: &crate::error::Error,
+) -> kube::runtime::controller::Action {
+    use kube::runtime::controller::Action;
+    ctx.metrics
+        .reconcile_failed(controller, error.metric_label());
+    match ctx.backoffs.retry_after(key, error, &ctx.config.polling) {
+        None => Action::await_change(),
+        Some(delay) => {
+            tracing::warn!(object = %key, %error, retry_in = ?delay, "{controller} reconcile failed");
+            Action::requeue(delay)
+        }
+    }
+}
+
 /// What outlives leadership terms.
 #[derive(Clone)]
 pub struct Shared {

@@ -198,19 +198,7 @@ fn error_policy(
     error: &Error,
     this: Arc<LabHostController>,
 ) -> Action {
-    let ctx = &this.ctx;
-    ctx.metrics
-        .reconcile_failed(CONTROLLER, error.metric_label());
-    match ctx
-        .backoffs
-        .retry_after(&obj.name_any(), error, &ctx.config.polling)
-    {
-        None => Action::await_change(),
-        Some(delay) => {
-            tracing::warn!(host = %obj.name_any(), %error, retry_in = ?delay, "reconcile failed");
-            Action::requeue(delay)
-        }
-    }
+    super::retry_or_wait(&this.ctx, CONTROLLER, &obj.name_any(), error)
 }
 
 impl LabHostController {

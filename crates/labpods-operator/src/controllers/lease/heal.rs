@@ -1,8 +1,14 @@
 //! Healing: a host of a Lease in Error is replaced by a spare the scheduler finds for its
 //! role in the rest of the window. The spare is swapped into `Lease.spec.hosts` on the
 //! Lease's resourceVersion first, then claimed (claim protocol); the failed host, no longer
-//! listed, is released by the LabHost controller. If the claim loses a race the swap is
-//! undone and the next pass tries again.
+//! listed, is released by the LabHost controller. Listed-then-claimed because the LabHost
+//! controller releases a claim whose Lease does not list the host.
+//!
+//! Healing only moves forward, so a crash or a lost race between the two writes leaves
+//! nothing to undo: the next reconcile finds the listed spare unheld
+//! ([`unheld`](super::plan::unheld)) and claims
+//! it if it is still free, or replaces it like a failed host if another booking took it.
+//! (Putting the failed host back instead raced its release and could list it unclaimed.)
 
 use kube::ResourceExt;
 use labpods_api::v1alpha1::{LabHost, Lease, LeaseHost, PodRequest};
@@ -25,17 +31,29 @@ pub enum Healed {
     Swapped(String),
     /// Not replaced, and why.
     NoSpare(String),
-    /// The Lease changed while swapping (a stale copy): look again.
+    /// The Lease changed while swapping (a stale copy), or the spare was taken between its
+    /// listing and its claim: look again.
     Stale,
 }
 
+/// Claims a listed spare whose claim a crash or an error interrupted; `Stale` when it was
+/// taken meanwhile (the next reconcile replaces it).
+pub async fn resume(ctx: &Context, lease: &Lease, host: &LabHost) -> Result<Healed> {
+    Ok(match claim(ctx, host, &claim_of(lease)).await? {
+        Claimed::Yes(_) => Healed::Swapped(host.name_any()),
+        Claimed::No(_) => Healed::Stale,
+    })
+}
+
 /// Tries to replace `failed` in `lease` (serving `request`) with a spare from `lab`;
-/// `hosts` is every LabHost (the spare is claimed from its cached copy).
+/// `trouble` says what happened to it ("failed"); `hosts` is every LabHost (the spare is
+/// claimed from its cached copy).
 pub async fn heal(
     ctx: &Context,
     lease: &Lease,
     request: &PodRequest,
     failed: &str,
+    trouble: &str,
     lab: &PlanInput,
     hosts: &[&LabHost],
 ) -> Result<Healed> {
@@ -69,7 +87,7 @@ pub async fn heal(
     };
     let Some(spare) = find_spare(&query, lab) else {
         return Ok(Healed::NoSpare(format!(
-            "failed, and no spare host fits role {role_name} until the lease ends"
+            "{trouble}, and no spare host fits role {role_name} until the lease ends"
         )));
     };
     let Some(cached) = hosts.iter().find(|h| h.name_any() == spare) else {
@@ -99,18 +117,14 @@ pub async fn heal(
     // does not list the host, so claim-then-list races it. Signed in the same write.
     let mut swapped_spec = lease.spec.clone();
     swapped_spec.hosts = swap(failed, &spare);
-    let swapped = match change_spec(ctx, lease, &swapped_spec).await? {
-        Changed::Written(swapped) => swapped,
+    match change_spec(ctx, lease, &swapped_spec).await? {
+        Changed::Written(_) => {}
         Changed::Unchanged | Changed::Conflict => return Ok(Healed::Stale),
-    };
-    let result = match claim(ctx, cached, &ours).await {
-        Ok(Claimed::Yes(_)) => return Ok(Healed::Swapped(spare)),
-        Ok(Claimed::No(why)) => Ok(Healed::NoSpare(format!(
-            "failed; the spare was taken meanwhile ({why})"
-        ))),
-        Err(e) => Err(e),
-    };
-    // Put the failed host back so the next pass can try another spare.
-    change_spec(ctx, &swapped, &lease.spec).await?;
-    result
+    }
+    // Taken meanwhile (a scheduler's stale cache): the spare is now listed but not ours, and
+    // the next reconcile replaces it as `Unheld::Lost`. An error: `Unheld::Resume`.
+    Ok(match claim(ctx, cached, &ours).await? {
+        Claimed::Yes(_) => Healed::Swapped(spare),
+        Claimed::No(_) => Healed::Stale,
+    })
 }

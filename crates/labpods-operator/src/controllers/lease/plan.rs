@@ -21,13 +21,19 @@ use labpods_api::{
     validation::format_duration,
 };
 
-use crate::signing::Untrusted;
+use crate::{
+    controllers::podrequest::claim::{HostCheck, check},
+    signing::Untrusted,
+};
 
 /// Condition type on a Lease: False when the operator did not write it (see
 /// [`signing`](crate::signing)); absent on the Leases it wrote.
 pub const AUTHENTIC: &str = "Authentic";
 /// Reason of the Ready condition and of the Events of a refused Lease.
 pub const NOT_AUTHENTIC: &str = "NotAuthentic";
+
+/// Reason of `BookingFailed` on a Lease whose end came before it was Ready.
+pub const NOT_READY_BY_END: &str = "NotReadyByEnd";
 
 /// How often a Releasing Lease looks at its claims even without a watch event.
 const RELEASE_RECHECK: Duration = Duration::from_secs(30);
@@ -96,6 +102,45 @@ pub fn failed_hosts(lease: &Lease, hosts: &[&LabHost]) -> Vec<String> {
             })
         })
         .map(|l| l.host.clone())
+        .collect()
+}
+
+/// A host a Bound or running Lease lists but does not hold (pure).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unheld {
+    /// Unclaimed and claimable: a spare whose swap was written but whose claim was not
+    /// (a crash, an apiserver error). Claim it now.
+    Resume(String),
+    /// Another booking holds it, or it cannot be claimed any more: replace it like a failed
+    /// host.
+    Lost(String),
+}
+
+/// The listed hosts a Lease past binding does not hold. A Pending Lease is still binding
+/// (the PodRequest controller claims or rolls back), and an ending one lets its hosts go.
+pub fn unheld(lease: &Lease, hosts: &[&LabHost]) -> Vec<Unheld> {
+    let phase = lease
+        .status
+        .as_ref()
+        .and_then(|s| s.phase)
+        .unwrap_or(LeasePhase::Pending);
+    if !(running(phase) || phase == LeasePhase::Bound) {
+        return Vec::new();
+    }
+    let ours = claim_of(lease);
+    lease
+        .spec
+        .hosts
+        .iter()
+        .filter_map(|l| {
+            // A LabHost that is gone is not a spare to replace: its Lease waits for it.
+            let host = hosts.iter().find(|h| h.name_any() == l.host)?;
+            match check(host, &ours) {
+                HostCheck::Ours => None,
+                HostCheck::Free => Some(Unheld::Resume(l.host.clone())),
+                HostCheck::Taken(_) => Some(Unheld::Lost(l.host.clone())),
+            }
+        })
         .collect()
 }
 
@@ -182,6 +227,21 @@ pub fn plan(f: &Facts<'_>) -> Plan {
         conditions: current.conditions.clone(),
     };
     status.hosts.sort_by(|a, b| a.host.cmp(&b.host));
+    // The end came before the booking was ever whole (hosts broke and no spare fitted, or
+    // provisioning outlasted the window): not a served booking, so it ends Failed and says
+    // which hosts and why, not Released as if it had run.
+    let unserved = (f.now >= end
+        && !f.request_gone
+        && failures.is_empty()
+        && !matches!(
+            phase_now,
+            LeasePhase::Ready | LeasePhase::Releasing | LeasePhase::Released
+        ))
+    .then(|| unserved_why(&status.hosts, f.unhealed));
+    let failures = match unserved {
+        Some(why) => vec![(NOT_READY_BY_END.to_owned(), why)],
+        None => failures,
+    };
     let generation = lease.metadata.generation;
     let conditions = &mut status.conditions;
     remove_condition(conditions, AUTHENTIC);
@@ -359,6 +419,31 @@ pub fn new_notice(before: Option<&LeaseStatus>, after: &LeaseStatus) -> Option<S
     (before.and_then(reason).as_ref() != Some(&new)).then_some(new)
 }
 
+/// Why a booking that reached its end without being Ready failed: its hosts that were not
+/// running the image, and what happened to them.
+fn unserved_why(hosts: &[HostProgress], unhealed: &[(String, String)]) -> String {
+    let why: Vec<String> = hosts
+        .iter()
+        .filter(|h| h.state != Some(HostState::Provisioned))
+        .map(|h| {
+            let what = unhealed
+                .iter()
+                .find(|(name, _)| *name == h.host)
+                .map(|(_, why)| why.clone())
+                .or_else(|| h.message.clone())
+                .unwrap_or_else(|| {
+                    h.state
+                        .map_or_else(|| "not provisioned".to_owned(), |s| format!("still {s:?}"))
+                });
+            format!("host {}: {what}", h.host)
+        })
+        .collect();
+    format!(
+        "the lease ended before every host ran the image ({})",
+        why.join("; ")
+    )
+}
+
 /// A listed host that another Lease holds: no state or step of someone else's booking.
 fn held_elsewhere(host: &str) -> HostProgress {
     HostProgress {
@@ -515,14 +600,7 @@ mod tests {
         let t = Time(at("2026-11-24T10:05:00Z"));
         let why = "spec.image.url http://x.invalid/a.iso cannot be used: unreachable";
         if let Some(s) = h2.status.as_mut() {
-            s.conditions.push(new_condition(
-                BOOKING_FAILED,
-                true,
-                "ImageRefused",
-                why,
-                None,
-                &t,
-            ));
+            crate::test_support::image_refused(&mut s.conditions, why, &t);
         }
         let p = plan(&facts(&l, &[&h1, &h2], "2026-11-24T10:06:00Z"));
         assert_eq!(phase(&p), LeasePhase::Releasing);
@@ -565,6 +643,52 @@ mod tests {
     }
 
     #[test]
+    fn a_listed_spare_left_unclaimed_is_resumed_and_one_taken_meanwhile_is_lost() {
+        let l = lease(Some(LeasePhase::Ready));
+        let h1 = host("h1", HostState::Available, false);
+        let mut h2 = host("h2", HostState::Available, true);
+        assert_eq!(unheld(&l, &[&h1, &h2]), [Unheld::Resume("h1".into())]);
+        if let Some(c) = h2.spec.claim_ref.as_mut() {
+            c.lease = "other".into();
+        }
+        let h1 = host("h1", HostState::Provisioned, true);
+        assert_eq!(unheld(&l, &[&h1, &h2]), [Unheld::Lost("h2".into())]);
+        let pending = lease(None);
+        assert!(unheld(&pending, &[&h1, &h2]).is_empty(), "still binding");
+        let releasing = lease(Some(LeasePhase::Releasing));
+        assert!(
+            unheld(&releasing, &[&h2]).is_empty(),
+            "letting its hosts go"
+        );
+    }
+
+    #[test]
+    fn a_lease_whose_end_comes_before_it_was_ready_fails_naming_its_hosts() {
+        let l = lease(Some(LeasePhase::Degraded));
+        let (h1, h2) = (
+            host("h1", HostState::Provisioned, true),
+            host("h2", HostState::Error, true),
+        );
+        let p = plan(&facts(&l, &[&h1, &h2], "2026-11-26T10:00:00Z"));
+        assert_eq!(phase(&p), LeasePhase::Releasing);
+        let c = find_condition(&p.status.conditions, BOOKING_FAILED).unwrap();
+        assert_eq!(
+            (c.reason.as_str(), c.message.as_str()),
+            (
+                NOT_READY_BY_END,
+                "the lease ended before every host ran the image (host h2: BMC answered 500)"
+            )
+        );
+        let mut releasing = l.clone();
+        releasing.status = Some(p.status);
+        let p = plan(&facts(&releasing, &[&h1, &h2], "2026-11-26T10:01:00Z"));
+        assert!(
+            find_condition(&p.status.conditions, BOOKING_FAILED).is_some(),
+            "kept"
+        );
+    }
+
+    #[test]
     fn end_releases_and_released_waits_for_every_claim_to_clear() {
         let l = lease(Some(LeasePhase::Ready));
         let (h1, h2) = (
@@ -574,6 +698,10 @@ mod tests {
         let p = plan(&facts(&l, &[&h1, &h2], "2026-11-26T10:00:00Z"));
         assert_eq!(phase(&p), LeasePhase::Releasing);
         assert_eq!(p.status.released_at, None);
+        assert!(
+            find_condition(&p.status.conditions, BOOKING_FAILED).is_none(),
+            "a served booking did not fail"
+        );
         let h1 = host("h1", HostState::Available, false);
         let p = plan(&facts(&l, &[&h1, &h2], "2026-11-26T10:07:00Z"));
         assert_eq!(phase(&p), LeasePhase::Released);

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use chrono::TimeDelta;
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time as KubeTime, jiff::Timestamp};
 use kube::ResourceExt;
-use labpods_api::v1alpha1::{LabHost, Lease, PodRequest, PodRequestPhase};
+use labpods_api::v1alpha1::{LabHost, Lease, LeasePhase, PodRequest, PodRequestPhase};
 
 use crate::{
     config::Config,
@@ -46,19 +46,37 @@ pub fn key_of(obj: &impl ResourceExt) -> (String, String) {
 
 /// Every host, with claims that last until their Lease's end (at least until now: a host
 /// whose lease ended is still busy until the LabHost controller clears the claim).
+///
+/// An unclaimed host that a Lease lists (a binding or a spare swap between its listing and
+/// its claim) is busy for that Lease too: choosing it for someone else would list it in two
+/// Leases, and one of the two claims would fail.
 pub fn hosts(labhosts: &[&LabHost], leases: &[&Lease], now: Time) -> Vec<Host> {
     let ends: HashMap<(String, String), Time> = leases
         .iter()
         .map(|l| (key_of(*l), from_api::time(&l.spec.end)))
         .collect();
+    let listed: HashMap<&str, &Lease> = leases
+        .iter()
+        .filter(|l| l.status.as_ref().and_then(|s| s.phase) != Some(LeasePhase::Released))
+        .flat_map(|l| l.spec.hosts.iter().map(move |h| (h.host.as_str(), *l)))
+        .collect();
     labhosts
         .iter()
         .map(|h| {
+            let name = h.name_any();
             let end = h.spec.claim_ref.as_ref().and_then(|c| {
                 ends.get(&(c.namespace.clone(), c.lease.clone()))
                     .map(|e| (*e).max(now))
             });
-            from_api::host(h, end, now, UNKNOWN_CLAIM)
+            let mut host = from_api::host(h, end, now, UNKNOWN_CLAIM);
+            if let (None, Some(lease)) = (&host.claim, listed.get(name.as_str())) {
+                let (namespace, _) = key_of(*lease);
+                host.claim = Some(scheduler::Claim {
+                    owner: scheduler::RequestKey::new(namespace, &lease.spec.request_ref.name),
+                    until: from_api::time(&lease.spec.end).max(now),
+                });
+            }
+            host
         })
         .collect()
 }
@@ -178,6 +196,31 @@ mod tests {
             .map(|h| h.claim.as_ref().map(|c| c.until))
             .collect();
         assert_eq!(until, [Some(at("2026-11-25T00:00:00Z")), Some(now), None]);
+    }
+
+    #[test]
+    fn a_host_a_lease_lists_before_claiming_it_is_busy_for_that_lease() {
+        let now = at("2026-11-24T12:00:00Z");
+        let (h1, h2) = (labhost("h1", None), labhost("h2", None));
+        let mut swapping = lease("a", "2026-11-25T00:00:00Z");
+        swapping.spec.hosts[0].host = "h2".into();
+        let mut released = lease("b", "2026-11-24T06:00:00Z");
+        released.status = Some(labpods_api::v1alpha1::LeaseStatus {
+            phase: Some(LeasePhase::Released),
+            ..Default::default()
+        });
+        let hosts = hosts(&[&h1, &h2], &[&swapping, &released], now);
+        let claims: Vec<_> = hosts
+            .iter()
+            .map(|h| h.claim.as_ref().map(|c| (c.owner.to_string(), c.until)))
+            .collect();
+        assert_eq!(
+            claims,
+            [
+                None,
+                Some(("team/a".to_owned(), at("2026-11-25T00:00:00Z")))
+            ]
+        );
     }
 
     #[test]

@@ -567,14 +567,7 @@ mod tests {
         let mut l = lease(LeasePhase::Releasing, 0);
         let why = "host h1: spec.image.url http://x.invalid/a.iso cannot be used";
         if let Some(s) = l.status.as_mut() {
-            s.conditions.push(new_condition(
-                BOOKING_FAILED,
-                true,
-                "ImageRefused",
-                why,
-                None,
-                &now(1),
-            ));
+            crate::test_support::image_refused(&mut s.conditions, why, &now(1));
         }
         let s = desired(
             &pr,
