@@ -339,8 +339,9 @@ fn controller_manager_args(files: &Files, kubeconfig: &Path) -> Vec<OsString> {
         format!("--root-ca-file={}", files.ca_cert.display()),
         // What the tests rely on (namespace deletion, owner-reference garbage collection,
         // default service accounts and their tokens, aggregated ClusterRoles, admission
-        // policy type checks); with no nodes the rest would only log errors.
-        "--controllers=namespace-controller,garbage-collector-controller,serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller,clusterrole-aggregation-controller,validatingadmissionpolicy-status-controller".to_string(),
+        // policy type checks, ResourceQuota usage for the quota admission plugin); with no
+        // nodes the rest would only log errors.
+        "--controllers=namespace-controller,garbage-collector-controller,serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller,clusterrole-aggregation-controller,validatingadmissionpolicy-status-controller,resourcequota-controller".to_string(),
     ])
 }
 

@@ -367,6 +367,11 @@ impl E2e {
         &self.namespace
     }
 
+    /// Where the operator keeps its Secrets, election Lease and history.
+    pub fn operator_namespace(&self) -> &str {
+        &self.operator_namespace
+    }
+
     fn podrequests(&self) -> Api<PodRequest> {
         Api::namespaced(self.client.clone(), &self.namespace)
     }
@@ -767,6 +772,33 @@ impl E2e {
             .await?
             .and_then(|l| l.spec)
             .and_then(|s| s.holder_identity))
+    }
+
+    /// Waits until a replica leads (`identity`, when given, and no other) and returns its
+    /// identity.
+    pub async fn wait_leader(
+        &mut self,
+        identity: Option<&str>,
+        timeout: Duration,
+    ) -> Result<String> {
+        let api: Api<k8s_openapi::api::coordination::v1::Lease> =
+            Api::namespaced(self.client.clone(), &self.operator_namespace);
+        let what = identity.map_or_else(
+            || "a leader to be elected".to_owned(),
+            |i| format!("{i} to lead"),
+        );
+        self.wait(&what, timeout, || {
+            let api = api.clone();
+            async move {
+                let holder = api
+                    .get_opt("labpods-operator")
+                    .await?
+                    .and_then(|l| l.spec)
+                    .and_then(|s| s.holder_identity);
+                Ok(holder.filter(|h| identity.is_none_or(|want| want == h)))
+            }
+        })
+        .await
     }
 
     /// Something a test handed the operator that must never appear in its output (a

@@ -30,6 +30,8 @@ pub struct OperatorSettings {
     pub bmc_request_timeout: Option<String>,
     /// `bmc.perBmcConcurrency`; the operator's default when absent.
     pub bmc_per_bmc_concurrency: Option<usize>,
+    /// `policy.maxOpenRequestsPerNamespace`; the operator's default when absent.
+    pub max_open_requests: Option<u32>,
 }
 
 impl OperatorSettings {
@@ -45,6 +47,9 @@ impl OperatorSettings {
         if let Some(per_bmc) = self.bmc_per_bmc_concurrency {
             bmc.push_str(&format!("  perBmcConcurrency: {per_bmc}\n"));
         }
+        let policy = self.max_open_requests.map_or_else(String::new, |n| {
+            format!("policy:\n  maxOpenRequestsPerNamespace: {n}\n")
+        });
         let bmc = if bmc.is_empty() {
             bmc
         } else {
@@ -57,7 +62,7 @@ impl OperatorSettings {
              http:\n  metricsAddress: {metrics}\n\
              phoneHome:\n  listenAddress: 127.0.0.1:0\n\
              leaderElection:\n  enabled: true\n  leaseName: labpods-operator\n  leaseNamespace: {ns}\n  leaseDuration: {lease}s\n  renewDeadline: {renew}s\n  retryPeriod: 1s\n\
-             logging:\n  filter: info,labpods_operator=debug\n{bmc}",
+             logging:\n  filter: info,labpods_operator=debug\n{bmc}{policy}",
             ns = self.lease_namespace,
             lease = LEASE_DURATION.as_secs(),
             renew = RENEW_DEADLINE.as_secs(),

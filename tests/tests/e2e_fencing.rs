@@ -13,31 +13,12 @@ use labpods_tests::sim::HostGroup;
 const ELECTION_TIMEOUT: Duration = Duration::from_secs(30);
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(90);
 
-async fn wait_leader(e2e: &mut E2e, identity: &str) -> Result<()> {
-    let client = e2e.client();
-    let namespace = e2e.namespace().to_string();
-    let want = identity.to_string();
-    e2e.wait(&format!("{identity} to lead"), ELECTION_TIMEOUT, || {
-        let api: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
-            kube::Api::namespaced(client.clone(), &namespace);
-        let want = want.clone();
-        async move {
-            let holder = api
-                .get_opt("labpods-operator")
-                .await?
-                .and_then(|l| l.spec)
-                .and_then(|s| s.holder_identity);
-            Ok((holder.as_deref() == Some(want.as_str())).then_some(()))
-        }
-    })
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e2e_black_holed_leader_is_fenced_and_its_late_writes_change_nothing() -> Result<()> {
     let mut e2e = E2e::start_lab("e2e-fence", &[HostGroup::new("small", 4)]).await?;
     let proxy = e2e.start_operator_via_proxy("a").await?;
-    wait_leader(&mut e2e, "e2e-fence-a").await?;
+    e2e.wait_leader(Some("e2e-fence-a"), ELECTION_TIMEOUT)
+        .await?;
     e2e.start_operator("b")?;
 
     e2e.book("cut", vec![e2e.role("node", 2, None)], "1h")
@@ -58,7 +39,8 @@ async fn e2e_black_holed_leader_is_fenced_and_its_late_writes_change_nothing() -
 
     // Mid-provisioning, the leader loses the apiserver but not the BMCs.
     proxy.black_hole();
-    wait_leader(&mut e2e, "e2e-fence-b").await?;
+    e2e.wait_leader(Some("e2e-fence-b"), ELECTION_TIMEOUT)
+        .await?;
     e2e.check_ready("cut", &[("node", 2)]).await?;
     let deposed = e2e.operators()[0].log();
     if !deposed.contains("stopped leading") {
@@ -72,7 +54,8 @@ async fn e2e_black_holed_leader_is_fenced_and_its_late_writes_change_nothing() -
     e2e.check_ready("after", &[("node", 1)]).await?;
     // Neither a late status write nor a late renewal undid the new leader's work.
     e2e.check_still_ready("cut", &[("node", 2)]).await?;
-    wait_leader(&mut e2e, "e2e-fence-b").await?;
+    e2e.wait_leader(Some("e2e-fence-b"), ELECTION_TIMEOUT)
+        .await?;
     e2e.check_no_double_binding().await?;
 
     let hosts = e2e.assigned_hosts("cut").await?;

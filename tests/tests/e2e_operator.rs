@@ -10,7 +10,7 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use kube::Api;
 use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
-use labpods_api::conditions::{EXTENSION_REJECTED, find_condition};
+use labpods_api::conditions::{EXTENSION_REJECTED, SCHEDULED, find_condition};
 use labpods_api::v1alpha1::{
     HostState, ImageSpec, Lease, LeaseHost, LeasePhase, LeaseSpec, PodRequest, PodRequestPhase,
     PodRequestSpec, RequestRef,
@@ -251,21 +251,7 @@ async fn e2e_operator_killed_mid_provisioning_resumes() -> Result<()> {
 async fn e2e_two_replicas_one_leader_acts() -> Result<()> {
     let mut e2e = E2e::start("e2e-replicas", &[HostGroup::new("small", 2)]).await?;
     e2e.start_operator("b")?;
-    let client = e2e.client();
-    let namespace = e2e.namespace().to_string();
-    let leader = e2e
-        .wait("a leader to be elected", SCHEDULE_TIMEOUT, || {
-            let api: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
-                kube::Api::namespaced(client.clone(), &namespace);
-            async move {
-                Ok(api
-                    .get_opt("labpods-operator")
-                    .await?
-                    .and_then(|l| l.spec)
-                    .and_then(|s| s.holder_identity))
-            }
-        })
-        .await?;
+    let leader = e2e.wait_leader(None, SCHEDULE_TIMEOUT).await?;
     let (leader_suffix, follower_suffix) = if leader == "e2e-replicas-a" {
         ("a", "b")
     } else {
@@ -918,6 +904,78 @@ async fn e2e_bmc_secret_outside_the_operator_namespace_is_not_read() -> Result<(
         "the error should name the namespace to move the Secret to: {error}"
     );
     assert!(!error.contains(&password), "the error leaks the password");
+    e2e.shutdown().await?;
+    Ok(())
+}
+
+/// A namespace past `policy.maxOpenRequestsPerNamespace` (2 here): its newest request waits
+/// unscheduled with a condition naming the limit, while the older ones are served or wait
+/// for hosts as usual; when one ends, it moves up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_requests_past_the_namespace_limit_wait_with_a_condition_naming_it() -> Result<()> {
+    let mut e2e = E2e::start_lab("e2e-open-limit", &[HostGroup::new("small", 1)]).await?;
+    e2e.settings_mut().max_open_requests = Some(2);
+    e2e.start_operator("a")?;
+    e2e.book("first", vec![e2e.role("node", 1, None)], "1h")
+        .await?;
+    e2e.check_ready("first", &[("node", 1)]).await?;
+    e2e.book("second", vec![e2e.role("node", 1, None)], "1h")
+        .await?;
+    e2e.book("third", vec![e2e.role("node", 1, None)], "1h")
+        .await?;
+    let requests = Api::<PodRequest>::namespaced(e2e.client(), e2e.namespace());
+    let scheduled = |name: &'static str| {
+        let api = requests.clone();
+        move || {
+            let api = api.clone();
+            async move {
+                let status = api.get(name).await?.status.unwrap_or_default();
+                Ok(find_condition(&status.conditions, SCHEDULED)
+                    .map(|c| (status.phase, c.reason.clone(), c.message.clone())))
+            }
+        }
+    };
+    let limit = "over the limit of 2 (policy.maxOpenRequestsPerNamespace)";
+    let (phase, reason, message) = e2e
+        .wait("third to be held back by the limit", SCHEDULE_TIMEOUT, {
+            let check = scheduled("third");
+            move || {
+                let check = check.clone();
+                async move { Ok(check().await?.filter(|(_, _, m)| m.contains(limit))) }
+            }
+        })
+        .await?;
+    assert_eq!(
+        (phase, reason.as_str()),
+        (Some(PodRequestPhase::Pending), "Waiting"),
+        "{message}"
+    );
+    assert!(message.contains("3 open PodRequests"), "{message}");
+    let (_, _, waiting) = e2e
+        .wait(
+            "second to wait for a host",
+            SCHEDULE_TIMEOUT,
+            scheduled("second"),
+        )
+        .await?;
+    assert!(
+        !waiting.contains(limit),
+        "second is within the limit: {waiting}"
+    );
+
+    e2e.release("first").await?;
+    e2e.wait_phase("second", PodRequestPhase::Ready, RELEASE_TIMEOUT)
+        .await?;
+    let (_, _, moved_up) = e2e
+        .wait("third to move up", SCHEDULE_TIMEOUT, {
+            let check = scheduled("third");
+            move || {
+                let check = check.clone();
+                async move { Ok(check().await?.filter(|(_, _, m)| !m.contains(limit))) }
+            }
+        })
+        .await?;
+    assert!(moved_up.contains("hosts"), "{moved_up}");
     e2e.shutdown().await?;
     Ok(())
 }

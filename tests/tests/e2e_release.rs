@@ -6,11 +6,15 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use k8s_openapi::api::core::v1::{ConfigMap, ResourceQuota, ResourceQuotaSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::Api;
+use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
 use labpods_api::conditions::{QUARANTINED, is_true};
 use labpods_api::v1alpha1::{
     HostState, ImageSpec, LabHost, LeasePhase, PodRequest, PodRequestPhase, PodRequestSpec,
 };
+use labpods_operator::history::store::KIND_LABEL;
 use labpods_sim::{Event, PowerState};
 use labpods_tests::Error;
 use labpods_tests::e2e::{E2e, WIPE_IMAGE, WIPED_PROFILE};
@@ -241,6 +245,118 @@ async fn e2e_unreachable_image_fails_the_booking_and_the_host_serves_the_next() 
         Some(PodRequestPhase::Failed),
         "a failed booking stays Failed"
     );
+    e2e.shutdown().await?;
+    Ok(())
+}
+
+/// History is never on the release path (DESIGN.md "History"): with a ResourceQuota refusing
+/// every new ConfigMap in the operator's namespace, where the history lives, a booking still
+/// ends, its request is deleted and its host returns to the pool; once the quota goes, the
+/// background writer records the booking.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_a_refused_history_write_keeps_no_booking_from_ending_and_is_retried() -> Result<()> {
+    let mut e2e = E2e::start("e2e-history-full", &[HostGroup::new("small", 1)]).await?;
+    let ns = e2e.operator_namespace().to_string();
+    let configmaps: Api<ConfigMap> = Api::namespaced(e2e.client(), &ns);
+    let quotas: Api<ResourceQuota> = Api::namespaced(e2e.client(), &ns);
+    let existing = configmaps.list(&ListParams::default()).await?.items.len();
+    let quota = ResourceQuota {
+        metadata: ObjectMeta {
+            name: Some("no-new-configmaps".into()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(ResourceQuotaSpec {
+            hard: Some(
+                [(
+                    "count/configmaps".to_string(),
+                    Quantity(existing.to_string()),
+                )]
+                .into(),
+            ),
+            ..ResourceQuotaSpec::default()
+        }),
+        ..ResourceQuota::default()
+    };
+    quotas.create(&PostParams::default(), &quota).await?;
+    // The quota controller has counted the ConfigMaps: from now on a new one is refused.
+    let probe = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some("quota-probe".into()),
+            ..ObjectMeta::default()
+        },
+        ..ConfigMap::default()
+    };
+    let refusing = configmaps.clone();
+    e2e.wait(
+        "the quota to refuse new ConfigMaps",
+        RELEASE_TIMEOUT,
+        || {
+            let api = refusing.clone();
+            let probe = probe.clone();
+            async move {
+                match api.create(&PostParams::default(), &probe).await {
+                    Err(kube::Error::Api(s)) if s.code == 403 && s.message.contains("quota") => {
+                        Ok(Some(()))
+                    }
+                    Err(e) => Err(e.into()),
+                    Ok(_) => {
+                        api.delete("quota-probe", &DeleteParams::default()).await?;
+                        Ok(None)
+                    }
+                }
+            }
+        },
+    )
+    .await?;
+
+    e2e.book("h", vec![e2e.role("node", 1, None)], "1h").await?;
+    let hosts = e2e.check_ready("h", &[("node", 1)]).await?;
+    e2e.release("h").await?;
+    let requests = Api::<PodRequest>::namespaced(e2e.client(), e2e.namespace());
+    e2e.wait("the PodRequest to be deleted", RELEASE_TIMEOUT, || {
+        let api = requests.clone();
+        async move { Ok(api.get_opt("h").await?.is_none().then_some(())) }
+    })
+    .await?;
+    e2e.wait_hosts_free(&hosts, RELEASE_TIMEOUT).await?;
+    // The booking's record was offered, and its write refused.
+    let log = e2e.operators()[0].log_path().to_path_buf();
+    e2e.wait(
+        "the operator to report the refused history write",
+        RELEASE_TIMEOUT,
+        || {
+            let log = log.clone();
+            async move {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                Ok(text
+                    .contains("allocation history write failed")
+                    .then_some(()))
+            }
+        },
+    )
+    .await?;
+    let history = ListParams::default().labels(KIND_LABEL);
+    let written = configmaps.list(&history).await?.items;
+    assert!(
+        written.is_empty(),
+        "a history ConfigMap was written despite the quota: {:?}",
+        written.iter().map(|c| &c.metadata.name).collect::<Vec<_>>()
+    );
+
+    quotas
+        .delete("no-new-configmaps", &DeleteParams::default())
+        .await?;
+    let api = configmaps.clone();
+    let history = &history;
+    e2e.wait(
+        "the booking's history to be written once the quota is gone",
+        Duration::from_secs(180),
+        || {
+            let api = api.clone();
+            async move { Ok((!api.list(history).await?.items.is_empty()).then_some(())) }
+        },
+    )
+    .await?;
     e2e.shutdown().await?;
     Ok(())
 }

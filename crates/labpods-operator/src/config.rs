@@ -221,6 +221,9 @@ pub struct PolicyConfig {
     pub namespace_host_quota: Option<u32>,
     /// Per-namespace override of `namespaceHostQuota`, e.g. `team-a: 10` (default none).
     pub namespace_host_quotas: BTreeMap<String, u32>,
+    /// Open (unfinished) PodRequests one namespace may have; past it the newest wait
+    /// unscheduled with a condition naming this limit (default 50).
+    pub max_open_requests_per_namespace: u32,
 }
 
 impl Default for PolicyConfig {
@@ -231,6 +234,7 @@ impl Default for PolicyConfig {
             extension_budget: Duration::from_secs(168 * 3600),
             namespace_host_quota: None,
             namespace_host_quotas: BTreeMap::new(),
+            max_open_requests_per_namespace: 50,
         }
     }
 }
@@ -473,6 +477,12 @@ impl Config {
             return Err(ConfigError::invalid(
                 "polling.errorBackoffMax",
                 "must not be shorter than polling.errorBackoffBase",
+            ));
+        }
+        if self.policy.max_open_requests_per_namespace == 0 {
+            return Err(ConfigError::invalid(
+                "policy.maxOpenRequestsPerNamespace",
+                "must be at least 1",
             ));
         }
         if self.provisioning.max_attempts == 0 {

@@ -26,6 +26,7 @@ pub mod children;
 pub mod claim;
 pub mod extension;
 pub mod hosts;
+pub mod limit;
 pub mod snapshot;
 pub mod status;
 
@@ -193,9 +194,12 @@ fn readable<K: Clone>(guard: &DeserializeGuard<K>) -> Option<K> {
 }
 
 /// A request's key in the per-object backoff.
+/// The backoff keys of requests (see [`retry_key`]).
+const RETRY_KEY_PREFIX: &str = "podrequest/";
+
 fn retry_key(pr: &PodRequest) -> String {
     format!(
-        "podrequest/{}/{}",
+        "{RETRY_KEY_PREFIX}{}/{}",
         pr.namespace().unwrap_or_default(),
         pr.name_any()
     )
@@ -224,6 +228,8 @@ enum Class {
         why: Untrusted,
     },
     Waiting(scheduler::Request),
+    /// Waiting, but past its namespace's open-request limit: what it says.
+    OverLimit(String),
 }
 
 struct Pass<'a> {
@@ -337,16 +343,24 @@ impl<'a> Pass<'a> {
 
     async fn run(mut self) -> Duration {
         let requests = std::mem::take(&mut self.requests);
-        let mut waiting = Vec::new();
-        let mut unbound = Vec::new();
+        let mut candidates = Vec::new();
         let mut later: Vec<(&PodRequest, Class)> = Vec::new();
         for pr in &requests {
             match self.classify(pr) {
-                Class::Waiting(r) => {
+                Class::Waiting(r) => candidates.push((pr, r)),
+                other => later.push((pr, other)),
+            }
+        }
+        let mut waiting = Vec::new();
+        let mut unbound = Vec::new();
+        let held = self.over_limit(&candidates, &later);
+        for (pr, r) in candidates {
+            match held.get(&snapshot::key_of(pr)) {
+                Some(message) => later.push((pr, Class::OverLimit(message.clone()))),
+                None => {
                     waiting.push(r);
                     unbound.push(pr);
                 }
-                other => later.push((pr, other)),
             }
         }
         let hosts: Vec<&LabHost> = self.hosts.values().map(AsRef::as_ref).collect();
@@ -423,13 +437,37 @@ impl<'a> Pass<'a> {
                 failed.insert(retry_key(pr));
             }
         }
-        for pr in &requests {
-            let key = retry_key(pr);
-            if !failed.contains(&key) {
-                self.ctx.backoffs.succeeded(&key);
-            }
-        }
+        self.ctx
+            .backoffs
+            .succeeded_except(RETRY_KEY_PREFIX, &failed);
         Duration::from_millis(self.next.load(Ordering::Relaxed))
+    }
+
+    /// The waiting requests past their namespace's open-request limit, with what they say.
+    fn over_limit(
+        &self,
+        waiting: &[(&PodRequest, scheduler::Request)],
+        others: &[(&PodRequest, Class)],
+    ) -> HashMap<(String, String), String> {
+        let mut all: Vec<limit::Open<'_>> = waiting
+            .iter()
+            .map(|(pr, _)| limit::Open::of(pr, false))
+            .collect();
+        all.extend(
+            others
+                .iter()
+                .filter(|(_, c)| matches!(c, Class::Bound(_) | Class::Unsealed(_)))
+                .map(|(pr, _)| limit::Open::of(pr, true)),
+        );
+        let max = self.ctx.config.policy.max_open_requests_per_namespace;
+        let held = limit::over_limit(&all, max);
+        let count = |ns: &str| all.iter().filter(|o| o.namespace == ns).count();
+        held.into_iter()
+            .map(|(ns, name)| {
+                let message = limit::message(ns, count(ns), max);
+                ((ns.to_owned(), name.to_owned()), message)
+            })
+            .collect()
     }
 
     /// Counts and logs a request's failure and wakes the pass when its own backoff ends.
@@ -498,6 +536,13 @@ impl<'a> Pass<'a> {
             Class::Blocked => {
                 let wait = Decision::Wait {
                     message: "waiting for the Lease of an earlier request of the same name to be collected".into(),
+                    earliest_start: None,
+                };
+                Some((None, StandingOwned::Decided(wait)))
+            }
+            Class::OverLimit(message) => {
+                let wait = Decision::Wait {
+                    message,
                     earliest_start: None,
                 };
                 Some((None, StandingOwned::Decided(wait)))
