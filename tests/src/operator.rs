@@ -237,10 +237,31 @@ fn build_operator() -> Result<PathBuf> {
                 target.display()
             )
         })?;
-    // A private copy: a target directory shared with other checkouts may get their build of
-    // the binary while this test still restarts operators.
-    let private = std::env::temp_dir().join(format!("{BINARY}-{}", std::process::id()));
-    std::fs::copy(&built, &private)
-        .with_context(|| format!("copying {} to {}", built.display(), private.display()))?;
-    Ok(private)
+    snapshot(&built)
+}
+
+/// A private snapshot of the built binary: a target directory shared with other checkouts may
+/// get their build of it while this test still restarts operators. One snapshot per build
+/// (named by its size and modification time), shared by every test process: a copy per
+/// process filled /tmp with a 100 MB file per e2e test.
+fn snapshot(built: &Path) -> Result<PathBuf> {
+    let meta = std::fs::metadata(built).with_context(|| format!("reading {}", built.display()))?;
+    let modified = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    let dir = std::env::temp_dir();
+    let shared = dir.join(format!("{BINARY}-{}-{modified}", meta.len()));
+    if shared.is_file() {
+        return Ok(shared);
+    }
+    // Made under a name of this process's, then renamed: another process sees no half copy.
+    let partial = dir.join(format!("{BINARY}-partial-{}", std::process::id()));
+    let _ = std::fs::remove_file(&partial);
+    std::fs::copy(built, &partial)
+        .with_context(|| format!("copying {} to {}", built.display(), partial.display()))?;
+    std::fs::rename(&partial, &shared)
+        .with_context(|| format!("renaming {} to {}", partial.display(), shared.display()))?;
+    Ok(shared)
 }
