@@ -141,6 +141,12 @@ async fn reconcile(
         Err(invalid) => return Err(Error::InvalidObject(invalid.error.clone())),
     };
     this.ctx.ensure_leader()?;
+    // Phases follow the hosts' claims: before the host cache's first full list (a new term
+    // after a crash or failover) every Lease would look unclaimed and go Released while its
+    // hosts still run the tenant's OS.
+    if !super::synced(&this.hosts).await {
+        return Ok(Action::requeue(STALE_RETRY));
+    }
     let started = Instant::now();
     let result = this.reconcile(lease).await;
     this.ctx

@@ -109,6 +109,27 @@ pub fn retry_or_wait(
     }
 }
 
+/// Waits until a cache has its first full list. Re-polls on a timer: kube-runtime 5's
+/// `wait_until_ready` wakes only the last of several concurrent waiters, and the Controller's
+/// own runner waits on the same host cache, so a single long wait here can hang forever.
+pub async fn synced<K>(store: &Store<K>) -> bool
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        match tokio::time::timeout(
+            std::time::Duration::from_millis(500),
+            store.wait_until_ready(),
+        )
+        .await
+        {
+            Ok(result) => return result.is_ok(),
+            Err(_elapsed) => continue,
+        }
+    }
+}
+
 /// What outlives leadership terms.
 #[derive(Clone)]
 pub struct Shared {

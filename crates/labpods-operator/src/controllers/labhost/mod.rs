@@ -125,7 +125,7 @@ pub async fn run(
     });
     let ready_hosts = host_store.clone();
     tokio::spawn(async move {
-        if synced(&ready_hosts).await && synced(&lease_store).await {
+        if super::synced(&ready_hosts).await && super::synced(&lease_store).await {
             on_ready(ready_hosts);
         }
     });
@@ -138,22 +138,6 @@ pub async fn run(
             }
         })
         .await;
-}
-
-/// Waits until a cache has its first full list. Re-polls on a timer: kube-runtime 5's
-/// `wait_until_ready` wakes only the last of several concurrent waiters, and the Controller's
-/// own runner waits on the same host cache, so a single long wait here can hang forever.
-async fn synced<K>(store: &Store<K>) -> bool
-where
-    K: kube::runtime::reflector::Lookup + Clone + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    loop {
-        match tokio::time::timeout(Duration::from_millis(500), store.wait_until_ready()).await {
-            Ok(result) => return result.is_ok(),
-            Err(_elapsed) => continue,
-        }
-    }
 }
 
 #[tracing::instrument(skip_all, fields(host = %obj.name_any()))]

@@ -179,9 +179,10 @@ pub fn plan(f: &Facts<'_>) -> Plan {
         || !failures.is_empty()
         || matches!(phase_now, LeasePhase::Releasing | LeasePhase::Released);
 
-    let phase = if phase_now == LeasePhase::Released {
-        LeasePhase::Released
-    } else if ending {
+    // Released only while no host claims the Lease: one reported Released too early (a cache
+    // that had not listed the hosts yet) goes back to Releasing rather than be collected
+    // while its hosts still run the tenant's OS.
+    let phase = if ending {
         if f.hosts.iter().any(|h| claims(&h)) {
             LeasePhase::Releasing
         } else {
@@ -717,6 +718,18 @@ mod tests {
             "kept, not moved"
         );
         assert!(p.delete);
+    }
+
+    #[test]
+    fn a_released_lease_a_host_still_claims_is_releasing_again_and_not_collected() {
+        let mut l = lease(Some(LeasePhase::Released));
+        if let Some(s) = l.status.as_mut() {
+            s.released_at = Some(Time(at("2026-11-26T10:00:00Z")));
+        }
+        let h1 = host("h1", HostState::Provisioned, true);
+        let p = plan(&facts(&l, &[&h1], "2026-11-28T10:00:00Z"));
+        assert_eq!(phase(&p), LeasePhase::Releasing);
+        assert!(!p.delete);
     }
 
     #[test]
