@@ -27,6 +27,11 @@ pub const QUARANTINED: &str = "Quarantined";
 /// a Lease, the booking ends (its PodRequest Failed). The message names the field.
 pub const BOOKING_FAILED: &str = "BookingFailed";
 
+/// False when a PodRequest's image was refused before any host was claimed: its digest is not
+/// `spec.image.checksum`, or the operator could not download it to check. The message names
+/// the field and the fix.
+pub const IMAGE_VERIFIED: &str = "ImageVerified";
+
 /// `status` value of a true condition.
 pub const TRUE: &str = "True";
 /// `status` value of a false condition.

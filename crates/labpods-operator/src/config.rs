@@ -51,6 +51,7 @@ pub struct Config {
     pub provisioning: ProvisioningConfig,
     pub leases: LeaseConfig,
     pub policy: PolicyConfig,
+    pub images: ImagesConfig,
     pub http: HttpConfig,
     pub phone_home: PhoneHomeConfig,
     pub leader_election: LeaderElectionConfig,
@@ -249,6 +250,46 @@ impl PolicyConfig {
     }
 }
 
+/// The lab's image policy and the operator's verification of `spec.image.checksum`
+/// (see `images`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct ImagesConfig {
+    /// Refuse PodRequests without `spec.image.checksum` (default false).
+    pub require_checksum: bool,
+    /// Servers image URLs may name, each a host name or `*.domain`; empty = any (default
+    /// empty). Redirects are held to it too.
+    pub allowed_hosts: Vec<String>,
+    /// Bound on one image download, start to end (default 30m).
+    #[serde(with = "humantime_serde_compat")]
+    pub download_timeout: Duration,
+    /// Largest image downloaded, in bytes (default 68719476736 = 64 GiB).
+    pub max_size: u64,
+    /// How long a download's result serves other bookings of the image (default 1h).
+    #[serde(with = "humantime_serde_compat")]
+    pub cache_ttl: Duration,
+    /// Downloads tried while the image server cannot be reached (connection failures, HTTP
+    /// 5xx/408/429), with backoff from `polling.errorBackoffBase`, before the booking fails
+    /// (default 3).
+    pub attempts: u32,
+    /// Image downloads at once (default 4).
+    pub concurrent_downloads: usize,
+}
+
+impl Default for ImagesConfig {
+    fn default() -> Self {
+        Self {
+            require_checksum: false,
+            allowed_hosts: Vec::new(),
+            download_timeout: Duration::from_secs(30 * 60),
+            max_size: 64 << 30,
+            cache_ttl: Duration::from_secs(3600),
+            attempts: 3,
+            concurrent_downloads: 4,
+        }
+    }
+}
+
 /// The operator's own HTTP server (/metrics, /healthz, /readyz).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, rename_all = "camelCase", deny_unknown_fields)]
@@ -410,6 +451,8 @@ impl Config {
             ("provisioning.bootFallback", self.provisioning.boot_fallback),
             ("policy.maxDuration", self.policy.max_duration),
             ("policy.defaultDuration", self.policy.default_duration),
+            ("images.downloadTimeout", self.images.download_timeout),
+            ("images.cacheTtl", self.images.cache_ttl),
             (
                 "leaderElection.leaseDuration",
                 self.leader_election.lease_duration,
@@ -513,6 +556,7 @@ impl Config {
                 ));
             }
         }
+        self.validate_images()?;
         if self.policy.default_duration > self.policy.max_duration {
             return Err(ConfigError::invalid(
                 "policy.defaultDuration",
@@ -555,6 +599,36 @@ impl Config {
                 "leaderElection.retryPeriod",
                 "must be shorter than leaderElection.renewDeadline",
             ));
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    fn validate_images(&self) -> Result<(), ConfigError> {
+        let images = &self.images;
+        for (i, host) in images.allowed_hosts.iter().enumerate() {
+            if !crate::images::policy::is_host_pattern(host) {
+                return Err(ConfigError::invalid(
+                    format!("images.allowedHosts[{i}]"),
+                    format!(
+                        "{host:?} is not a host name or *.domain (e.g. images.lab.example, *.example.org)"
+                    ),
+                ));
+            }
+        }
+        let at_least_one = [
+            ("images.maxSize", images.max_size == 0),
+            ("images.attempts", images.attempts == 0),
+            (
+                "images.concurrentDownloads",
+                images.concurrent_downloads == 0,
+            ),
+        ];
+        for (field, zero) in at_least_one {
+            if zero {
+                return Err(ConfigError::invalid(field, "must be at least 1"));
+            }
         }
         Ok(())
     }
@@ -717,6 +791,12 @@ mod tests {
                 "leases:\n  expiryNotices: [1h, 0s]\n",
                 "leases.expiryNotices[1]",
             ),
+            (
+                "images:\n  allowedHosts: [images.lab, 'http://x']\n",
+                "images.allowedHosts[1]",
+            ),
+            ("images:\n  attempts: 0\n", "images.attempts"),
+            ("images:\n  cacheTtl: 0s\n", "images.cacheTtl"),
             (
                 "phoneHome:\n  externalBaseUrl: ftp://x\n",
                 "phoneHome.externalBaseUrl",

@@ -180,6 +180,8 @@ pub struct Context {
     pub phone_home: PhoneHomeTokens,
     /// Signs the Leases this operator writes and tells them from everyone else's.
     pub signer: LeaseSigner,
+    /// Verifies `spec.image.checksum` before a request is planned (`images`).
+    pub images: crate::images::Verifier,
 }
 
 impl std::fmt::Debug for Context {

@@ -8,6 +8,7 @@ pub mod controllers;
 pub mod error;
 pub mod history;
 pub mod http;
+pub mod images;
 pub mod leader;
 pub mod metrics;
 pub mod provisioning;

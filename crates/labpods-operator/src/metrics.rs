@@ -42,6 +42,16 @@ struct OperationErrorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     state: String,
 }
@@ -79,6 +89,10 @@ pub struct Metrics {
     requests: Family<PhaseLabels, Gauge>,
     leases: Family<PhaseLabels, Gauge>,
     is_leader: Gauge,
+    image_downloads: Family<OutcomeLabels, Counter>,
+    image_bytes: Counter,
+    image_verification_failures: Family<ReasonLabels, Counter>,
+    image_cache_hits: Counter,
     counts_source: Mutex<Option<CountsSource>>,
 }
 
@@ -118,6 +132,30 @@ impl Metrics {
         let requests = Family::<PhaseLabels, Gauge>::default();
         let leases = Family::<PhaseLabels, Gauge>::default();
         let is_leader = Gauge::default();
+        let image_downloads = Family::<OutcomeLabels, Counter>::default();
+        let image_bytes = Counter::default();
+        let image_verification_failures = Family::<ReasonLabels, Counter>::default();
+        let image_cache_hits = Counter::default();
+        registry.register(
+            "image_downloads",
+            "Image downloads to verify a checksum, by outcome (downloaded or the failure kind)",
+            image_downloads.clone(),
+        );
+        registry.register(
+            "image_download_bytes",
+            "Bytes of images downloaded and hashed",
+            image_bytes.clone(),
+        );
+        registry.register(
+            "image_verification_failures",
+            "Bookings whose image was refused, by reason (mismatch or the download failure)",
+            image_verification_failures.clone(),
+        );
+        registry.register(
+            "image_cache_hits",
+            "Bookings whose image verdict came from a download another booking caused",
+            image_cache_hits.clone(),
+        );
         registry.register(
             "reconcile_duration_seconds",
             "Duration of one reconcile, by controller",
@@ -162,6 +200,10 @@ impl Metrics {
             requests,
             leases,
             is_leader,
+            image_downloads,
+            image_bytes,
+            image_verification_failures,
+            image_cache_hits,
             counts_source: Mutex::new(None),
         }
     }
@@ -188,6 +230,26 @@ impl Metrics {
         self.redfish_errors
             .get_or_create(&OperationErrorLabels { operation, error })
             .inc();
+    }
+
+    pub fn image_downloaded(&self, outcome: &'static str) {
+        self.image_downloads
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    pub fn image_bytes(&self, bytes: u64) {
+        self.image_bytes.inc_by(bytes);
+    }
+
+    pub fn image_verification_failed(&self, reason: &'static str) {
+        self.image_verification_failures
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    pub fn image_cache_hit(&self) {
+        self.image_cache_hits.inc();
     }
 
     pub fn set_leader(&self, leader: bool) {

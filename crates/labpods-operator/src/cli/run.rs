@@ -71,6 +71,8 @@ pub enum RunError {
     Secret(String),
     #[error(transparent)]
     SigningKey(#[from] KeyError),
+    #[error("image verifier: {0}")]
+    Images(String),
 }
 
 impl RunError {
@@ -83,6 +85,7 @@ impl RunError {
             Self::Http(e) => e.metric_label(),
             Self::Secret(_) => "secret",
             Self::SigningKey(e) => e.metric_label(),
+            Self::Images(_) => "images",
         }
     }
 }
@@ -231,8 +234,15 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         ..ClientPolicy::default()
     };
     let connector = Arc::new(RedfishConnector::new(policy.clone()));
+    let images = crate::images::Verifier::new(
+        &config.images,
+        config.polling.error_backoff_base,
+        metrics.clone(),
+    )
+    .map_err(RunError::Images)?;
     let shared = Shared {
         client,
+        images,
         config: Arc::new(config),
         metrics,
         health,

@@ -141,6 +141,8 @@ pub struct Shared {
     pub bmc: Arc<dyn labpods_redfish::BmcConnector>,
     pub phone_home: PhoneHomeTokens,
     pub signer: LeaseSigner,
+    /// Image checksums verified for the scheduler; its cache outlives terms.
+    pub images: crate::images::Verifier,
     pub identity: String,
     /// The BMC client's minimum interval between power actions on one system.
     pub min_power_interval: std::time::Duration,
@@ -209,6 +211,7 @@ async fn run_term(
         backoffs: Backoffs::default(),
         phone_home: shared.phone_home.clone(),
         signer: shared.signer.clone(),
+        images: shared.images.clone(),
     });
     let metrics = shared.metrics.clone();
     let health = shared.health.clone();

@@ -68,6 +68,7 @@ use super::sealed::{self, Changed};
 use crate::{
     context::Context,
     error::{Error, Result},
+    images::{self, Verdict},
     scheduler::{self, Decision, ExtensionDecision, check_extension, from_api},
     signing::{Seal, Untrusted},
 };
@@ -167,6 +168,7 @@ pub async fn run(
             tokio::select! {
                 () = &mut stop => break,
                 () = notify.notified() => {}
+                () = ctx.images.settled() => {}
                 () = tokio::time::sleep(next) => {}
             }
             tokio::select! {
@@ -213,6 +215,11 @@ fn millis(d: Duration) -> u64 {
 enum Class {
     Deleting(Option<Lease>),
     Invalid(String),
+    /// Its image is being verified against `spec.image.checksum`; not planned meanwhile, so
+    /// a slow or bad image holds no host.
+    Verifying(String),
+    /// Its image was refused (mismatch, or could not be downloaded): the booking failed.
+    ImageRefused(String),
     /// A Lease of the same name belongs to an earlier request of that name.
     Blocked,
     /// Released, its Lease collected.
@@ -335,9 +342,38 @@ impl<'a> Pass<'a> {
         if !errors.is_empty() {
             return Class::Invalid(summarize(&errors));
         }
+        if let Err(message) = images::policy::check(&pr.spec.image, &self.ctx.config.images) {
+            return Class::Invalid(message);
+        }
+        if let Some(class) = self.verify_image(pr) {
+            return class;
+        }
         match from_api::request(pr, 0) {
             Ok(r) => Class::Waiting(r),
             Err(e) => Class::Invalid(e.to_string()),
+        }
+    }
+
+    /// None when the request may be planned: no checksum, or its image verified.
+    fn verify_image(&self, pr: &PodRequest) -> Option<Class> {
+        let checksum = pr.spec.image.checksum.as_deref()?;
+        // Refused for this spec already (stored, so not downloaded again after the cache
+        // forgot or the operator restarted; a tenant who writes that status only fails
+        // their own booking).
+        if let Some(refused) = status::image_refused(pr) {
+            return Some(Class::ImageRefused(refused.to_owned()));
+        }
+        let uid = pr.uid().unwrap_or_default();
+        match self.ctx.images.check(&pr.spec.image.url, checksum, &uid) {
+            Verdict::Verified => None,
+            Verdict::Pending { message, retry_in } => {
+                // A finished download wakes the scheduler; a retry after a backoff does not.
+                if let Some(delay) = retry_in {
+                    self.wake_in(delay);
+                }
+                Some(Class::Verifying(message))
+            }
+            Verdict::Refused(message) => Some(Class::ImageRefused(message)),
         }
     }
 
@@ -409,6 +445,8 @@ impl<'a> Pass<'a> {
         for (pr, lease, standing) in writes {
             let standing = match (&standing, &lease) {
                 (StandingOwned::Invalid(m), _) => Standing::Invalid(m),
+                (StandingOwned::Verifying(m), _) => Standing::Verifying(m),
+                (StandingOwned::ImageRefused(m), _) => Standing::ImageRefused(m),
                 (
                     StandingOwned::Refused {
                         lease,
@@ -533,6 +571,8 @@ impl<'a> Pass<'a> {
     ) -> Result<Option<(Option<Arc<Lease>>, StandingOwned)>> {
         Ok(match class {
             Class::Invalid(message) => Some((None, StandingOwned::Invalid(message))),
+            Class::Verifying(message) => Some((None, StandingOwned::Verifying(message))),
+            Class::ImageRefused(message) => Some((None, StandingOwned::ImageRefused(message))),
             Class::Blocked => {
                 let wait = Decision::Wait {
                     message: "waiting for the Lease of an earlier request of the same name to be collected".into(),
@@ -755,6 +795,8 @@ impl<'a> Pass<'a> {
 /// [`Standing`] without borrows, collected during the pass.
 enum StandingOwned {
     Invalid(String),
+    Verifying(String),
+    ImageRefused(String),
     Refused {
         lease: String,
         why: String,

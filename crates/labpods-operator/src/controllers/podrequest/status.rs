@@ -8,8 +8,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time as KubeTime
 use kube::{Api, ResourceExt};
 use labpods_api::{
     conditions::{
-        self, BOOKING_FAILED, EXPIRING_SOON, EXTENSION_REJECTED, INVALID, READY, SCHEDULED,
-        find_condition, new_condition, remove_condition, set_condition,
+        self, BOOKING_FAILED, EXPIRING_SOON, EXTENSION_REJECTED, IMAGE_VERIFIED, INVALID, READY,
+        SCHEDULED, find_condition, new_condition, remove_condition, set_condition,
     },
     v1alpha1::{
         AssignedHost, HostState, Lease, LeasePhase, PodRequest, PodRequestPhase, PodRequestStatus,
@@ -31,6 +31,10 @@ pub const FIELD_MANAGER: &str = "labpods-podrequest";
 pub enum Standing<'a> {
     /// The spec breaks a rule; the message names the field.
     Invalid(&'a str),
+    /// Its image is being downloaded to verify `spec.image.checksum`.
+    Verifying(&'a str),
+    /// Its image was refused; the message names the field. The booking failed, no host held.
+    ImageRefused(&'a str),
     /// No Lease yet: the scheduler's decision.
     Decided(&'a Decision),
     /// A Lease serves the request; `rejected` is why an extension was refused.
@@ -87,6 +91,29 @@ pub fn desired(pr: &PodRequest, standing: Standing<'_>, now: &KubeTime) -> PodRe
                 false,
                 "InvalidSpec",
                 "fix the spec to be scheduled",
+            );
+        }
+        Standing::Verifying(message) => {
+            status.phase = Some(PodRequestPhase::Pending);
+            status.message = Some(message.to_owned());
+            set(&mut conditions, SCHEDULED, false, "VerifyingImage", message);
+        }
+        Standing::ImageRefused(message) => {
+            status.phase = Some(PodRequestPhase::Failed);
+            status.message = Some(format!("failed: {message}"));
+            set(
+                &mut conditions,
+                IMAGE_VERIFIED,
+                false,
+                IMAGE_REFUSED,
+                message,
+            );
+            set(
+                &mut conditions,
+                SCHEDULED,
+                false,
+                IMAGE_REFUSED,
+                "fix spec.image to be scheduled",
             );
         }
         Standing::Decided(decision) => match decision {
@@ -229,6 +256,9 @@ pub fn desired(pr: &PodRequest, standing: Standing<'_>, now: &KubeTime) -> PodRe
     if !matches!(standing, Standing::Invalid(_)) {
         remove_condition(&mut conditions, INVALID);
     }
+    if !matches!(standing, Standing::ImageRefused(_)) {
+        remove_condition(&mut conditions, IMAGE_VERIFIED);
+    }
     let ready = status.phase == Some(PodRequestPhase::Ready);
     let phase = status.phase.map(|p| format!("{p:?}")).unwrap_or_default();
     let ready_message = if ready {
@@ -239,6 +269,19 @@ pub fn desired(pr: &PodRequest, standing: Standing<'_>, now: &KubeTime) -> PodRe
     set(&mut conditions, READY, ready, &phase, ready_message);
     status.conditions = conditions;
     status
+}
+
+/// The reason of the ImageVerified condition of a refused image.
+pub const IMAGE_REFUSED: &str = "ImageRefused";
+
+/// Why the request's image was refused for its current spec, if it was.
+pub fn image_refused(pr: &PodRequest) -> Option<&str> {
+    let status = pr.status.as_ref()?;
+    let c = find_condition(&status.conditions, IMAGE_VERIFIED)?;
+    (c.status == conditions::FALSE
+        && c.observed_generation == pr.metadata.generation
+        && status.phase == Some(PodRequestPhase::Failed))
+    .then_some(c.message.as_str())
 }
 
 /// The reason of the Scheduled condition of a request whose Lease is refused.
@@ -461,6 +504,31 @@ mod tests {
         let c = find_condition(&s.conditions, INVALID).unwrap();
         assert_eq!(c.status, "True");
         assert!(c.message.starts_with("spec.duration"));
+    }
+
+    #[test]
+    fn a_refused_image_fails_the_request_until_its_spec_changes() {
+        let mut pr = request();
+        let why = "spec.image.checksum sha256:ab does not match the image";
+        let verifying = desired(&pr, Standing::Verifying("downloading"), &now(1));
+        assert_eq!(verifying.phase, Some(PodRequestPhase::Pending));
+        assert!(find_condition(&verifying.conditions, IMAGE_VERIFIED).is_none());
+        let s = desired(&pr, Standing::ImageRefused(why), &now(2));
+        assert_eq!(s.phase, Some(PodRequestPhase::Failed));
+        let c = find_condition(&s.conditions, IMAGE_VERIFIED).unwrap();
+        assert_eq!((c.status.as_str(), c.message.as_str()), ("False", why));
+        pr.status = Some(s);
+        assert_eq!(image_refused(&pr), Some(why));
+        // A second pass writes the same status.
+        assert_eq!(
+            desired(&pr, Standing::ImageRefused(why), &now(3)),
+            pr.status.clone().unwrap()
+        );
+        // An edited spec (a new generation) is verified again; the old refusal goes.
+        pr.metadata.generation = pr.metadata.generation.map(|g| g + 1);
+        assert_eq!(image_refused(&pr), None);
+        let again = desired(&pr, Standing::Verifying("downloading"), &now(4));
+        assert!(find_condition(&again.conditions, IMAGE_VERIFIED).is_none());
     }
 
     #[test]
