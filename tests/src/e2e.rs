@@ -333,6 +333,11 @@ impl E2e {
         &self.image
     }
 
+    /// Makes `url` the image later bookings ask for and [`E2e::check_ready`] expects booted.
+    pub fn use_image(&mut self, url: impl Into<String>) {
+        self.image = url.into();
+    }
+
     /// The LabHost names of the lab.
     pub fn host_names(&self) -> Vec<String> {
         match &self.hardware {

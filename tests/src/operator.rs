@@ -32,6 +32,10 @@ pub struct OperatorSettings {
     pub bmc_per_bmc_concurrency: Option<usize>,
     /// `policy.maxOpenRequestsPerNamespace`; the operator's default when absent.
     pub max_open_requests: Option<u32>,
+    /// `images.requireChecksum`.
+    pub require_checksum: bool,
+    /// `images.allowedHosts` (empty: any).
+    pub allowed_image_hosts: Vec<String>,
 }
 
 impl OperatorSettings {
@@ -55,6 +59,17 @@ impl OperatorSettings {
         } else {
             format!("bmc:\n{bmc}")
         };
+        let hosts: Vec<String> = self
+            .allowed_image_hosts
+            .iter()
+            .map(|h| format!("{h:?}"))
+            .collect();
+        // Short retries, so an unreachable image fails a booking in seconds.
+        let images = format!(
+            "images:\n  requireChecksum: {}\n  allowedHosts: [{}]\n  attempts: 2\n  downloadTimeout: 30s\n",
+            self.require_checksum,
+            hosts.join(", ")
+        );
         format!(
             "polling:\n  idleInterval: 1s\n  idleJitter: 0.0\n  busyInterval: 1s\n  errorBackoffBase: 1s\n  errorBackoffMax: 4s\n\
              provisioning:\n  timeout: 60s\n  gracefulShutdownTimeout: 3s\n  forcedPowerOffTimeout: 10s\n  wipeTimeout: 60s\n  maxAttempts: 2\n  maxConsecutiveFailures: 3\n  bootFallback: 30s\n{wipe}{fallbacks}\
@@ -62,7 +77,9 @@ impl OperatorSettings {
              http:\n  metricsAddress: {metrics}\n\
              phoneHome:\n  listenAddress: 127.0.0.1:0\n\
              leaderElection:\n  enabled: true\n  leaseName: labpods-operator\n  leaseNamespace: {ns}\n  leaseDuration: {lease}s\n  renewDeadline: {renew}s\n  retryPeriod: 1s\n\
-             logging:\n  filter: info,labpods_operator=debug\n{bmc}{policy}",
+             logging:
+  filter: info,labpods_operator=debug
+{bmc}{policy}{images}",
             ns = self.lease_namespace,
             lease = LEASE_DURATION.as_secs(),
             renew = RENEW_DEADLINE.as_secs(),
