@@ -10,7 +10,7 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use kube::Api;
 use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
-use labpods_api::conditions::{EXTENSION_REJECTED, SCHEDULED, find_condition};
+use labpods_api::conditions::{EXTENSION_REJECTED, QUARANTINED, SCHEDULED, find_condition};
 use labpods_api::v1alpha1::{
     HostState, ImageSpec, Lease, LeaseHost, LeasePhase, LeaseSpec, PodRequest, PodRequestPhase,
     PodRequestSpec, RequestRef,
@@ -487,13 +487,21 @@ async fn e2e_bmc_failing_mid_provisioning_gets_a_spare() -> Result<()> {
         !hosts.contains(&broken),
         "{broken} failed but is still in the booking: {hosts:?}"
     );
-    let labhost = e2e.labhost(&broken).await?;
-    let status = labhost.status.unwrap_or_default();
-    assert_eq!(
-        status.state,
-        Some(HostState::Error),
-        "the failed host's state"
-    );
+    // Out of the booking, the host is released; its dead BMC makes that release give up,
+    // and the host ends quarantined in Error (it may still hold the tenant's OS), with a
+    // reason. It may still be Releasing when the pod turns Ready.
+    let labhosts: Api<labpods_api::v1alpha1::LabHost> = Api::all(client.clone());
+    let status = e2e
+        .wait("the failed host to be quarantined", RELEASE_TIMEOUT, || {
+            let (api, name) = (labhosts.clone(), broken.clone());
+            async move {
+                let status = api.get(&name).await?.status.unwrap_or_default();
+                let quarantined = find_condition(&status.conditions, QUARANTINED)
+                    .is_some_and(|c| c.status == "True");
+                Ok((quarantined && status.state == Some(HostState::Error)).then_some(status))
+            }
+        })
+        .await?;
     assert!(
         status.last_error.is_some_and(|e| !e.is_empty()),
         "Error without a reason"
