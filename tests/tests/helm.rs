@@ -356,8 +356,8 @@ async fn chart_rbac_is_exactly_what_the_operator_checks_at_startup() -> Result<(
         add("labpods.dev", resource, &["patch"], cluster);
     }
     add("events.k8s.io", "events", &["create", "patch"], cluster);
-    // Each booking's access Secret, by server-side apply: written, never read.
-    add("", "secrets", &["create", "patch"], cluster);
+    // A booking's user data (get by name) and its access Secret (server-side apply).
+    add("", "secrets", &["create", "get", "patch"], cluster);
     add("", "secrets", &["get", "create"], NAMESPACE);
     add(
         "",
@@ -472,10 +472,12 @@ async fn e2e_chart_installed_by_helm_books_under_its_rbac_and_survives_upgrade()
         .await?;
     let hosts = e2e.check_ready("ci-pod", &[("node", 2)]).await?;
 
-    // Not excessive: nothing but its kinds, Secrets only at home, no wildcards.
+    // Not excessive: nothing but its kinds, Secrets read by name and written only at home, no
+    // wildcards.
     for (args, allowed) in [
         (vec!["get", "secrets", "-n", NAMESPACE], true),
-        (vec!["get", "secrets", "-n", "e2e-helm"], false),
+        // A booking's user data, by name; never listed.
+        (vec!["get", "secrets", "-n", "e2e-helm"], true),
         (vec!["list", "secrets", "--all-namespaces"], false),
         (vec!["list", "secrets", "-n", NAMESPACE], false),
         (vec!["delete", "secrets", "-n", NAMESPACE], false),

@@ -13,6 +13,7 @@ pub mod leader;
 pub mod metrics;
 pub mod provisioning;
 pub mod scheduler;
+pub mod seed;
 pub mod signing;
 pub mod startup;
 pub mod telemetry;

@@ -68,7 +68,8 @@ impl Permission {
 /// Every permission the operator uses (what `deploy/operator/rbac.yaml` grants, and no more).
 /// `namespace` is the operator's own (`leaderElection.leaseNamespace`): the BMC credential
 /// Secrets, the Lease signing key, the history ConfigMaps and, when `leader_election`, the
-/// election Lease live there. Nothing else is read or written outside the labpods kinds.
+/// election Lease live there. Outside the labpods kinds, only a booking's user-data Secret
+/// is read elsewhere (get, by name).
 pub fn required_permissions(namespace: &str, leader_election: bool) -> Vec<Permission> {
     let p = |group, resource, subresource, verb, namespace: Option<&str>| Permission {
         group,
@@ -90,9 +91,11 @@ pub fn required_permissions(namespace: &str, leader_election: bool) -> Vec<Permi
     }
     out.push(p("events.k8s.io", "events", None, "create", None));
     out.push(p("events.k8s.io", "events", None, "patch", None));
-    // Each booking's access Secret, in the tenant's namespace, by server-side apply (a
-    // patch, which creates). Written, never read: no get, list or watch of tenant Secrets.
-    for verb in ["create", "patch"] {
+    // Tenants' Secrets: each booking's access Secret is written by server-side apply (a
+    // patch, which creates); its user data for the hosts' seeds is read by name only (never
+    // listed or watched), and only from the booking's own namespace
+    // (`controllers::labhost::seed`).
+    for verb in ["create", "get", "patch"] {
         out.push(p("", "secrets", None, verb, None));
     }
     let ns = Some(namespace);
@@ -213,11 +216,10 @@ mod tests {
         );
     }
 
-    /// Secrets are read (BMC credentials, the signing key) only in the operator's namespace:
-    /// the operator never needs to read a tenant's Secret. Cluster-wide it only writes
-    /// (the access Secrets it hands tenants).
+    /// Secrets: outside the operator's namespace only written (the access Secrets it hands
+    /// tenants) or read by name (a booking's user data), never listed or watched.
     #[test]
-    fn secrets_are_read_only_in_the_operators_namespace() {
+    fn secrets_elsewhere_are_never_listed_or_watched() {
         let perms = required_permissions("labpods-system", true);
         let secrets: Vec<_> = perms.iter().filter(|p| p.resource == "secrets").collect();
         let mut cluster_wide: Vec<_> = secrets
@@ -226,12 +228,10 @@ mod tests {
             .map(|p| p.verb)
             .collect();
         cluster_wide.sort_unstable();
-        assert_eq!(cluster_wide, ["create", "patch"]);
+        assert_eq!(cluster_wide, ["create", "get", "patch"]);
         assert!(
-            secrets
-                .iter()
-                .filter(|p| p.verb == "get")
-                .all(|p| p.namespace.as_deref() == Some("labpods-system"))
+            secrets.iter().all(|p| !matches!(p.verb, "list" | "watch")),
+            "{secrets:?}"
         );
     }
 }

@@ -13,7 +13,10 @@ use url::Url;
 use crate::{
     config::{Config, ConfigError, LogFormat},
     context::{Clock, SystemClock},
-    controllers::{self, Shared, labhost::phone_home::StatusSink},
+    controllers::{
+        self, Shared,
+        labhost::{phone_home::StatusSink, seed::SeedServer},
+    },
     http::{self, Health, HttpError, PhoneHomeTokens},
     leader::{LeaderElector, Leadership, default_identity},
     metrics::Metrics,
@@ -210,7 +213,12 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             client.clone(),
             tokens.clone(),
             clock.clone(),
-        ))),
+        )))
+        .merge(http::seeds::router(Arc::new(SeedServer::new(
+            client.clone(),
+            tokens.clone(),
+            config.phone_home.external_base_url.clone(),
+        )))),
         controllers::shutting_down(shutdown_rx.clone()),
     ));
 

@@ -1,8 +1,9 @@
 //! The operator's HTTP endpoints, on two listeners: /metrics, /healthz and /readyz for the
-//! cluster (metrics address), and the phone-home callback for the lab network (phone-home
-//! address), so exposing one does not expose the other.
+//! cluster (metrics address), and the phone-home callback and the hosts' seeds for the lab
+//! network (phone-home address), so exposing one does not expose the other.
 
 pub mod phone_home;
+pub mod seeds;
 
 use std::{
     net::SocketAddr,
@@ -25,6 +26,7 @@ use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
 pub use phone_home::{PhoneHomeError, PhoneHomeSink, PhoneHomeTokens, Report, Run};
+pub use seeds::{SeedError, SeedSource};
 
 /// Readiness, shared between the runtime (which sets it) and /readyz (which reads it).
 #[derive(Debug, Default)]

@@ -75,6 +75,13 @@ impl Run<'_> {
     }
 }
 
+/// A line more than a phone-home message: the two never collide.
+fn seed_message(run: &Run<'_>) -> Vec<u8> {
+    let mut m = b"seed\n".to_vec();
+    m.extend(run.message());
+    m
+}
+
 /// The form cloud-init's `phone_home` posts, bounded and checked; unknown fields are ignored.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Report {
@@ -232,6 +239,33 @@ impl PhoneHomeTokens {
             .is_ok_and(|tag| hmac::verify(&self.key, &run.message(), &tag).is_ok())
     }
 
+    /// The run's seed token: another message than the phone-home token's, so the seed URL
+    /// (which the BMC holds) cannot post reports, nor the phone-home URL fetch the seed.
+    pub fn seed_token(&self, run: &Run<'_>) -> String {
+        URL_SAFE_NO_PAD.encode(hmac::sign(&self.key, &seed_message(run)))
+    }
+
+    pub fn verify_seed(&self, run: &Run<'_>, token: &str) -> bool {
+        URL_SAFE_NO_PAD
+            .decode(token)
+            .is_ok_and(|tag| hmac::verify(&self.key, &seed_message(run), &tag).is_ok())
+    }
+
+    /// The URL the BMC fetches the run's seed image from.
+    pub fn seed_url(&self, base: &Url, run: &Run<'_>) -> Url {
+        let mut url = base.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.pop_if_empty().extend([
+                "seeds",
+                run.host,
+                &self.seed_token(run),
+                "cidata.iso",
+            ]);
+        }
+        url.set_query(None);
+        url
+    }
+
     /// The URL the host calls in this run, under the operator's external base URL.
     pub fn url(&self, base: &Url, run: &Run<'_>) -> Url {
         let mut url = base.clone();
@@ -278,6 +312,23 @@ mod tests {
         }
         assert!(!tokens.verify(&RUN, "not-base64!"));
         assert!(!PhoneHomeTokens::new(b"other").verify(&RUN, &t));
+    }
+
+    #[test]
+    fn seed_tokens_are_per_run_and_not_phone_home_tokens() {
+        let tokens = PhoneHomeTokens::new(b"secret");
+        let base = Url::parse("http://10.0.0.5:8081/").unwrap();
+        let url = tokens.seed_url(&base, &RUN);
+        let token = tokens.seed_token(&RUN);
+        assert_eq!(url.path(), format!("/seeds/node-01/{token}/cidata.iso"));
+        assert!(tokens.verify_seed(&RUN, &token));
+        assert!(!tokens.verify(&RUN, &token), "a seed token posts no report");
+        assert!(!tokens.verify_seed(&RUN, &tokens.token(&RUN)));
+        let earlier = Run {
+            started: RUN.started - 1,
+            ..RUN
+        };
+        assert!(!tokens.verify_seed(&earlier, &token));
     }
 
     #[test]

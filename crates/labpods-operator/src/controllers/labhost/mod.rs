@@ -8,6 +8,7 @@
 pub mod bmc;
 pub mod phone_home;
 pub mod plan;
+pub mod seed;
 pub mod status;
 mod steps;
 
