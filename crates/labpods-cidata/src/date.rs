@@ -1,4 +1,6 @@
-//! ISO 9660 time stamps from Unix seconds (UTC), without a date library.
+//! ISO 9660 time stamps from Unix seconds (UTC).
+
+use chrono::{DateTime, Datelike, Timelike};
 
 /// "Not specified" (ECMA-119 8.4.26.1): sixteen '0' digits and offset 0.
 pub const UNSET: [u8; 17] = *b"0000000000000000\0";
@@ -15,29 +17,19 @@ pub struct Recording {
 }
 
 impl Recording {
-    /// Howard Hinnant's days-to-civil; instants before 1900 or after 2155 are clamped (the
-    /// directory record's year is one byte from 1900).
+    /// Instants before 1900 or after 2155 are clamped (the directory record's year is one
+    /// byte from 1900).
     pub fn from_unix(seconds: i64) -> Self {
         let seconds = seconds.clamp(-2_208_988_800, 5_996_851_199);
-        let days = seconds.div_euclid(86_400);
-        let secs = seconds.rem_euclid(86_400);
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z.rem_euclid(146_097);
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = doy - (153 * mp + 2) / 5 + 1;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 };
-        let year = yoe + era * 400 + i64::from(month <= 2);
-        let byte = |n: i64| u8::try_from(n).unwrap_or(0);
+        let t = DateTime::from_timestamp(seconds, 0).unwrap_or_default();
+        let byte = |n: u32| u8::try_from(n).unwrap_or(0);
         Self {
-            year,
-            month: byte(month),
-            day: byte(day),
-            hour: byte(secs / 3600),
-            minute: byte(secs % 3600 / 60),
-            second: byte(secs % 60),
+            year: i64::from(t.year()),
+            month: byte(t.month()),
+            day: byte(t.day()),
+            hour: byte(t.hour()),
+            minute: byte(t.minute()),
+            second: byte(t.second()),
         }
     }
 

@@ -237,24 +237,11 @@ fn sha256(data: &[u8]) -> Result<String> {
 }
 
 fn rfc3339(epoch: u64) -> String {
-    // Days to a civil date (Howard Hinnant's algorithm), to keep chrono out of the xtask.
-    let days = (epoch / 86_400) as i64;
-    let secs = epoch % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    let t = i64::try_from(epoch)
+        .ok()
+        .and_then(|e| chrono::DateTime::from_timestamp(e, 0))
+        .unwrap_or_default();
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// Writes the OCI layout; returns the manifest's digest.
