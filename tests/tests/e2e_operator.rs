@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use kube::Api;
-use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use labpods_api::conditions::{EXTENSION_REJECTED, QUARANTINED, SCHEDULED, find_condition};
 use labpods_api::v1alpha1::{
     HostState, ImageSpec, Lease, LeaseHost, LeasePhase, LeaseSpec, PodRequest, PodRequestPhase,
@@ -505,6 +505,67 @@ async fn e2e_bmc_failing_mid_provisioning_gets_a_spare() -> Result<()> {
     assert!(
         status.last_error.is_some_and(|e| !e.is_empty()),
         "Error without a reason"
+    );
+    e2e.check_no_double_binding().await?;
+    e2e.shutdown().await?;
+    Ok(())
+}
+
+/// A lab admin deletes a LabHost while it runs a booking: the host is released first (off,
+/// wiped, media ejected) and only then does the LabHost go, and the booking gets a spare.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_a_labhost_deleted_in_a_booking_is_wiped_before_it_goes_and_replaced() -> Result<()> {
+    let mut e2e = E2e::start("e2e-delete-host", &[HostGroup::new(WIPED_PROFILE, 2)]).await?;
+    e2e.book("pod", vec![e2e.role("node", 1, None)], "1h")
+        .await?;
+    let hosts = e2e.check_ready("pod", &[("node", 1)]).await?;
+    let deleted = hosts.first().context("no host")?.clone();
+    let labhosts: Api<labpods_api::v1alpha1::LabHost> = Api::all(e2e.client());
+    labhosts.delete(&deleted, &DeleteParams::default()).await?;
+    let bmc = e2e.sim()?.bmc(&deleted)?;
+    e2e.wait(
+        "the wipe image to boot on the deleted host",
+        RELEASE_TIMEOUT,
+        || {
+            let bmc = bmc.clone();
+            async move {
+                let booted = bmc
+                    .boots()
+                    .iter()
+                    .any(|(_, image)| image.as_deref() == Some(WIPE_IMAGE));
+                Ok(booted.then_some(()))
+            }
+        },
+    )
+    .await?;
+    let held = labhosts
+        .get_opt(&deleted)
+        .await?
+        .context("the LabHost went before its release completed")?;
+    assert!(held.metadata.deletion_timestamp.is_some());
+    e2e.sim()?.power_off_from_os(&deleted).await?;
+    e2e.wait("the deleted LabHost to be gone", RELEASE_TIMEOUT, || {
+        let (api, name) = (labhosts.clone(), deleted.clone());
+        async move { Ok(api.get_opt(&name).await?.is_none().then_some(())) }
+    })
+    .await?;
+    let state = bmc.state();
+    assert_eq!(state.power_state, labpods_sim::PowerState::Off);
+    assert!(!state.media.inserted, "media left in the deleted host");
+    let requests: Api<PodRequest> = Api::namespaced(e2e.client(), e2e.namespace());
+    e2e.wait("the booking to list a spare", RELEASE_TIMEOUT, || {
+        let (api, name) = (requests.clone(), deleted.clone());
+        async move {
+            let pr = api.get("pod").await?;
+            let hosts = pr.status.map(|s| s.hosts).unwrap_or_default();
+            Ok((!hosts.is_empty() && hosts.iter().all(|h| h.host != name)).then_some(()))
+        }
+    })
+    .await?;
+    let now = e2e.check_ready("pod", &[("node", 1)]).await?;
+    assert!(
+        !now.contains(&deleted),
+        "{deleted} is still booked: {now:?}"
     );
     e2e.check_no_double_binding().await?;
     e2e.shutdown().await?;

@@ -224,11 +224,7 @@ impl LeaseController {
                     }
                 }
             }
-            troubled.extend(
-                failed_hosts(lease, &hosts)
-                    .into_iter()
-                    .map(|h| (h, "failed".to_owned())),
-            );
+            troubled.extend(failed_hosts(lease, &hosts));
             for (failed, trouble) in troubled {
                 let Some(pr) = &request else { break };
                 let lab = self.lab(&all_hosts);

@@ -80,7 +80,9 @@ pub fn host(
     let status = labhost.status.as_ref();
     let state = status.and_then(|s| s.state);
     let reachable = status.and_then(|s| s.bmc_reachable) != Some(false);
+    // A host being deleted is leaving the lab (after its release).
     let schedulable = !labhost.spec.maintenance
+        && labhost.metadata.deletion_timestamp.is_none()
         && reachable
         && !matches!(
             state,

@@ -35,7 +35,7 @@ use kube::{
 };
 use labpods_api::{
     conditions::{self, BOOKING_FAILED, QUARANTINED},
-    v1alpha1::{HostState, LabHost, LabHostStatus, Lease, Operation},
+    v1alpha1::{ClaimRef, HostState, LabHost, LabHostStatus, Lease, Operation},
 };
 use serde_json::json;
 
@@ -157,18 +157,32 @@ async fn reconcile(
     let started = Instant::now();
     let name = host.name_any();
     let api: Api<LabHost> = Api::all(this.ctx.client.clone());
-    let result = finalizer(&api, FINALIZER, host, |event| async {
-        match event {
-            Event::Apply(host) => this.apply(&host).await,
-            Event::Cleanup(host) => this.cleanup(&host).await,
-        }
-    })
-    .await
-    .map_err(|e| match e {
-        FinalizerError::ApplyFailed(e) | FinalizerError::CleanupFailed(e) => e,
-        FinalizerError::AddFinalizer(e) | FinalizerError::RemoveFinalizer(e) => Error::Kube(e),
-        other => Error::Finalizer(other.to_string()),
-    });
+    // Deleted while it may hold a tenant's OS or data: released first, like a host whose
+    // booking ends; the finalizer holds the LabHost until that release completes.
+    let releasing = if host.metadata.deletion_timestamp.is_some() {
+        this.apply(&host, true).await
+    } else {
+        Ok(None)
+    };
+    let result = match releasing {
+        Ok(Some(action)) => Ok(action),
+        Err(e) => Err(e),
+        Ok(None) => finalizer(&api, FINALIZER, host, |event| async {
+            match event {
+                Event::Apply(host) => this
+                    .apply(&host, false)
+                    .await
+                    .map(|a| a.unwrap_or_else(Action::await_change)),
+                Event::Cleanup(host) => this.cleanup(&host).await,
+            }
+        })
+        .await
+        .map_err(|e| match e {
+            FinalizerError::ApplyFailed(e) | FinalizerError::CleanupFailed(e) => e,
+            FinalizerError::AddFinalizer(e) | FinalizerError::RemoveFinalizer(e) => Error::Kube(e),
+            other => Error::Finalizer(other.to_string()),
+        }),
+    };
     this.ctx
         .metrics
         .observe_reconcile(CONTROLLER, started.elapsed());
@@ -187,32 +201,25 @@ fn error_policy(
 }
 
 impl LabHostController {
-    async fn apply(&self, cached: &LabHost) -> Result<Action> {
+    /// One pass over the host. `leaving`: its LabHost is being deleted, so whatever its
+    /// claim says, it is released; None once nothing of a tenant's is left on it (or it is
+    /// gone).
+    async fn apply(&self, cached: &LabHost, leaving: bool) -> Result<Option<Action>> {
         let ctx = &self.ctx;
         let name = cached.name_any();
         // Plan from the apiserver's copy, not the cache: the cache can lag this controller's
         // own last status write, and planning from it restarted finished provisioning runs.
         let api: Api<LabHost> = Api::all(ctx.client.clone());
         let Some(fresh) = api.get_opt(&name).await? else {
-            return Ok(Action::await_change());
+            return Ok(None);
         };
         let host = &fresh;
         let claim = host.spec.claim_ref.as_ref();
-        let lease = match claim {
-            Some(c) => self.lease(&c.namespace, &c.lease).await?,
-            None => None,
+        let view = if leaving {
+            LeaseView::Ending
+        } else {
+            self.view(&name, claim).await?
         };
-        let mut view = plan::lease_view(&name, claim, self.sealed(lease).as_ref());
-        if view == LeaseView::Ending
-            && let Some(c) = claim
-        {
-            // Releasing is irreversible: confirm on the apiserver's copy of the Lease. The cache
-            // can lag a write that just listed this host (a spare swapped in by healing) or
-            // sealed a new Lease.
-            let api: Api<Lease> = Api::namespaced(ctx.client.clone(), &c.namespace);
-            let fresh = self.sealed(api.get_opt(&c.lease).await?);
-            view = plan::lease_view(&name, claim, fresh.as_ref());
-        }
         let current = host.status.clone();
         let mut status = current.clone().unwrap_or_default();
         let facts = HostFacts {
@@ -223,6 +230,9 @@ impl LabHostController {
             quarantined: conditions::is_true(&status.conditions, QUARANTINED),
             booking_failed: conditions::is_true(&status.conditions, BOOKING_FAILED),
         };
+        if leaving && !plan::may_hold_tenant(&facts) {
+            return Ok(None);
+        }
         let decision = plan::plan(facts, &view, claim.map(|c| c.lease.as_str()));
         tracing::debug!(?view, ?decision, "planned");
         let now = Time(ctx.clock.now());
@@ -237,7 +247,25 @@ impl LabHostController {
             self.publish_quarantine(host, current.as_ref(), &status)
                 .await;
         }
-        outcome.map(Action::requeue)
+        outcome.map(|after| Some(Action::requeue(after)))
+    }
+
+    /// What the host's claim asks of it.
+    async fn view(&self, name: &str, claim: Option<&ClaimRef>) -> Result<LeaseView> {
+        let lease = match claim {
+            Some(c) => self.lease(&c.namespace, &c.lease).await?,
+            None => None,
+        };
+        let view = plan::lease_view(name, claim, self.sealed(lease).as_ref());
+        let (LeaseView::Ending, Some(c)) = (&view, claim) else {
+            return Ok(view);
+        };
+        // Releasing is irreversible: confirm on the apiserver's copy of the Lease. The cache
+        // can lag a write that just listed this host (a spare swapped in by healing) or sealed
+        // a new Lease.
+        let api: Api<Lease> = Api::namespaced(self.ctx.client.clone(), &c.namespace);
+        let fresh = self.sealed(api.get_opt(&c.lease).await?);
+        Ok(plan::lease_view(name, claim, fresh.as_ref()))
     }
 
     /// The Lease if the operator sealed it. A claim whose Lease does not verify is treated as
@@ -445,36 +473,10 @@ impl LabHostController {
         }
     }
 
-    /// Cleanup on delete: undo only what the operator set up (a run in progress: media and
-    /// boot override, power off), never a user's running host; tolerate a host whose apply
-    /// never ran or whose BMC is gone (the LabHost must still be deletable).
+    /// Cleanup on delete, once nothing of a tenant's is left on the host (`apply` released
+    /// it first): end the BMC session.
     async fn cleanup(&self, host: &LabHost) -> Result<Action> {
         let name = host.name_any();
-        let in_progress = host
-            .status
-            .as_ref()
-            .and_then(|s| s.provisioning.as_ref())
-            .is_some();
-        if in_progress {
-            match self.clients.get(&self.ctx, host).await {
-                Ok(bmc) => {
-                    self.ctx.ensure_leader()?;
-                    let off = bmc::reset(
-                        &self.ctx,
-                        bmc.as_ref(),
-                        labpods_redfish::ResetKind::ForceOff,
-                    )
-                    .await;
-                    let eject = call(&self.ctx, "eject_media", bmc.eject_media()).await;
-                    if let Err(e) = off.and(eject) {
-                        tracing::warn!(error = %e, "cleanup of the BMC failed; deleting anyway");
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot reach the BMC for cleanup; deleting anyway")
-                }
-            }
-        }
         if let Some(bmc) = self.clients.forget(&name).await
             && let Err(e) = bmc.logout().await
         {

@@ -64,6 +64,18 @@ pub struct HostFacts<'a> {
     pub booking_failed: bool,
 }
 
+/// A host that may still hold a tenant's OS or data: claimed, quarantined, or in or after a
+/// run nobody released. Such a host is released before its LabHost may be deleted.
+pub fn may_hold_tenant(facts: &HostFacts<'_>) -> bool {
+    facts.claimed
+        || facts.quarantined
+        || facts.progress.is_some()
+        || matches!(
+            facts.state,
+            Some(HostState::Provisioning | HostState::Provisioned | HostState::Releasing)
+        )
+}
+
 /// The decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {
@@ -256,6 +268,41 @@ mod tests {
             quarantined: false,
             booking_failed: false,
         }
+    }
+
+    #[test]
+    fn only_a_host_nothing_of_a_tenants_is_left_on_may_be_deleted_at_once() {
+        let unclaimed = |state| HostFacts {
+            claimed: false,
+            ..facts(state, None)
+        };
+        for free in [
+            None,
+            Some(HostState::Registering),
+            Some(HostState::Available),
+            Some(HostState::Maintenance),
+            // Its BMC checks failed while idle: no run left anything on it.
+            Some(HostState::Error),
+        ] {
+            assert!(!may_hold_tenant(&unclaimed(free)), "{free:?}");
+        }
+        for used in [
+            HostState::Provisioning,
+            HostState::Provisioned,
+            HostState::Releasing,
+        ] {
+            assert!(may_hold_tenant(&unclaimed(Some(used))), "{used:?}");
+        }
+        assert!(may_hold_tenant(&facts(Some(HostState::Available), None)));
+        let p = progress(Operation::Provision);
+        assert!(may_hold_tenant(&HostFacts {
+            claimed: false,
+            ..facts(Some(HostState::Error), Some(&p))
+        }));
+        assert!(may_hold_tenant(&HostFacts {
+            quarantined: true,
+            ..unclaimed(Some(HostState::Maintenance))
+        }));
     }
 
     #[test]

@@ -81,8 +81,9 @@ pub fn running(phase: LeasePhase) -> bool {
     )
 }
 
-/// Listed hosts in Error while the Lease holds them: candidates for a spare.
-pub fn failed_hosts(lease: &Lease, hosts: &[&LabHost]) -> Vec<String> {
+/// Listed hosts in Error, or being deleted, while the Lease holds them: candidates for a
+/// spare, with what happened to them.
+pub fn failed_hosts(lease: &Lease, hosts: &[&LabHost]) -> Vec<(String, String)> {
     let phase = lease
         .status
         .as_ref()
@@ -95,13 +96,17 @@ pub fn failed_hosts(lease: &Lease, hosts: &[&LabHost]) -> Vec<String> {
         .spec
         .hosts
         .iter()
-        .filter(|l| {
-            hosts.iter().any(|h| {
-                h.name_any() == l.host
-                    && h.status.as_ref().and_then(|s| s.state) == Some(HostState::Error)
-            })
+        .filter_map(|l| {
+            let h = hosts.iter().find(|h| h.name_any() == l.host)?;
+            let trouble = if h.metadata.deletion_timestamp.is_some() {
+                "is being deleted from the lab"
+            } else if h.status.as_ref().and_then(|s| s.state) == Some(HostState::Error) {
+                "failed"
+            } else {
+                return None;
+            };
+            Some((l.host.clone(), trouble.to_owned()))
         })
-        .map(|l| l.host.clone())
         .collect()
 }
 
@@ -743,13 +748,30 @@ mod tests {
     }
 
     #[test]
+    fn a_host_being_deleted_is_replaced_like_a_failed_one() {
+        let l = lease(Some(LeasePhase::Ready));
+        let (mut h1, h2) = (
+            host("h1", HostState::Provisioned, true),
+            host("h2", HostState::Provisioned, true),
+        );
+        h1.metadata.deletion_timestamp = Some(Time(at("2026-11-24T10:00:00Z")));
+        assert_eq!(
+            failed_hosts(&l, &[&h1, &h2]),
+            [("h1".to_owned(), "is being deleted from the lab".to_owned())]
+        );
+    }
+
+    #[test]
     fn failed_hosts_without_spare_degrade_the_lease() {
         let l = lease(Some(LeasePhase::Provisioning));
         let (h1, h2) = (
             host("h1", HostState::Error, true),
             host("h2", HostState::Provisioned, true),
         );
-        assert_eq!(failed_hosts(&l, &[&h1, &h2]), ["h1"]);
+        assert_eq!(
+            failed_hosts(&l, &[&h1, &h2]),
+            [("h1".to_owned(), "failed".to_owned())]
+        );
         let unhealed = [(
             "h1".to_owned(),
             "no spare x86 host is free until 2026-11-26T10:00Z".to_owned(),

@@ -27,8 +27,8 @@ pub enum HostCheck {
     Taken(String),
 }
 
-/// Never newly claim a host that is not Available, is in maintenance or claimed by another
-/// booking (the contract in `controllers/mod.rs`).
+/// Never newly claim a host that is not Available, is in maintenance, is being deleted or is
+/// claimed by another booking (the contract in `controllers/mod.rs`).
 pub fn check(host: &LabHost, claim: &ClaimRef) -> HostCheck {
     let name = host.name_any();
     match &host.spec.claim_ref {
@@ -43,6 +43,9 @@ pub fn check(host: &LabHost, claim: &ClaimRef) -> HostCheck {
     }
     if host.spec.maintenance {
         return HostCheck::Taken(format!("host {name} is in maintenance"));
+    }
+    if host.metadata.deletion_timestamp.is_some() {
+        return HostCheck::Taken(format!("host {name} is being deleted"));
     }
     match host.status.as_ref().and_then(|s| s.state) {
         Some(HostState::Available) => HostCheck::Free,
