@@ -104,7 +104,35 @@ pub struct BootOverride {
     pub mode: Option<String>,
 }
 
-/// The virtual CD/DVD drive.
+/// A virtual media device, by what it is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum Medium {
+    /// The CD/DVD drive the OS image boots from.
+    Cd,
+    /// A USB stick or floppy beside it: where a NoCloud `cidata` seed goes.
+    Removable,
+}
+
+impl Medium {
+    /// The Redfish MediaTypes that make a device this medium.
+    pub(crate) fn media_types(self) -> &'static [&'static str] {
+        match self {
+            Self::Cd => &["CD", "DVD"],
+            Self::Removable => &["USBStick", "Floppy"],
+        }
+    }
+}
+
+impl fmt::Display for Medium {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Cd => "virtual CD/DVD",
+            Self::Removable => "virtual USB stick or floppy",
+        })
+    }
+}
+
+/// What a virtual media device holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MediaState {
@@ -152,10 +180,24 @@ pub trait Bmc: Send + Sync + fmt::Debug {
         enabled: BootEnabled,
         mode: BootMode,
     ) -> BoxFuture<'_, Result<()>>;
-    fn insert_media<'a>(&'a self, image: &'a Url) -> BoxFuture<'a, Result<()>>;
+    /// Whether the BMC has a device for `medium` (many have only the CD).
+    fn has_medium(&self, medium: Medium) -> BoxFuture<'_, Result<bool>>;
+    fn insert_media_on<'a>(&'a self, medium: Medium, image: &'a Url) -> BoxFuture<'a, Result<()>>;
     /// Succeeds when nothing is inserted.
-    fn eject_media(&self) -> BoxFuture<'_, Result<()>>;
-    fn media_state(&self) -> BoxFuture<'_, Result<MediaState>>;
+    fn eject_media_on(&self, medium: Medium) -> BoxFuture<'_, Result<()>>;
+    fn media_state_on(&self, medium: Medium) -> BoxFuture<'_, Result<MediaState>>;
+    /// [`Bmc::insert_media_on`] the CD.
+    fn insert_media<'a>(&'a self, image: &'a Url) -> BoxFuture<'a, Result<()>> {
+        self.insert_media_on(Medium::Cd, image)
+    }
+    /// [`Bmc::eject_media_on`] the CD.
+    fn eject_media(&self) -> BoxFuture<'_, Result<()>> {
+        self.eject_media_on(Medium::Cd)
+    }
+    /// [`Bmc::media_state_on`] the CD.
+    fn media_state(&self) -> BoxFuture<'_, Result<MediaState>> {
+        self.media_state_on(Medium::Cd)
+    }
     fn inventory(&self) -> BoxFuture<'_, Result<Inventory>>;
     /// Ends the session with the BMC (shared by all systems behind the same endpoint).
     fn logout(&self) -> BoxFuture<'_, Result<()>>;

@@ -11,8 +11,8 @@ use tokio::time::Instant;
 use url::Url;
 
 use crate::bmc::{
-    Bmc, BootEnabled, BootMode, BootOverride, BootTarget, Disk, Inventory, MediaState, PowerState,
-    ResetKind,
+    Bmc, BootEnabled, BootMode, BootOverride, BootTarget, Disk, Inventory, MediaState, Medium,
+    PowerState, ResetKind,
 };
 use crate::error::{Error, Result};
 use crate::model::{
@@ -20,12 +20,71 @@ use crate::model::{
 };
 use crate::transport::Transport;
 
-/// A virtual CD/DVD drive and its actions.
-#[derive(Debug)]
+/// A virtual media device and its actions.
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct MediaDevice {
     path: String,
     insert: String,
     eject: String,
+}
+
+/// The devices found for each medium.
+#[derive(Debug, Default)]
+struct MediaDevices {
+    cd: Option<MediaDevice>,
+    removable: Option<MediaDevice>,
+}
+
+impl MediaDevices {
+    fn get(&self, medium: Medium) -> Option<&MediaDevice> {
+        match medium {
+            Medium::Cd => self.cd.as_ref(),
+            Medium::Removable => self.removable.as_ref(),
+        }
+    }
+}
+
+/// A device as discovered: its path, MediaTypes, and Insert/Eject targets when advertised.
+type Found = (String, Vec<String>, Option<(String, String)>);
+
+/// Picks a device per medium from (path, MediaTypes, Insert/Eject targets) in discovery
+/// order: the first device of the medium's types that advertises both actions; failing that,
+/// the first of those types at all, with the action URIs the spec prescribes (some trees
+/// omit them). A device that is a CD is the CD only, whatever else it lists (one slot cannot
+/// hold the image and the seed).
+fn choose_devices(found: &[Found]) -> MediaDevices {
+    let pick = |medium: Medium| {
+        let of_medium = |types: &[String]| {
+            let is = |m: Medium| types.iter().any(|t| m.media_types().contains(&t.as_str()));
+            match medium {
+                Medium::Cd => is(Medium::Cd),
+                Medium::Removable => is(Medium::Removable) && !is(Medium::Cd),
+            }
+        };
+        let candidates = || found.iter().filter(|(_, types, _)| of_medium(types));
+        candidates()
+            .find_map(|(path, _, actions)| {
+                actions.as_ref().map(|(insert, eject)| MediaDevice {
+                    path: path.clone(),
+                    insert: insert.clone(),
+                    eject: eject.clone(),
+                })
+            })
+            .or_else(|| {
+                candidates().next().map(|(path, _, _)| {
+                    let base = path.trim_end_matches('/');
+                    MediaDevice {
+                        insert: format!("{base}/Actions/VirtualMedia.InsertMedia"),
+                        eject: format!("{base}/Actions/VirtualMedia.EjectMedia"),
+                        path: path.clone(),
+                    }
+                })
+            })
+    };
+    MediaDevices {
+        cd: pick(Medium::Cd),
+        removable: pick(Medium::Removable),
+    }
 }
 
 /// One ComputerSystem behind a BMC endpoint.
@@ -38,7 +97,7 @@ pub struct RedfishClient {
     allowed_resets: Option<Vec<String>>,
     /// VirtualMedia collections to search, the System's first (no extra call), then Managers'.
     media_collections: Vec<MediaCollection>,
-    media_device: OnceCell<MediaDevice>,
+    media_devices: OnceCell<MediaDevices>,
     /// When the last power action was sent; held during an action to serialize them.
     last_power_action: Mutex<Option<Instant>>,
 }
@@ -87,7 +146,7 @@ impl RedfishClient {
             allowed_resets: reset.and_then(|r| r.allowable_values),
             system_path,
             media_collections,
-            media_device: OnceCell::new(),
+            media_devices: OnceCell::new(),
             last_power_action: Mutex::new(None),
             transport,
         })
@@ -153,16 +212,23 @@ impl RedfishClient {
         }
     }
 
-    async fn media(&self) -> Result<&MediaDevice> {
-        self.media_device
-            .get_or_try_init(|| self.find_media_device())
+    async fn devices(&self) -> Result<&MediaDevices> {
+        self.media_devices
+            .get_or_try_init(|| self.find_media_devices())
             .await
     }
 
-    /// The first CD/DVD drive that advertises Insert/Eject actions; failing that, the first
-    /// CD/DVD drive at all, with the action URIs the spec prescribes (some trees omit them).
-    async fn find_media_device(&self) -> Result<MediaDevice> {
-        let mut fallback = None;
+    async fn media(&self, medium: Medium) -> Result<&MediaDevice> {
+        self.devices()
+            .await?
+            .get(medium)
+            .ok_or_else(|| Error::Unsupported(medium.to_string()))
+    }
+
+    /// Reads every virtual media device of the system's and its Managers' collections (each
+    /// collection bounded by the policy's member limit) and picks one per medium.
+    async fn find_media_devices(&self) -> Result<MediaDevices> {
+        let mut found = Vec::new();
         for collection in &self.media_collections {
             let path = match collection {
                 MediaCollection::Known(path) => path.clone(),
@@ -181,32 +247,18 @@ impl RedfishClient {
             };
             for member in self.transport.members(&path).await? {
                 let (device, _) = self.transport.get::<VirtualMedia>(&member).await?;
-                if !device.media_types.iter().any(|t| t == "CD" || t == "DVD") {
-                    continue;
-                }
-                let actions = device.actions.map(|a| (a.insert, a.eject));
-                if let Some((Some(insert), Some(eject))) = actions {
-                    return Ok(MediaDevice {
-                        path: member,
-                        insert: insert.target,
-                        eject: eject.target,
-                    });
-                }
-                fallback.get_or_insert_with(|| {
-                    let base = member.trim_end_matches('/');
-                    MediaDevice {
-                        insert: format!("{base}/Actions/VirtualMedia.InsertMedia"),
-                        eject: format!("{base}/Actions/VirtualMedia.EjectMedia"),
-                        path: member.clone(),
-                    }
-                });
+                let actions = match device.actions.map(|a| (a.insert, a.eject)) {
+                    Some((Some(insert), Some(eject))) => Some((insert.target, eject.target)),
+                    _ => None,
+                };
+                found.push((member, device.media_types, actions));
             }
         }
-        fallback.ok_or_else(|| Error::Unsupported("virtual CD/DVD media".into()))
+        Ok(choose_devices(&found))
     }
 
-    async fn do_media_state(&self) -> Result<MediaState> {
-        let device = self.media().await?;
+    async fn do_media_state(&self, medium: Medium) -> Result<MediaState> {
+        let device = self.media(medium).await?;
         let (media, _) = self.transport.get::<VirtualMedia>(&device.path).await?;
         Ok(MediaState {
             inserted: media.inserted.unwrap_or(false),
@@ -214,7 +266,7 @@ impl RedfishClient {
         })
     }
 
-    async fn do_insert_media(&self, image: &Url) -> Result<()> {
+    async fn do_insert_media(&self, medium: Medium, image: &Url) -> Result<()> {
         if !image.username().is_empty() || image.password().is_some() {
             // The BMC would log them, and so would anyone reporting this call.
             return Err(Error::InvalidImageUrl(
@@ -223,7 +275,7 @@ impl RedfishClient {
                     .into(),
             ));
         }
-        let device = self.media().await?;
+        let device = self.media(medium).await?;
         let body = json!({ "Image": image.as_str(), "Inserted": true, "WriteProtected": true });
         self.transport
             .act(Method::POST, &device.insert, &body, None)
@@ -231,8 +283,8 @@ impl RedfishClient {
             .map(drop)
     }
 
-    async fn do_eject_media(&self) -> Result<()> {
-        let device = self.media().await?;
+    async fn do_eject_media(&self, medium: Medium) -> Result<()> {
+        let device = self.media(medium).await?;
         match self
             .transport
             .act(Method::POST, &device.eject, &json!({}), None)
@@ -245,7 +297,7 @@ impl RedfishClient {
                     status: 400..=499, ..
                 },
             ) => {
-                if self.do_media_state().await?.inserted {
+                if self.do_media_state(medium).await?.inserted {
                     Err(error)
                 } else {
                     Ok(())
@@ -449,16 +501,20 @@ impl Bmc for RedfishClient {
         self.do_set_boot_override(target, enabled, mode).boxed()
     }
 
-    fn insert_media<'a>(&'a self, image: &'a Url) -> BoxFuture<'a, Result<()>> {
-        self.do_insert_media(image).boxed()
+    fn has_medium(&self, medium: Medium) -> BoxFuture<'_, Result<bool>> {
+        async move { Ok(self.devices().await?.get(medium).is_some()) }.boxed()
     }
 
-    fn eject_media(&self) -> BoxFuture<'_, Result<()>> {
-        self.do_eject_media().boxed()
+    fn insert_media_on<'a>(&'a self, medium: Medium, image: &'a Url) -> BoxFuture<'a, Result<()>> {
+        self.do_insert_media(medium, image).boxed()
     }
 
-    fn media_state(&self) -> BoxFuture<'_, Result<MediaState>> {
-        self.do_media_state().boxed()
+    fn eject_media_on(&self, medium: Medium) -> BoxFuture<'_, Result<()>> {
+        self.do_eject_media(medium).boxed()
+    }
+
+    fn media_state_on(&self, medium: Medium) -> BoxFuture<'_, Result<MediaState>> {
+        self.do_media_state(medium).boxed()
     }
 
     fn inventory(&self) -> BoxFuture<'_, Result<Inventory>> {
@@ -496,6 +552,50 @@ mod tests {
         );
         let err = choose_reset_type(ResetKind::GracefulShutdown, Some(&force_on_only));
         assert!(matches!(err, Err(Error::Unsupported(_))), "{err:?}");
+    }
+
+    fn found(path: &str, types: &[&str], actions: bool) -> Found {
+        (
+            path.to_owned(),
+            allowed(types),
+            actions.then(|| (format!("{path}/insert"), format!("{path}/eject"))),
+        )
+    }
+
+    #[test]
+    fn media_devices_are_chosen_by_media_types() {
+        // sushy-tools' defaults: Cd [CD, DVD], Floppy [Floppy, USBStick].
+        let sushy = choose_devices(&[
+            found("/vm/Cd", &["CD", "DVD"], true),
+            found("/vm/Floppy", &["Floppy", "USBStick"], true),
+        ]);
+        assert_eq!(
+            sushy.get(Medium::Cd).map(|d| d.path.as_str()),
+            Some("/vm/Cd")
+        );
+        assert_eq!(
+            sushy.get(Medium::Removable).map(|d| d.insert.as_str()),
+            Some("/vm/Floppy/insert")
+        );
+        // iLO-like: the removable device first, a device without actions before one with.
+        let ilo = choose_devices(&[
+            found("/vm/1", &["Floppy", "USBStick"], false),
+            found("/vm/2", &["CD", "DVD"], false),
+            found("/vm/3", &["USBStick"], true),
+        ]);
+        assert_eq!(
+            ilo.get(Medium::Cd).map(|d| d.insert.as_str()),
+            Some("/vm/2/Actions/VirtualMedia.InsertMedia")
+        );
+        assert_eq!(
+            ilo.get(Medium::Removable).map(|d| d.path.as_str()),
+            Some("/vm/3")
+        );
+        // One device for both: the CD only; and a CD-only BMC has no removable medium.
+        let one = choose_devices(&[found("/vm/1", &["CD", "USBStick"], true)]);
+        assert!(one.get(Medium::Cd).is_some() && one.get(Medium::Removable).is_none());
+        let none = choose_devices(&[found("/vm/hdd", &["HDD"], true)]);
+        assert!(none.get(Medium::Cd).is_none() && none.get(Medium::Removable).is_none());
     }
 
     #[test]

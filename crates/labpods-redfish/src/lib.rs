@@ -14,7 +14,7 @@ mod transport;
 
 pub use bmc::{
     Bmc, BmcConnector, BmcTarget, BootEnabled, BootMode, BootOverride, BootTarget, Disk, Inventory,
-    MediaState, PowerState, ResetKind,
+    MediaState, Medium, PowerState, ResetKind,
 };
 pub use client::RedfishClient;
 pub use connector::RedfishConnector;

@@ -160,6 +160,7 @@ impl Sim {
                 }
             }
         }
+        tasks.spawn(crate::cloud_init::run(fleet.clone()));
         let admin_addr = admin.map(|(tcp, addr)| {
             let router = admin::router(fleet.clone());
             tasks.spawn(

@@ -3,13 +3,18 @@
 //!
 //! Each BMC is its own Redfish service on its own listener (own service root, own sessions),
 //! serving one ComputerSystem `/redfish/v1/Systems/1`, its Manager `/redfish/v1/Managers/1`
-//! with VirtualMedia `Cd` under the Manager, a Chassis and the SessionService. Host indices
+//! with VirtualMedia `Cd` (CD/DVD) and `UsbStick` (USBStick) under the Manager, a Chassis and
+//! the SessionService. Host indices
 //! are **1-based**: host `i` listens on `port_base + i` (or an OS-assigned port when
 //! `port_base` is 0).
 //!
 //! Image servers under the reserved domain `.invalid` are unreachable: InsertMedia of
 //! `http://images.invalid/...` is refused (400, recorded as `Event::MediaRefused`), as a real
 //! BMC refuses an image it cannot fetch.
+//!
+//! A host whose OS is running with a seed on its USB stick plays cloud-init: it fetches and
+//! reads the `cidata` image and posts cloud-init's phone-home (see `cloud_init`); what it
+//! read and posted is `HostState::playback`.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), labpods_sim::SimError> {
@@ -23,6 +28,7 @@
 //! ```
 
 mod admin;
+mod cloud_init;
 mod config;
 mod error;
 mod fleet;
@@ -36,5 +42,8 @@ mod tls;
 pub use config::{Faults, SimConfig, TlsCertificate};
 pub use error::SimError;
 pub use fleet::{HostHandle, Sim, SimHandle};
-pub use model::{BootOverride, Call, Event, HostState, Media, PowerState, SessionEnd};
+pub use model::{
+    BootOverride, Call, Device, Event, HostState, Media, PhoneHomePost, Playback, PowerState,
+    SeedRead, SessionEnd,
+};
 pub use redfish::SYSTEM_ID;

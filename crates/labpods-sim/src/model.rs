@@ -59,13 +59,74 @@ pub struct BootPatch {
     pub mode: Option<String>,
 }
 
-/// The virtual CD drive.
+/// A virtual media device: the CD/DVD drive the OS boots from, and a USB stick beside it
+/// (where a NoCloud `cidata` seed goes, as on BMCs that offer both).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Device {
+    Cd,
+    UsbStick,
+}
+
+impl Device {
+    pub const ALL: [Self; 2] = [Self::Cd, Self::UsbStick];
+
+    /// The VirtualMedia resource's Id.
+    pub fn id(self) -> &'static str {
+        match self {
+            Self::Cd => "Cd",
+            Self::UsbStick => "UsbStick",
+        }
+    }
+
+    pub fn from_id(id: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|d| d.id() == id)
+    }
+}
+
+/// What is in one virtual media device.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Media {
     pub image: Option<String>,
     pub inserted: bool,
     pub write_protected: bool,
+}
+
+/// What the simulated host's cloud-init did with the seed on its USB stick at the end of a
+/// boot: what it read (for tests to check) and the phone-home it posted.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Playback {
+    /// The medium's image URL it fetched.
+    pub url: String,
+    pub seed: Option<SeedRead>,
+    pub phone_home: Option<PhoneHomePost>,
+    /// Why it stopped short (the seed could not be fetched or read, the post failed).
+    pub error: Option<String>,
+}
+
+/// The files of a `cidata` seed, as read.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeedRead {
+    pub instance_id: Option<String>,
+    pub local_hostname: Option<String>,
+    pub meta_data: String,
+    pub user_data: String,
+    pub network_config: Option<String>,
+}
+
+/// The phone-home cloud-init posted.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PhoneHomePost {
+    pub url: String,
+    /// The host's SSH host key it reported (generated per instance, as a first boot does).
+    pub host_key: String,
+    /// The address it posted from.
+    pub address: String,
+    /// The answer's HTTP status; None when no answer came.
+    pub status: Option<u16>,
 }
 
 /// Something the BMC saw, with the virtual time it happened at (ms since the fleet started).
@@ -94,13 +155,25 @@ pub enum Event {
         mode: String,
     },
     #[serde(rename_all = "camelCase")]
-    MediaInserted { at_ms: u64, image: String },
+    MediaInserted {
+        at_ms: u64,
+        device: Device,
+        image: String,
+    },
     /// InsertMedia refused: the BMC cannot fetch the image.
     #[serde(rename_all = "camelCase")]
-    MediaRefused { at_ms: u64, image: String },
+    MediaRefused {
+        at_ms: u64,
+        device: Device,
+        image: String,
+    },
     /// EjectMedia, also when nothing was inserted (`image` is then null).
     #[serde(rename_all = "camelCase")]
-    MediaEjected { at_ms: u64, image: Option<String> },
+    MediaEjected {
+        at_ms: u64,
+        device: Device,
+        image: Option<String>,
+    },
     #[serde(rename_all = "camelCase")]
     SessionOpened { at_ms: u64, id: u32, user: String },
     #[serde(rename_all = "camelCase")]
@@ -181,6 +254,11 @@ pub struct Bmc {
     /// Bumped on every boot override change; the ComputerSystem ETag.
     generation: u64,
     media: Media,
+    usb_stick: Media,
+    /// When the boot whose seed was last played started (cloud-init runs once per boot).
+    seed_played_for: Option<Duration>,
+    /// What the host's cloud-init last did with a seed.
+    playback: Option<Playback>,
     /// The OS on the disk: what an Hdd boot runs. Set when a Cd boot reaches OSRunning.
     current_image: Option<String>,
     sessions: BTreeMap<u32, Session>,
@@ -216,7 +294,10 @@ pub struct HostState {
     pub boot_progress: &'static str,
     pub boot_override: BootOverride,
     pub media: Media,
+    pub usb_stick: Media,
     pub current_image: Option<String>,
+    /// What cloud-init made of the seed the host last booted with.
+    pub playback: Option<Playback>,
     pub open_sessions: usize,
     /// Redfish requests this BMC received (all of them, including refused ones).
     pub requests: u64,
@@ -251,6 +332,12 @@ impl Bmc {
                 write_protected: true,
                 ..Media::default()
             },
+            usb_stick: Media {
+                write_protected: true,
+                ..Media::default()
+            },
+            seed_played_for: None,
+            playback: None,
             current_image: None,
             sessions: BTreeMap::new(),
             next_session: 1,
@@ -425,27 +512,38 @@ impl Bmc {
         Ok(())
     }
 
+    fn device_mut(&mut self, device: Device) -> &mut Media {
+        match device {
+            Device::Cd => &mut self.media,
+            Device::UsbStick => &mut self.usb_stick,
+        }
+    }
+
     pub fn insert_media(
         &mut self,
         now: Duration,
+        device: Device,
         image: String,
         write_protected: bool,
     ) -> Result<(), Refusal> {
-        if self.media.inserted {
+        if self.device_mut(device).inserted {
             return Err(Refusal::MediaInserted);
         }
+        let at_ms = millis(now);
         if unreachable(&image) {
             self.history.push(Event::MediaRefused {
-                at_ms: millis(now),
+                at_ms,
+                device,
                 image: image.clone(),
             });
             return Err(Refusal::ImageUnreachable(image));
         }
         self.history.push(Event::MediaInserted {
-            at_ms: millis(now),
+            at_ms,
+            device,
             image: image.clone(),
         });
-        self.media = Media {
+        *self.device_mut(device) = Media {
             image: Some(image),
             inserted: true,
             write_protected,
@@ -453,12 +551,42 @@ impl Bmc {
         Ok(())
     }
 
-    pub fn eject_media(&mut self, now: Duration) {
+    pub fn eject_media(&mut self, now: Duration, device: Device) {
+        let image = self.device_mut(device).image.take();
+        self.device_mut(device).inserted = false;
         self.history.push(Event::MediaEjected {
             at_ms: millis(now),
-            image: self.media.image.take(),
+            device,
+            image,
         });
-        self.media.inserted = false;
+    }
+
+    /// The seed URL cloud-init reads now: once per boot, when the OS is running with a seed
+    /// on the USB stick. Claims the boot, so the seed is played once.
+    pub fn seed_due(&mut self, now: Duration) -> Option<String> {
+        let started = self.boot.as_ref()?.starts_at;
+        if self.boot_progress(now) != "OSRunning"
+            || !self.usb_stick.inserted
+            || self.seed_played_for == Some(started)
+        {
+            return None;
+        }
+        self.seed_played_for = Some(started);
+        self.usb_stick.image.clone()
+    }
+
+    /// The instance the last played seed was for, as cloud-init caches it on the disk.
+    pub fn last_instance(&self) -> Option<&str> {
+        self.playback
+            .as_ref()?
+            .seed
+            .as_ref()?
+            .instance_id
+            .as_deref()
+    }
+
+    pub fn record_playback(&mut self, playback: Playback) {
+        self.playback = Some(playback);
     }
 
     /// Drops sessions idle longer than the timeout.
@@ -603,7 +731,9 @@ impl Bmc {
             boot_progress: self.boot_progress(now),
             boot_override: self.boot_override.clone(),
             media: self.media.clone(),
+            usb_stick: self.usb_stick.clone(),
             current_image: self.current_image.clone(),
+            playback: self.playback.clone(),
             open_sessions: self.sessions.len(),
             requests: self.requests,
         }

@@ -219,6 +219,7 @@ async fn sim_full_suite() {
     suite::power_on_and_off(&peer).await;
     suite::boot_override(&peer).await;
     suite::virtual_media(&peer, &image).await;
+    suite::removable_media(&peer, &image, &image.join("cidata.iso").unwrap()).await;
     suite::wrong_password_is_refused_without_leaking(&peer).await;
     assert_eq!(
         sim.host(2).state().open_sessions,
@@ -284,6 +285,7 @@ async fn sushy_plain_virtual_media() {
     let (_server, peer) = sushy_plain().await;
     let image = ImageServer::start().await;
     suite::virtual_media(&peer, &image.url).await;
+    suite::removable_media(&peer, &image.url, &image.url.join("cidata.iso").unwrap()).await;
 }
 
 #[tokio::test]

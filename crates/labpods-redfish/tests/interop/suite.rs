@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use labpods_redfish::{
-    Bmc, BmcTarget, BootEnabled, BootMode, BootTarget, ClientPolicy, Credentials, Error,
+    Bmc, BmcTarget, BootEnabled, BootMode, BootTarget, ClientPolicy, Credentials, Error, Medium,
     PowerState, RedfishClient, RedfishConnector, ResetKind,
 };
 use url::Url;
@@ -264,6 +264,46 @@ pub async fn virtual_media(peer: &Peer, image: &Url) {
     assert_eq!(connector.logout_all().await, 0);
 }
 
+/// The removable medium beside the CD (a USB stick or floppy) is found by its MediaTypes and
+/// holds its own image: inserting and ejecting it leaves the CD as it was.
+pub async fn removable_media(peer: &Peer, image: &Url, seed: &Url) {
+    let (connector, client) = connect(peer).await;
+    assert!(
+        client.has_medium(Medium::Cd).await.unwrap(),
+        "{}",
+        peer.name
+    );
+    assert!(
+        client.has_medium(Medium::Removable).await.unwrap(),
+        "{}",
+        peer.name
+    );
+    for medium in [Medium::Cd, Medium::Removable] {
+        client.eject_media_on(medium).await.unwrap();
+    }
+    client.insert_media(image).await.unwrap();
+    client
+        .insert_media_on(Medium::Removable, seed)
+        .await
+        .unwrap();
+    let cd = client.media_state().await.unwrap();
+    let stick = client.media_state_on(Medium::Removable).await.unwrap();
+    assert_eq!(cd.image.as_deref(), Some(image.as_str()), "{}", peer.name);
+    assert!(stick.inserted, "{}: {stick:?}", peer.name);
+    assert_eq!(stick.image.as_deref(), Some(seed.as_str()), "{}", peer.name);
+
+    client.eject_media_on(Medium::Removable).await.unwrap();
+    let stick = client.media_state_on(Medium::Removable).await.unwrap();
+    assert!(!stick.inserted, "{}: {stick:?}", peer.name);
+    assert!(
+        client.media_state().await.unwrap().inserted,
+        "{}",
+        peer.name
+    );
+    client.eject_media().await.unwrap();
+    assert_eq!(connector.logout_all().await, 0);
+}
+
 /// A wrong password is refused with Unauthorized, and neither the password nor the user
 /// name shows up in the error, its Debug form, or any log line of any crate.
 pub async fn wrong_password_is_refused_without_leaking(peer: &Peer) {
@@ -324,7 +364,12 @@ pub async fn reimage_sequence(peer: &Peer, image: &Url) -> Vec<(&'static str, u6
         counts.push((name, now - last));
         last = now;
     };
-    step("connect (discovery + login)", client.requests_sent());
+    // The operator looks for the seed's medium first; the devices are read once per client.
+    client.has_medium(Medium::Removable).await.unwrap();
+    step(
+        "connect (discovery + login + media devices)",
+        client.requests_sent(),
+    );
     client.reset(ResetKind::ForceOff).await.unwrap();
     step("power off", client.requests_sent());
     wait_for_power(&*client, PowerState::Off).await;

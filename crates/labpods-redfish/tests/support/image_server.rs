@@ -13,10 +13,8 @@ pub struct ImageServer {
 
 impl ImageServer {
     pub async fn start() -> Self {
-        let app = Router::new().route(
-            "/images/labpods-test.iso",
-            get(|| async { vec![0x42u8; 4096] }),
-        );
+        // Any name under /images/ (a second one for the removable medium beside the CD).
+        let app = Router::new().route("/images/{name}", get(|| async { vec![0x42u8; 4096] }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let task = tokio::spawn(async move {

@@ -59,7 +59,7 @@ fn unknown_reset_type_is_refused() {
 #[test]
 fn boot_progress_walks_to_os_running_and_installs_the_cd_image() {
     let mut b = bmc();
-    b.insert_media(s(0), "http://img/os.iso".into(), true)
+    b.insert_media(s(0), Device::Cd, "http://img/os.iso".into(), true)
         .unwrap();
     b.patch_boot(
         s(0),
@@ -95,7 +95,8 @@ fn boot_progress_walks_to_os_running_and_installs_the_cd_image() {
 #[test]
 fn once_override_is_consumed_by_the_next_boot_only() {
     let mut b = bmc();
-    b.insert_media(s(0), "os.iso".into(), true).unwrap();
+    b.insert_media(s(0), Device::Cd, "os.iso".into(), true)
+        .unwrap();
     let etag = b.etag();
     b.patch_boot(
         s(0),
@@ -121,7 +122,8 @@ fn once_override_is_consumed_by_the_next_boot_only() {
 #[test]
 fn hdd_boot_runs_the_installed_image() {
     let mut b = bmc();
-    b.insert_media(s(0), "os.iso".into(), true).unwrap();
+    b.insert_media(s(0), Device::Cd, "os.iso".into(), true)
+        .unwrap();
     b.patch_boot(
         s(0),
         BootPatch {
@@ -133,7 +135,7 @@ fn hdd_boot_runs_the_installed_image() {
     .unwrap();
     b.reset(s(0), "On", false, false).unwrap();
     assert_eq!(b.state(s(20)).boot_progress, "OSRunning");
-    b.eject_media(s(20));
+    b.eject_media(s(20), Device::Cd);
     b.reset(s(21), "PowerCycle", false, false).unwrap();
     assert_eq!(boots(&b)[1], ("Hdd".into(), Some("os.iso".into())));
     assert_eq!(b.boot_progress(s(40)), "OSRunning");
@@ -174,12 +176,13 @@ fn faults_stick_power_and_hang_boots() {
 #[test]
 fn media_must_be_ejected_before_a_new_insert() {
     let mut b = bmc();
-    b.insert_media(s(0), "a.iso".into(), true).unwrap();
+    b.insert_media(s(0), Device::Cd, "a.iso".into(), true)
+        .unwrap();
     assert_eq!(
-        b.insert_media(s(1), "b.iso".into(), true),
+        b.insert_media(s(1), Device::Cd, "b.iso".into(), true),
         Err(Refusal::MediaInserted)
     );
-    b.eject_media(s(2));
+    b.eject_media(s(2), Device::Cd);
     assert_eq!(
         b.state(s(2)).media,
         Media {
@@ -196,12 +199,12 @@ fn an_image_on_an_unreachable_server_is_refused_and_recorded() {
     let mut b = bmc();
     let image = "http://images.invalid/os.iso";
     assert_eq!(
-        b.insert_media(s(0), image.into(), true),
+        b.insert_media(s(0), Device::Cd, image.into(), true),
         Err(Refusal::ImageUnreachable(image.into()))
     );
     assert!(!b.state(s(0)).media.inserted);
     assert!(matches!(b.history(), [Event::MediaRefused { image: i, .. }] if i == image));
-    b.insert_media(s(1), "http://images.test/os.iso".into(), true)
+    b.insert_media(s(1), Device::Cd, "http://images.test/os.iso".into(), true)
         .unwrap();
     assert!(b.state(s(1)).media.inserted);
 }
@@ -241,4 +244,48 @@ fn bad_boot_patch_changes_nothing() {
     };
     assert!(b.patch_boot(s(0), bad).is_err());
     assert_eq!(b.boot_override(), &before);
+}
+
+#[test]
+fn the_usb_stick_is_a_second_medium_and_its_seed_is_played_once_per_boot() {
+    let mut b = bmc();
+    b.insert_media(s(0), Device::Cd, "os.iso".into(), true)
+        .unwrap();
+    b.insert_media(s(0), Device::UsbStick, "seed.iso".into(), true)
+        .unwrap();
+    let state = b.state(s(0));
+    assert_eq!(
+        (
+            state.media.image.as_deref(),
+            state.usb_stick.image.as_deref()
+        ),
+        (Some("os.iso"), Some("seed.iso"))
+    );
+    b.patch_boot(
+        s(0),
+        BootPatch {
+            target: Some("Cd".into()),
+            enabled: Some("Once".into()),
+            mode: None,
+        },
+    )
+    .unwrap();
+    b.reset(s(0), "On", false, false).unwrap();
+    assert_eq!(b.seed_due(s(1)), None, "not before the OS runs");
+    assert_eq!(b.seed_due(s(100)).as_deref(), Some("seed.iso"));
+    assert_eq!(b.seed_due(s(101)), None, "once per boot");
+    b.eject_media(s(102), Device::Cd);
+    assert!(
+        b.state(s(102)).usb_stick.inserted,
+        "ejecting the CD keeps the stick"
+    );
+    b.reset(s(103), "ForceRestart", false, false).unwrap();
+    assert_eq!(
+        b.seed_due(s(300)).as_deref(),
+        Some("seed.iso"),
+        "a new boot"
+    );
+    b.eject_media(s(301), Device::UsbStick);
+    b.reset(s(302), "ForceRestart", false, false).unwrap();
+    assert_eq!(b.seed_due(s(500)), None, "no seed, nothing to play");
 }

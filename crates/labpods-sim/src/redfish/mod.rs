@@ -21,7 +21,7 @@ use self::error::RfError;
 use self::gate::Bmc;
 use self::resources::{Identity, NICS};
 use crate::fleet::Fleet;
-use crate::model::BootPatch;
+use crate::model::{BootPatch, Device};
 
 /// Every BMC serves exactly one ComputerSystem, with this id.
 pub const SYSTEM_ID: &str = "1";
@@ -57,13 +57,13 @@ pub(crate) fn router(fleet: Arc<Fleet>) -> Router {
         .route("/redfish/v1/Managers", get(managers))
         .route(MANAGER, get(manager))
         .route("/redfish/v1/Managers/1/VirtualMedia", get(media_collection))
-        .route("/redfish/v1/Managers/1/VirtualMedia/Cd", get(media))
+        .route("/redfish/v1/Managers/1/VirtualMedia/{device}", get(media))
         .route(
-            "/redfish/v1/Managers/1/VirtualMedia/Cd/Actions/VirtualMedia.InsertMedia",
+            "/redfish/v1/Managers/1/VirtualMedia/{device}/Actions/VirtualMedia.InsertMedia",
             post(insert_media),
         )
         .route(
-            "/redfish/v1/Managers/1/VirtualMedia/Cd/Actions/VirtualMedia.EjectMedia",
+            "/redfish/v1/Managers/1/VirtualMedia/{device}/Actions/VirtualMedia.EjectMedia",
             post(eject_media),
         )
         .route("/redfish/v1/Chassis", get(chassis_collection))
@@ -257,13 +257,27 @@ async fn media_collection() -> Json<Value> {
         &path,
         "VirtualMediaCollection",
         "Virtual media",
-        &[format!("{path}/Cd")],
+        &Device::ALL.map(|d| format!("{path}/{}", d.id())),
     ))
 }
 
-async fn media(Extension(bmc): Extension<Bmc>) -> Json<Value> {
+fn device(id: &str) -> Result<Device, RfError> {
+    Device::from_id(id).ok_or_else(|| {
+        RfError::new(
+            StatusCode::NOT_FOUND,
+            "ResourceMissingAtURI",
+            "no such virtual media device",
+        )
+    })
+}
+
+async fn media(
+    Extension(bmc): Extension<Bmc>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, RfError> {
+    let device = device(&id)?;
     let state = bmc.host().bmc().state(bmc.fleet.now());
-    Json(resources::virtual_media(&state))
+    Ok(Json(resources::virtual_media(&state, device)))
 }
 
 #[derive(Deserialize)]
@@ -274,7 +288,12 @@ struct InsertBody {
     write_protected: Option<bool>,
 }
 
-async fn insert_media(Extension(bmc): Extension<Bmc>, bytes: Bytes) -> Result<Response, RfError> {
+async fn insert_media(
+    Extension(bmc): Extension<Bmc>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<Response, RfError> {
+    let device = device(&id)?;
     let InsertBody {
         image,
         inserted,
@@ -290,15 +309,22 @@ async fn insert_media(Extension(bmc): Extension<Bmc>, bytes: Bytes) -> Result<Re
             "Inserted=false is not supported",
         ));
     }
-    bmc.host()
-        .bmc()
-        .insert_media(bmc.fleet.now(), image, write_protected.unwrap_or(true))?;
+    bmc.host().bmc().insert_media(
+        bmc.fleet.now(),
+        device,
+        image,
+        write_protected.unwrap_or(true),
+    )?;
     Ok(action_done(&bmc, std::time::Duration::ZERO))
 }
 
-async fn eject_media(Extension(bmc): Extension<Bmc>) -> Response {
-    bmc.host().bmc().eject_media(bmc.fleet.now());
-    action_done(&bmc, std::time::Duration::ZERO)
+async fn eject_media(
+    Extension(bmc): Extension<Bmc>,
+    Path(id): Path<String>,
+) -> Result<Response, RfError> {
+    let device = device(&id)?;
+    bmc.host().bmc().eject_media(bmc.fleet.now(), device);
+    Ok(action_done(&bmc, std::time::Duration::ZERO))
 }
 
 async fn chassis_collection() -> Json<Value> {

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::model::{BOOT_ENABLED, BOOT_MODES, BOOT_TARGETS, Bmc, HostState, RESET_TYPES};
+use crate::model::{BOOT_ENABLED, BOOT_MODES, BOOT_TARGETS, Bmc, Device, HostState, RESET_TYPES};
 
 use super::{CHASSIS, CPU_COUNT, MANAGER, MEMORY_GIB, SYSTEM, SYSTEM_ID};
 
@@ -196,16 +196,23 @@ pub(crate) fn manager(who: &Identity) -> Value {
     })
 }
 
-pub(crate) fn virtual_media(state: &HostState) -> Value {
-    let media = &state.media;
-    let base = format!("{MANAGER}/VirtualMedia/Cd");
+pub(crate) fn virtual_media(state: &HostState, device: Device) -> Value {
+    let (media, name, types) = match device {
+        Device::Cd => (&state.media, "Virtual CD", ["CD", "DVD"].as_slice()),
+        Device::UsbStick => (
+            &state.usb_stick,
+            "Virtual USB stick",
+            ["USBStick"].as_slice(),
+        ),
+    };
+    let base = format!("{MANAGER}/VirtualMedia/{}", device.id());
     let image_name = media.image.as_deref().and_then(|i| i.rsplit('/').next());
     json!({
         "@odata.id": base,
         "@odata.type": "#VirtualMedia.v1_6_0.VirtualMedia",
-        "Id": "Cd",
-        "Name": "Virtual CD",
-        "MediaTypes": ["CD", "DVD"],
+        "Id": device.id(),
+        "Name": name,
+        "MediaTypes": types,
         "Image": media.image,
         "ImageName": image_name,
         "Inserted": media.inserted,
