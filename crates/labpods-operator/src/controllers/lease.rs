@@ -181,11 +181,20 @@ impl LeaseController {
         }
         let ns = lease.namespace().unwrap_or_default();
         let claim = claim_of(lease);
-        let all_hosts: Vec<LabHost> = self
-            .hosts
-            .state()
+        let cached = self.hosts.state();
+        let all_hosts: Vec<LabHost> = cached
             .iter()
             .filter_map(|g| g.0.as_ref().ok().cloned())
+            .collect();
+        let unreadable: Vec<(String, String)> = cached
+            .iter()
+            .filter_map(|g| g.0.as_ref().err())
+            .filter_map(|e| {
+                let name = e.metadata.name.clone()?;
+                let listed = lease.spec.hosts.iter().any(|l| l.host == name);
+                // The decoder's text can be long: bounded like a BMC's.
+                listed.then(|| (name, super::labhost::status::bounded(e.error.clone())))
+            })
             .collect();
         let hosts: Vec<&LabHost> = all_hosts
             .iter()
@@ -250,6 +259,7 @@ impl LeaseController {
             hosts: &hosts,
             request_gone,
             unhealed: &unhealed,
+            unreadable: &unreadable,
             now: self.ctx.clock.now(),
             notices: &config.expiry_notices,
             retention: config.retention,

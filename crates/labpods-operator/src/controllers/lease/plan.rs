@@ -32,6 +32,9 @@ pub const AUTHENTIC: &str = "Authentic";
 /// Reason of the Ready condition and of the Events of a refused Lease.
 pub const NOT_AUTHENTIC: &str = "NotAuthentic";
 
+/// Reason of the Ready condition while a listed LabHost cannot be decoded.
+pub const HOST_UNREADABLE: &str = "HostUnreadable";
+
 /// Reason of `BookingFailed` on a Lease whose end came before it was Ready.
 pub const NOT_READY_BY_END: &str = "NotReadyByEnd";
 
@@ -48,6 +51,9 @@ pub struct Facts<'a> {
     pub request_gone: bool,
     /// Hosts that failed and could not be replaced, with why.
     pub unhealed: &'a [(String, String)],
+    /// Listed hosts whose LabHost cannot be decoded, with the error: they may still run the
+    /// tenant's OS, and nobody can tell.
+    pub unreadable: &'a [(String, String)],
     pub now: Timestamp,
     pub notices: &'a [Duration],
     pub retention: Duration,
@@ -186,9 +192,10 @@ pub fn plan(f: &Facts<'_>) -> Plan {
 
     // Released only while no host claims the Lease: one reported Released too early (a cache
     // that had not listed the hosts yet) goes back to Releasing rather than be collected
-    // while its hosts still run the tenant's OS.
+    // while its hosts still run the tenant's OS. A host whose LabHost cannot be read may be
+    // one of those.
     let phase = if ending {
-        if f.hosts.iter().any(|h| claims(&h)) {
+        if f.hosts.iter().any(|h| claims(&h)) || !f.unreadable.is_empty() {
             LeasePhase::Releasing
         } else {
             LeasePhase::Released
@@ -252,21 +259,27 @@ pub fn plan(f: &Facts<'_>) -> Plan {
     let conditions = &mut status.conditions;
     remove_condition(conditions, AUTHENTIC);
     let ready = phase == LeasePhase::Ready;
-    let message = if ready {
-        "every host runs the image".to_owned()
+    let (reason, message) = if ready {
+        ("Ready".to_owned(), "every host runs the image".to_owned())
+    } else if !f.unreadable.is_empty() {
+        let hosts = f
+            .unreadable
+            .iter()
+            .map(|(h, e)| format!("LabHost {h} cannot be read ({e})"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        (
+            HOST_UNREADABLE.to_owned(),
+            format!(
+                "the lease is {phase:?}: {hosts}; fix it with kubectl edit labhost: it may still run this booking's OS, so the lease waits for its release"
+            ),
+        )
     } else {
-        format!("the lease is {phase:?}")
+        (format!("{phase:?}"), format!("the lease is {phase:?}"))
     };
     set_condition(
         conditions,
-        new_condition(
-            READY,
-            ready,
-            &format!("{phase:?}"),
-            message,
-            generation,
-            &now,
-        ),
+        new_condition(READY, ready, &reason, message, generation, &now),
         &now,
     );
     if let Some((reason, _)) = failures.first() {
@@ -539,6 +552,7 @@ mod tests {
             hosts,
             request_gone: false,
             unhealed: &[],
+            unreadable: &[],
             now: at(now),
             notices: &NOTICES,
             retention: 24 * HOUR,
@@ -735,6 +749,29 @@ mod tests {
         let p = plan(&facts(&l, &[&h1], "2026-11-28T10:00:00Z"));
         assert_eq!(phase(&p), LeasePhase::Releasing);
         assert!(!p.delete);
+    }
+
+    #[test]
+    fn an_ending_lease_waits_for_a_host_it_cannot_read() {
+        let l = lease(Some(LeasePhase::Releasing));
+        let h1 = host("h1", HostState::Available, false);
+        let hosts = [&h1];
+        let unreadable = [("h2".to_owned(), "unknown variant `Rebooting`".to_owned())];
+        let mut f = facts(&l, &hosts, "2026-11-24T12:00:00Z");
+        f.unreadable = &unreadable;
+        let p = plan(&f);
+        assert_eq!(phase(&p), LeasePhase::Releasing);
+        assert!(!p.delete);
+        let ready = find_condition(&p.status.conditions, READY).unwrap();
+        assert_eq!(ready.reason, HOST_UNREADABLE);
+        assert!(
+            ready.message.contains("LabHost h2 cannot be read"),
+            "{}",
+            ready.message
+        );
+        // Once it can be read again (and is released), the lease ends.
+        f.unreadable = &[];
+        assert_eq!(phase(&plan(&f)), LeasePhase::Released);
     }
 
     #[test]
