@@ -34,6 +34,7 @@ pub mod leaks;
 mod namespace;
 pub mod openssh;
 pub mod operator;
+pub mod pharos;
 mod pki;
 pub mod sim;
 mod supervised;

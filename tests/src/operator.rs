@@ -76,6 +76,7 @@ impl OperatorSettings {
              leases:\n  retention: 5s\n  expiryNotices: [10s]\n  releaseAllowance: 2s\n\
              http:\n  metricsAddress: {metrics}\n\
              phoneHome:\n  listenAddress: 127.0.0.1:0\n\
+             descriptor:\n  lab: labpods e2e\n  location: a test run\n  link: https://labpods.test/\n  contact: lab-admins@labpods.test\n\
              leaderElection:\n  enabled: true\n  leaseName: labpods-operator\n  leaseNamespace: {ns}\n  leaseDuration: {lease}s\n  renewDeadline: {renew}s\n  retryPeriod: 1s\n\
              logging:
   filter: info,labpods_operator=debug

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Creates (once) the Python venv the Redfish interop tests use and prints its path.
 # Holds sushy-tools (the emulator nobody here wrote), bcrypt (for the htpasswd used with
-# basic auth), redfish-service-validator (run against labpods-sim) and pycdlib (an ISO 9660
-# implementation the NoCloud seed images are checked against). Idempotent: a venv whose
+# basic auth), redfish-service-validator (run against labpods-sim), pycdlib (an ISO 9660
+# implementation the NoCloud seed images are checked against) and jsonschema with PyYAML
+# (the pod descriptors are validated against the pharos schemas, as pharos does). Idempotent: a venv whose
 # stamp matches the pinned package list is reused as is.
 set -euo pipefail
 
@@ -12,6 +13,8 @@ PACKAGES=(
   "bcrypt"
   "redfish-service-validator"
   "pycdlib==1.22.0"
+  "jsonschema==4.26.0"
+  "PyYAML==6.0.3"
 )
 STAMP="$VENV/.labpods-packages"
 WANT="$(printf '%s\n' "${PACKAGES[@]}")"

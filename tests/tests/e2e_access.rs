@@ -1,19 +1,21 @@
 //! What a booking hands its user (issue 8): per host in the PodRequest's status its hostname,
-//! MACs and what the booted host reported (addresses, SSH host keys, when), and the access
+//! MACs and what the booted host reported (addresses, SSH host keys, when), the access
 //! Secret `<podrequest>-access` with an ssh_config and known_hosts that the real OpenSSH
-//! client reads. The reports are written into `LabHost.status.reported` by hand, as the
+//! client reads, and the pod descriptor `<podrequest>-pod` that python-jsonschema validates
+//! against OPNFV pharos' schemas. The reports are written into `LabHost.status.reported` by hand, as the
 //! phone-home endpoint writes them; another booking's report never shows.
 
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use labpods_api::v1alpha1::{AssignedHost, LabHost, PodRequest};
 use labpods_tests::e2e::{E2e, from_now};
-use labpods_tests::openssh;
+use labpods_tests::leaks::{self, Output};
 use labpods_tests::sim::HostGroup;
+use labpods_tests::{openssh, pharos};
 use serde_json::json;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -233,6 +235,142 @@ async fn e2e_reported_addresses_and_host_keys_reach_status_and_the_access_secret
         || {
             let secrets = secrets.clone();
             async move { Ok(secrets.get_opt("pod-access").await?.is_none().then_some(())) }
+        },
+    )
+    .await?;
+    e2e.shutdown().await?;
+    Ok(())
+}
+
+/// File `key` of the descriptor ConfigMap.
+fn descriptor_file(config_map: &ConfigMap, key: &str) -> Result<String> {
+    config_map
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .cloned()
+        .with_context(|| format!("the descriptor has no {key}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_booked_pod_has_a_descriptor_naming_every_host_that_validates_and_goes_with_it()
+-> Result<()> {
+    let mut e2e = E2e::start("e2e-descriptor", &[HostGroup::new("small", 3)]).await?;
+    let ns = e2e.namespace().to_owned();
+    e2e.book(
+        "pod",
+        vec![e2e.role("jumphost", 1, None), e2e.role("node", 2, None)],
+        "1h",
+    )
+    .await?;
+    e2e.check_ready("pod", &[("jumphost", 1), ("node", 2)])
+        .await?;
+    let pr = hosts_when(&mut e2e, "pod", "hostnames and MACs of pod", |h| {
+        h.iter()
+            .all(|h| h.hostname.is_some() && !h.mac_addresses.is_empty())
+    })
+    .await?;
+    let status = pr.status.clone().unwrap_or_default();
+    ensure!(
+        status.descriptor.as_deref() == Some("pod-pod"),
+        "{status:?}"
+    );
+    let config_maps: Api<ConfigMap> = Api::namespaced(e2e.client(), &ns);
+    let descriptor = config_maps.get("pod-pod").await?;
+    let owner = descriptor
+        .metadata
+        .owner_references
+        .clone()
+        .unwrap_or_default();
+    ensure!(
+        owner.len() == 1
+            && owner[0].kind == "PodRequest"
+            && Some(&owner[0].uid) == pr.metadata.uid.as_ref(),
+        "{owner:?}"
+    );
+    let pdf = descriptor_file(&descriptor, "pdf.yaml")?;
+    let idf = descriptor_file(&descriptor, "idf.yaml")?;
+    pharos::validate_descriptor(&pdf, &idf)?;
+
+    // Every host of the booking, by hostname, with its MACs; the jumphost role's host is
+    // the PDF's jumphost.
+    let parsed: serde_yaml::Value = serde_yaml::from_str(&pdf)?;
+    let mut nodes: Vec<&serde_yaml::Value> = vec![&parsed["jumphost"]];
+    nodes.extend(parsed["nodes"].as_sequence().into_iter().flatten());
+    ensure!(nodes.len() == status.hosts.len(), "{pdf}");
+    ensure!(
+        parsed["jumphost"]["name"].as_str() == Some("jumphost-1"),
+        "{pdf}"
+    );
+    for host in &status.hosts {
+        let hostname = host.hostname.as_deref().unwrap_or_default();
+        let node = nodes
+            .iter()
+            .find(|n| n["name"].as_str() == Some(hostname))
+            .with_context(|| format!("{hostname} is not in the PDF:\n{pdf}"))?;
+        let macs: Vec<&str> = node["interfaces"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i["mac_address"].as_str())
+            .collect();
+        ensure!(
+            macs == host.mac_addresses,
+            "{hostname}: {macs:?} vs {host:?}"
+        );
+        ensure!(
+            node["remote_management"]["type"].as_str() == Some("redfish"),
+            "{node:?}"
+        );
+    }
+    // No BMC credential, in any spelling the harness knows.
+    let outputs = [pdf.clone(), idf.clone()].map(|text| Output {
+        source: "the pod descriptor".into(),
+        text,
+    });
+    let found = leaks::find(&[e2e.sim()?.login()], &outputs);
+    ensure!(found.is_empty(), "{found:?}");
+    ensure!(
+        !pdf.contains("\"pass\"") && !pdf.contains("\"user\""),
+        "{pdf}"
+    );
+
+    // A host reports: the IDF names the address it reported from.
+    let key = openssh::host_key(tempfile::tempdir()?.path(), "jump")?;
+    let jump = status
+        .hosts
+        .iter()
+        .find(|h| h.role == "jumphost")
+        .context("the jumphost")?;
+    report(&e2e, &jump.host, &format!("{ns}/pod"), "10.77.0.21", &key).await?;
+    let idf = e2e
+        .wait("the IDF to list the reported address", TIMEOUT, || {
+            let config_maps = config_maps.clone();
+            async move {
+                let data = config_maps.get("pod-pod").await?.data.unwrap_or_default();
+                Ok(data
+                    .get("idf.yaml")
+                    .filter(|idf| idf.contains("10.77.0.21"))
+                    .cloned())
+            }
+        })
+        .await?;
+    pharos::validate_descriptor(&pdf, &idf)?;
+
+    // Removed with the request (the garbage collector, by the ownerReference).
+    e2e.release("pod").await?;
+    e2e.wait(
+        "the descriptor to be collected with pod",
+        Duration::from_secs(120),
+        || {
+            let config_maps = config_maps.clone();
+            async move {
+                Ok(config_maps
+                    .get_opt("pod-pod")
+                    .await?
+                    .is_none()
+                    .then_some(()))
+            }
         },
     )
     .await?;

@@ -358,6 +358,8 @@ async fn chart_rbac_is_exactly_what_the_operator_checks_at_startup() -> Result<(
     add("events.k8s.io", "events", &["create", "patch"], cluster);
     // A booking's user data (get by name) and its access Secret (server-side apply).
     add("", "secrets", &["create", "get", "patch"], cluster);
+    // Each booking's descriptor ConfigMap, by server-side apply: written, never read.
+    add("", "configmaps", &["create", "patch"], cluster);
     add("", "secrets", &["get", "create"], NAMESPACE);
     add(
         "",
@@ -497,6 +499,7 @@ async fn e2e_chart_installed_by_helm_books_under_its_rbac_and_survives_upgrade()
         ),
         (vec!["create", "pods", "-n", NAMESPACE], false),
         (vec!["get", "configmaps", "-n", "e2e-helm"], false),
+        (vec!["patch", "configmaps", "-n", "e2e-helm"], true),
         (vec!["delete", "configmaps", "-n", NAMESPACE], true),
         (vec!["delete", "configmaps", "-n", "e2e-helm"], false),
         (

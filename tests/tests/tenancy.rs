@@ -366,6 +366,32 @@ async fn a_lab_user_books_in_their_namespace_and_nothing_else() -> Result<()> {
             .get("ci-pod-access")
             .await,
     )?;
+    // Likewise the booking's descriptor ConfigMap.
+    for namespace in [a, b] {
+        let descriptor: ConfigMap = serde_json::from_value(json!({
+            "metadata": { "name": "ci-pod-pod", "namespace": namespace },
+            "data": { "pdf.yaml": "{}" },
+        }))?;
+        Api::<ConfigMap>::namespaced(lab.admin.clone(), namespace)
+            .create(&PostParams::default(), &descriptor)
+            .await?;
+    }
+    Api::<ConfigMap>::namespaced(alice.clone(), a)
+        .get("ci-pod-pod")
+        .await
+        .context("reading the booking's descriptor in A")?;
+    rbac_refusal(
+        "listing A's ConfigMaps",
+        Api::<ConfigMap>::namespaced(alice.clone(), a)
+            .list(&ListParams::default())
+            .await,
+    )?;
+    rbac_refusal(
+        "reading B's descriptor",
+        Api::<ConfigMap>::namespaced(alice.clone(), b)
+            .get("ci-pod-pod")
+            .await,
+    )?;
 
     // Nothing in B: not even reading.
     let theirs: Api<PodRequest> = Api::namespaced(alice.clone(), b);

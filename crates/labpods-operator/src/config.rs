@@ -52,6 +52,7 @@ pub struct Config {
     pub leases: LeaseConfig,
     pub policy: PolicyConfig,
     pub images: ImagesConfig,
+    pub descriptor: DescriptorConfig,
     pub http: HttpConfig,
     pub phone_home: PhoneHomeConfig,
     pub leader_election: LeaderElectionConfig,
@@ -288,6 +289,23 @@ impl Default for ImagesConfig {
             concurrent_downloads: 4,
         }
     }
+}
+
+/// The lab as each booking's pod descriptor names it (the PDF's `details`, see
+/// docs/access.md "Pod descriptor"). Every field defaults to empty: the PDF schema requires
+/// them, and an empty one says the lab did not say, rather than a made-up value.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct DescriptorConfig {
+    /// The lab's name, e.g. `Example Lab` (default empty).
+    pub lab: String,
+    /// Where the lab is, e.g. `Portland, Oregon, USA` (default empty).
+    pub location: String,
+    /// A page about the lab (default empty).
+    pub link: String,
+    /// E-mail address(es) of the lab's admins, e.g. `lab-admins@example.org` (default empty;
+    /// the PDF schema requires an address: installers that validate the PDF refuse it empty).
+    pub contact: String,
 }
 
 /// The operator's own HTTP server (/metrics, /healthz, /readyz).
@@ -557,6 +575,7 @@ impl Config {
             }
         }
         self.validate_images()?;
+        self.validate_descriptor()?;
         if self.policy.default_duration > self.policy.max_duration {
             return Err(ConfigError::invalid(
                 "policy.defaultDuration",
@@ -605,6 +624,19 @@ impl Config {
 }
 
 impl Config {
+    fn validate_descriptor(&self) -> Result<(), ConfigError> {
+        let contact = &self.descriptor.contact;
+        if !contact.is_empty() && !crate::controllers::podrequest::descriptor::is_contact(contact) {
+            return Err(ConfigError::invalid(
+                "descriptor.contact",
+                format!(
+                    "{contact:?} is not e-mail addresses (e.g. lab-admins@example.org, separated by ',' ';' or ' ')"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn validate_images(&self) -> Result<(), ConfigError> {
         let images = &self.images;
         for (i, host) in images.allowed_hosts.iter().enumerate() {

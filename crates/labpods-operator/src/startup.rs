@@ -98,6 +98,10 @@ pub fn required_permissions(namespace: &str, leader_election: bool) -> Vec<Permi
     for verb in ["create", "get", "patch"] {
         out.push(p("", "secrets", None, verb, None));
     }
+    // Each booking's descriptor ConfigMap, likewise written, never read.
+    for verb in ["create", "patch"] {
+        out.push(p("", "configmaps", None, verb, None));
+    }
     let ns = Some(namespace);
     for verb in ["get", "create"] {
         out.push(p("", "secrets", None, verb, ns));
@@ -233,5 +237,18 @@ mod tests {
             secrets.iter().all(|p| !matches!(p.verb, "list" | "watch")),
             "{secrets:?}"
         );
+    }
+
+    /// The descriptor ConfigMaps are written in tenants' namespaces, never read there.
+    #[test]
+    fn configmaps_are_only_written_outside_the_operators_namespace() {
+        let perms = required_permissions("labpods-system", true);
+        let mut cluster_wide: Vec<_> = perms
+            .iter()
+            .filter(|p| p.resource == "configmaps" && p.namespace.is_none())
+            .map(|p| p.verb)
+            .collect();
+        cluster_wide.sort_unstable();
+        assert_eq!(cluster_wide, ["create", "patch"]);
     }
 }

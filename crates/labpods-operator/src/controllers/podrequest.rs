@@ -24,6 +24,7 @@ pub mod bind;
 pub mod binding;
 pub mod children;
 pub mod claim;
+pub mod descriptor;
 pub mod extension;
 pub mod hosts;
 pub mod limit;
@@ -41,6 +42,7 @@ use std::{
 };
 
 use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time as KubeTime;
 use kube::{
     Api, ResourceExt,
@@ -647,13 +649,30 @@ impl<'a> Pass<'a> {
     }
 
     /// [`Self::handed`], after writing the children for what the hosts reported: the
-    /// access Secret once a host reported its address and keys.
+    /// descriptor ConfigMap from the binding on (rewritten as hosts report), the access
+    /// Secret once a host reported its address and keys.
     async fn hand_over(&self, pr: &PodRequest, lease: &Lease) -> Result<Handed> {
         let mut handed = self.handed(pr, lease);
         let (namespace, name) = snapshot::key_of(pr);
+        let booking = descriptor::Booking {
+            namespace: &namespace,
+            image: &pr.spec.image.url,
+            hosts: &handed.hosts,
+            labhosts: &self.hosts,
+            lab: &self.ctx.config.descriptor,
+        };
+        let files = descriptor::files(&booking);
+        let config_map = descriptor::config_map_name(&name);
+        children::apply::<ConfigMap>(
+            self.ctx,
+            self.applied,
+            &children::config_map_body(pr, &config_map, &files),
+        )
+        .await?;
+        handed.descriptor = Some(config_map);
         if let Some(files) = access::files(&namespace, &name, &handed.hosts) {
             let secret = access::secret_name(&name);
-            children::apply_secret(
+            children::apply::<Secret>(
                 self.ctx,
                 self.applied,
                 &children::secret_body(pr, &secret, &files),

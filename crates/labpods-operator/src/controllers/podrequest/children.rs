@@ -1,6 +1,7 @@
 //! The objects a bound request hands its user, beside it in its namespace and owned by it
 //! (an ownerReference, so the garbage collector removes them with the request): the access
-//! Secret ([`access`](super::access)). Written by server-side apply under their own field
+//! Secret ([`access`](super::access)) and the descriptor ConfigMap
+//! ([`descriptor`](super::descriptor)). Written by server-side apply under their own field
 //! manager.
 //!
 //! A pass runs on every change in the lab, so a child is written only when its content
@@ -13,12 +14,13 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::NamespaceResourceScope;
 use kube::{
-    Api, ResourceExt,
+    Api, Resource, ResourceExt,
     api::{Patch, PatchParams},
 };
 use labpods_api::v1alpha1::PodRequest;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::{context::Context, error::Result};
@@ -59,6 +61,19 @@ fn owner(pr: &PodRequest) -> Value {
     })
 }
 
+/// The metadata of child `name` of `pr`.
+fn metadata(pr: &PodRequest, name: &str) -> Value {
+    json!({
+        "name": name,
+        "namespace": pr.namespace().unwrap_or_default(),
+        "labels": {
+            "app.kubernetes.io/managed-by": "labpods",
+            "labpods.dev/podrequest": pr.name_any(),
+        },
+        "ownerReferences": [owner(pr)],
+    })
+}
+
 /// The access Secret `name` of `pr` holding `files` (an Opaque Secret, the files base64 as
 /// Secrets store them).
 pub fn secret_body(pr: &PodRequest, name: &str, files: &BTreeMap<String, String>) -> Value {
@@ -74,25 +89,34 @@ pub fn secret_body(pr: &PodRequest, name: &str, files: &BTreeMap<String, String>
     json!({
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {
-            "name": name,
-            "namespace": pr.namespace().unwrap_or_default(),
-            "labels": {
-                "app.kubernetes.io/managed-by": "labpods",
-                "labpods.dev/podrequest": pr.name_any(),
-            },
-            "ownerReferences": [owner(pr)],
-        },
+        "metadata": metadata(pr, name),
         "type": "Opaque",
         "data": data,
     })
 }
 
-/// Applies the Secret `body` unless this replica applied the same body recently.
-pub async fn apply_secret(ctx: &Context, applied: &Applied, body: &Value) -> Result<()> {
+/// The ConfigMap `name` of `pr` holding `files` (nothing in them is secret).
+pub fn config_map_body(pr: &PodRequest, name: &str, files: &BTreeMap<String, String>) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(pr, name),
+        "data": files,
+    })
+}
+
+/// Applies the child `body` (of kind `K`) unless this replica applied the same body
+/// recently.
+pub async fn apply<K>(ctx: &Context, applied: &Applied, body: &Value) -> Result<()>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
     let namespace = body["metadata"]["namespace"].as_str().unwrap_or_default();
     let name = body["metadata"]["name"].as_str().unwrap_or_default();
-    let key = format!("Secret/{namespace}/{name}");
+    let key = format!("{}/{namespace}/{name}", K::kind(&()));
     let mut hasher = DefaultHasher::new();
     body.to_string().hash(&mut hasher);
     let digest = hasher.finish();
@@ -100,7 +124,7 @@ pub async fn apply_secret(ctx: &Context, applied: &Applied, body: &Value) -> Res
         return Ok(());
     }
     ctx.ensure_leader()?;
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
     api.patch(
         name,
         &PatchParams::apply(FIELD_MANAGER),
