@@ -604,6 +604,67 @@ async fn kubectl_lab_ssh_runs_ssh_with_the_reported_host_key_pinned() -> Result<
     Ok(())
 }
 
+/// `kubectl lab descriptor` prints the PDF (or with `--idf` the IDF) of the ConfigMap the
+/// booking's status names, as the operator writes it; a booking without one is told why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_lab_descriptor_prints_the_pdf_and_with_idf_the_idf() -> Result<()> {
+    use labpods_operator::controllers::podrequest::descriptor;
+
+    let cluster = TestCluster::get()?;
+    let client = cluster.client().await?;
+    let ns = cluster.namespace("kubectl-lab-descriptor").await?;
+    let (kubeconfig, n) = (cluster.kubeconfig(), ns.name());
+    let pods: Api<PodRequest> = Api::namespaced(client.clone(), n);
+    let spec = labpods_api::v1alpha1::PodRequestSpec::new(
+        [labpods_api::v1alpha1::RoleSpec::new("node", 1)],
+        ImageSpec::new("http://images.test/os.iso"),
+        "1h",
+    );
+    pods.create(&PostParams::default(), &PodRequest::new("pod", spec))
+        .await?;
+
+    let none = lab(kubeconfig, &["descriptor", "pod", "-n", n]).await?;
+    assert_eq!(none.code, 1, "{}", none.stderr);
+    assert!(
+        none.stderr.contains(
+            "no pod descriptor (written once it is bound) of booking named pod in namespace"
+        ),
+        "{}",
+        none.stderr
+    );
+
+    let (pdf, idf) = (
+        "{\n  \"version\": 1.0\n}\n",
+        "{\n  \"idf\": {\n    \"version\": 0.1\n  }\n}\n",
+    );
+    let config_maps: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client.clone(), n);
+    config_maps
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": { "name": "pod-pod" },
+                "data": { descriptor::PDF: pdf, descriptor::IDF: idf },
+            }))?,
+        )
+        .await?;
+    pods.patch_status(
+        "pod",
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "status": { "phase": "Ready", "descriptor": "pod-pod" } })),
+    )
+    .await?;
+    let printed = lab(kubeconfig, &["descriptor", "pod", "-n", n])
+        .await?
+        .ok()?;
+    assert_eq!(printed, pdf);
+    let printed = lab(kubeconfig, &["descriptor", "pod", "--idf", "-n", n])
+        .await?
+        .ok()?;
+    assert_eq!(printed, idf);
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_lab_says_when_labpods_is_not_installed() -> Result<()> {
     let plane = ControlPlane::start(ControlPlaneConfig::default()).await?;

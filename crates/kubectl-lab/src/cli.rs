@@ -12,6 +12,7 @@ Examples:
   kubectl lab book ci-pod --role jumphost=1 --role node=3 --profile x86-large \\
       --image https://images.example/os.iso --for 3d --wait
   kubectl lab status ci-pod -n team-a              # per-host progress, conditions, events
+  kubectl lab descriptor ci-pod > pdf.yaml          # the pod descriptor for installers
   kubectl lab extend ci-pod --by 1d
   kubectl lab calendar --days 7
   kubectl lab release ci-pod
@@ -64,6 +65,9 @@ pub enum Command {
     /// Log into a booked host with ssh, its reported host key pinned (from the booking's
     /// access Secret): `kubectl lab ssh ci-pod node-1 -- uname -a`.
     Ssh(SshArgs),
+    /// Print a booking's pod descriptor for installers: the OPNFV/Anuket PDF, or with
+    /// --idf the IDF (from the ConfigMap `<booking>-pod`).
+    Descriptor(DescriptorArgs),
     /// Who holds which host when, and what is reserved, as a timeline.
     Calendar(CalendarArgs),
     /// How the lab was used: utilization per lab and profile, bookings, waits, provisioning,
@@ -141,6 +145,15 @@ pub struct SshArgs {
     /// A command to run there instead of a shell (after `--`).
     #[arg(last = true)]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DescriptorArgs {
+    /// Name of the booking.
+    pub name: String,
+    /// Print the IDF (the networks) instead of the PDF.
+    #[arg(long)]
+    pub idf: bool,
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 
 mod book;
 mod calendar;
+mod descriptor;
 pub mod forecast;
 mod hosts;
 mod lab;
@@ -24,6 +25,7 @@ pub async fn dispatch(session: &Session, command: Command, out: &mut dyn Write) 
         Command::Extend(args) => book::extend(session, &args, out).await,
         Command::Release(args) => book::release(session, &args, out).await,
         Command::Ssh(args) => ssh::run(session, &args).await,
+        Command::Descriptor(args) => descriptor::run(session, &args, out).await,
         Command::Calendar(args) => calendar::run(session, &args, out).await,
         Command::Report(args) => report::run(session, &args, out).await,
         Command::Forecast(args) => forecast::run(session, &args, out).await,
