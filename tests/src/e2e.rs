@@ -108,9 +108,24 @@ impl E2e {
 
     /// The same with `count` sushy-tools systems instead of simulated BMCs.
     pub async fn start_sushy(name: &str, count: usize) -> Result<Self> {
-        let mut e2e = Self::start_with(name, Source::Sushy(count), Install::Bare).await?;
+        let mut e2e = Self::start_sushy_lab(name, count).await?;
         e2e.start_operator("a")?;
         Ok(e2e)
+    }
+
+    /// The sushy-tools lab without an operator.
+    pub async fn start_sushy_lab(name: &str, count: usize) -> Result<Self> {
+        Self::start_with(name, Source::Sushy(count), Install::Bare).await
+    }
+
+    /// Replicas started from now on serve phone-home and seeds on a fixed local port with an
+    /// external base URL, so the seeds they render can be delivered; returns that URL.
+    pub fn serve_phone_home(&mut self) -> Result<labpods_redfish::Url> {
+        let addr = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+            .and_then(|l| l.local_addr())
+            .context("finding a free port for phone-home")?;
+        self.settings.phone_home = Some(addr);
+        Ok(labpods_redfish::Url::parse(&format!("http://{addr}/"))?)
     }
 
     /// A lab installed as a lab operator installs it: `kubectl apply -k deploy/` as shipped
@@ -292,6 +307,14 @@ impl E2e {
         match &self.hardware {
             Hardware::Sim(lab) => Ok(lab),
             Hardware::Sushy(_) => bail!("this test runs on sushy-tools, not the simulator"),
+        }
+    }
+
+    /// The sushy-tools lab (tests started with [`E2e::start_sushy`]).
+    pub fn sushy(&self) -> Result<&SushyLab> {
+        match &self.hardware {
+            Hardware::Sushy(lab) => Ok(lab),
+            Hardware::Sim(_) => bail!("this test runs on the simulator, not sushy-tools"),
         }
     }
 

@@ -36,6 +36,10 @@ pub struct OperatorSettings {
     pub require_checksum: bool,
     /// `images.allowedHosts` (empty: any).
     pub allowed_image_hosts: Vec<String>,
+    /// `phoneHome.listenAddress`, with `externalBaseUrl` `http://<it>/`: hosts (and BMCs
+    /// fetching seeds) reach the operator there. None: an OS-assigned port, no external URL
+    /// (no seeds delivered).
+    pub phone_home: Option<SocketAddr>,
 }
 
 impl OperatorSettings {
@@ -70,12 +74,16 @@ impl OperatorSettings {
             self.require_checksum,
             hosts.join(", ")
         );
+        let phone_home = self.phone_home.map_or_else(
+            || "phoneHome:\n  listenAddress: 127.0.0.1:0\n".to_owned(),
+            |a| format!("phoneHome:\n  listenAddress: {a}\n  externalBaseUrl: http://{a}/\n"),
+        );
         format!(
             "polling:\n  idleInterval: 1s\n  idleJitter: 0.0\n  busyInterval: 1s\n  errorBackoffBase: 1s\n  errorBackoffMax: 4s\n\
              provisioning:\n  timeout: 60s\n  gracefulShutdownTimeout: 3s\n  forcedPowerOffTimeout: 10s\n  wipeTimeout: 60s\n  maxAttempts: 2\n  maxConsecutiveFailures: 3\n  bootFallback: 30s\n{wipe}{fallbacks}\
              leases:\n  retention: 5s\n  expiryNotices: [10s]\n  releaseAllowance: 2s\n\
              http:\n  metricsAddress: {metrics}\n\
-             phoneHome:\n  listenAddress: 127.0.0.1:0\n\
+             {phone_home}\
              descriptor:\n  lab: labpods e2e\n  location: a test run\n  link: https://labpods.test/\n  contact: lab-admins@labpods.test\n\
              leaderElection:\n  enabled: true\n  leaseName: labpods-operator\n  leaseNamespace: {ns}\n  leaseDuration: {lease}s\n  renewDeadline: {renew}s\n  retryPeriod: 1s\n\
              logging:

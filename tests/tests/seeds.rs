@@ -2,7 +2,8 @@
 //! rendered from the booking: the instance-id of the booking, host and run, the Lease's
 //! hostname, the request's SSH keys merged into the user's `#cloud-config` from their Secret,
 //! and this run's phone-home URL. Only this run's seed token gets it; it is gone (404) once
-//! the run ends; a missing Secret or key serves nothing.
+//! the run ends; a missing Secret or key serves nothing. Only a Lease the operator sealed
+//! counts: an unsealed or tampered one (a hostname changed behind its back) serves nothing.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use k8s_openapi::{
 };
 use kube::{
     Api,
-    api::{ObjectMeta, PostParams},
+    api::{ObjectMeta, Patch, PatchParams, PostParams},
 };
 use labpods_api::v1alpha1::{
     AccessSpec, ClaimRef, ImageSpec, LabHost, LabHostSpec, LabHostStatus, Lease, LeaseHost,
@@ -26,7 +27,9 @@ use labpods_api::v1alpha1::{
 use labpods_operator::{
     controllers::labhost::{seed::SeedServer, status},
     http::{self, PhoneHomeTokens, Run},
+    signing::{LeaseSigner, SIGNATURE},
 };
+use serde_json::json;
 use labpods_tests::TestCluster;
 use serde_yaml::{Mapping, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -125,9 +128,8 @@ async fn seeds_are_rendered_from_the_booking_for_this_run_only() -> Result<()> {
             ImageSpec::new("http://images.example/os.iso"),
         ),
     );
-    Api::<Lease>::namespaced(client.clone(), &ns_name)
-        .create(&PostParams::default(), &lease)
-        .await?;
+    let leases = Api::<Lease>::namespaced(client.clone(), &ns_name);
+    let lease = leases.create(&PostParams::default(), &lease).await?;
 
     let hosts: Api<LabHost> = Api::all(client.clone());
     let mut host_spec = LabHostSpec::new(
@@ -156,7 +158,13 @@ async fn seeds_are_rendered_from_the_booking_for_this_run_only() -> Result<()> {
     let base = url::Url::parse("http://operator.lab:8081/")?;
     let listener = http::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     let addr = listener.local_addr()?;
-    let server = SeedServer::new(client.clone(), tokens.clone(), Some(base.clone()));
+    let signer = LeaseSigner::new(b"the operator's lease key");
+    let server = SeedServer::new(
+        client.clone(),
+        tokens.clone(),
+        Some(base.clone()),
+        signer.clone(),
+    );
     tokio::spawn(http::serve(
         listener,
         http::seeds::router(Arc::new(server)),
@@ -167,6 +175,20 @@ async fn seeds_are_rendered_from_the_booking_for_this_run_only() -> Result<()> {
         booking: &uid,
         started,
     };
+
+    let (code, _) = get(addr, &tokens.seed_url(&base, &run)).await?;
+    ensure!(code == 404, "a Lease the operator did not seal got {code}");
+    let seal = |lease: &Lease| {
+        let generation = lease.metadata.generation.unwrap_or(1);
+        json!({ "metadata": { "annotations": { SIGNATURE: signer.sealed(lease, generation) } } })
+    };
+    let lease = leases
+        .patch(
+            "ci-pod-1",
+            &PatchParams::default(),
+            &Patch::Merge(seal(&lease)),
+        )
+        .await?;
 
     let (code, body) = get(addr, &tokens.seed_url(&base, &run)).await?;
     ensure!(code == 200, "this run's seed got {code}");
@@ -229,6 +251,34 @@ async fn seeds_are_rendered_from_the_booking_for_this_run_only() -> Result<()> {
         let (code, _) = get(addr, &url).await?;
         ensure!(code == 404, "{url} got {code}");
     }
+
+    // A hostname changed in the Lease behind the operator's back: the signature no longer
+    // verifies, and nothing is served; sealed again (as the operator would), it is.
+    let renamed = json!({ "spec": { "hosts": [
+        { "host": host.clone(), "role": "node", "hostname": "renamed" }
+    ] } });
+    let tampered = leases
+        .patch("ci-pod-1", &PatchParams::default(), &Patch::Merge(renamed))
+        .await?;
+    ensure!(tampered.metadata.generation != lease.metadata.generation);
+    let (code, _) = get(addr, &tokens.seed_url(&base, &run)).await?;
+    ensure!(code == 404, "a tampered Lease got {code}");
+    leases
+        .patch(
+            "ci-pod-1",
+            &PatchParams::default(),
+            &Patch::Merge(seal(&tampered)),
+        )
+        .await?;
+    let (code, body) = get(addr, &tokens.seed_url(&base, &run)).await?;
+    ensure!(code == 200, "the sealed Lease got {code}");
+    let meta = labpods_cidata::read(&body)?;
+    let meta = meta.file("meta-data").context("no meta-data")?;
+    ensure!(
+        String::from_utf8_lossy(meta).contains("local-hostname: renamed"),
+        "{}",
+        String::from_utf8_lossy(meta)
+    );
 
     // The user's Secret loses its key: no seed (the booking's mistake, nothing served).
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns_name);

@@ -3,6 +3,8 @@
 //!
 //! - `GET  /admin/hosts`             -> `[{index, endpoint, state}]`
 //! - `GET  /admin/hosts/{i}`         -> `{index, endpoint, systemId, faults, state, history}`
+//!   (`state.usbStick` is the seed medium; `state.playback` what the host's cloud-init read
+//!   from its seed and the phone-home it posted)
 //! - `POST /admin/hosts/{i}/faults`  <- `Faults` JSON (replaces; absent fields are healthy)
 //! - `DELETE /admin/hosts/{i}/history`
 //! - `POST /admin/faults`            <- `Faults` JSON for every host

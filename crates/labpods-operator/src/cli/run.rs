@@ -218,6 +218,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             client.clone(),
             tokens.clone(),
             config.phone_home.external_base_url.clone(),
+            signer.clone(),
         )))),
         controllers::shutting_down(shutdown_rx.clone()),
     ));

@@ -23,7 +23,11 @@ pub struct Observed {
     pub power: PowerState,
     /// BootProgress.LastState; None when the BMC does not report it (sushy-tools, old BMCs).
     pub boot_progress: Option<String>,
+    /// The CD/DVD drive.
     pub media: MediaState,
+    /// The removable medium beside it, where the seed goes; None when the BMC has none.
+    /// Read at EjectMedia and InsertMedia only (None elsewhere).
+    pub seed_medium: Option<MediaState>,
     pub boot_override: BootOverride,
     /// The host's phone-home callback arrived since the current step started.
     pub phoned_home: bool,
@@ -76,6 +80,8 @@ pub struct StepInput<'a> {
     pub observed: &'a Observed,
     /// The lease's image (Provision) or the profile's wipe image (Release; None: no wipe).
     pub image: Option<&'a str>,
+    /// The run's NoCloud seed URL, at InsertMedia of a run that delivers one.
+    pub seed: Option<&'a str>,
     pub boot_mode: BootMode,
     pub completion: Completion,
     pub timeouts: &'a Timeouts,
@@ -93,6 +99,10 @@ pub enum BmcAction {
     Reset(ResetKind),
     InsertMedia(String),
     EjectMedia,
+    /// Inserts the run's seed on the removable medium (the adapter holds its URL: it carries
+    /// a token, and actions are logged).
+    InsertSeed,
+    EjectSeed,
     SetBootOverride {
         target: BootTarget,
         enabled: BootEnabled,
@@ -119,6 +129,9 @@ pub enum Outcome {
     /// The step failed (timeout, missing input); `failure::after_failure` decides between a
     /// retry and Error. A failed BMC call goes the same way.
     Failed { reason: String },
+    /// The booking cannot be served as it asks on this host (its access needs a medium the
+    /// BMC lacks): like `Failed`, but giving up ends the booking, not the host.
+    BookingFailed { reason: String },
 }
 
 /// Both operations start by powering the host off.

@@ -4,6 +4,10 @@
 //!
 //! Provision: PowerOff -> WaitPoweredOff -> EjectMedia -> InsertMedia -> SetBootOnce ->
 //! PowerOn -> WaitBooted -> EjectAfterBoot -> Done.
+//! EjectMedia empties both media (a seed left by an earlier run included); InsertMedia puts
+//! the run's seed on the removable medium first when the run has one (verified on the next
+//! pass), then the image on the CD. EjectAfterBoot ejects the CD only: the seed stays for the
+//! booking (cloud-init's NoCloud datasource looks for it at every boot) and goes at release.
 //! Release: PowerOff -> WaitPoweredOff -> EjectMedia -> [with a wipe image: WipeInsertMedia ->
 //! WipeBoot -> WaitWiped (the wipe image powers the host off; the media is ejected)] -> Done.
 //! Release leaves the host off without a second PowerOff step: WaitWiped only completes on
@@ -29,8 +33,10 @@ pub fn handle(step: Step, ctx: &StepInput<'_>) -> Outcome {
     match step {
         Step::PowerOff => power_off(ctx),
         Step::WaitPoweredOff => wait_powered_off(ctx),
-        Step::EjectMedia => eject(ctx, after_eject(ctx)),
-        Step::InsertMedia => insert(ctx, step, Step::SetBootOnce),
+        Step::EjectMedia => eject_seed(ctx).unwrap_or_else(|| eject(ctx, after_eject(ctx))),
+        Step::InsertMedia => {
+            insert_seed(ctx).unwrap_or_else(|| insert(ctx, step, Step::SetBootOnce))
+        }
         Step::SetBootOnce => set_boot_once(ctx),
         Step::PowerOn => power_on(ctx),
         Step::WaitBooted => wait_booted(ctx),
@@ -135,6 +141,40 @@ fn eject(ctx: &StepInput<'_>, next: Step) -> Outcome {
         act(BmcAction::EjectMedia, next)
     } else {
         Outcome::Transition { next }
+    }
+}
+
+/// A seed on the removable medium is ejected before anything else (then EjectMedia again).
+fn eject_seed(ctx: &StepInput<'_>) -> Option<Outcome> {
+    ctx.observed
+        .seed_medium
+        .as_ref()
+        .filter(|m| m.inserted)
+        .map(|_| act(BmcAction::EjectSeed, Step::EjectMedia))
+}
+
+/// The run's seed, inserted and then seen inserted before the image goes on the CD; None
+/// when there is nothing (more) to do for it.
+fn insert_seed(ctx: &StepInput<'_>) -> Option<Outcome> {
+    let seed = ctx.seed?;
+    let Some(medium) = &ctx.observed.seed_medium else {
+        return Some(Outcome::BookingFailed {
+            reason: "spec.access cannot reach the host: its BMC has no second virtual medium \
+                     (a USB stick or floppy) for the NoCloud seed"
+                .to_owned(),
+        });
+    };
+    match (medium.inserted, medium.image.as_deref()) {
+        (true, Some(current)) if current == seed => None,
+        // Someone else's seed (or image): eject it, insert ours on the next pass.
+        (true, _) => Some(act(BmcAction::EjectSeed, Step::InsertMedia)),
+        (false, _) if ctx.attempts >= MAX_ATTEMPTS_IN_STEP => Some(Outcome::Failed {
+            reason: format!(
+                "the BMC did not insert the seed on its removable medium after {} tries",
+                ctx.attempts
+            ),
+        }),
+        (false, _) => Some(act(BmcAction::InsertSeed, Step::InsertMedia)),
     }
 }
 

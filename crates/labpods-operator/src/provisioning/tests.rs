@@ -11,6 +11,7 @@ use super::*;
 
 const IMAGE: &str = "http://images.lab.test/ubuntu.iso";
 const WIPE: &str = "http://images.lab.test/wipe.iso";
+const SEED: &str = "http://operator.lab.test:8081/seeds/node-01/t0k3n/cidata.iso";
 
 fn t0() -> Time {
     Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0)
@@ -23,6 +24,7 @@ fn observed(power: PowerState) -> Observed {
         power,
         boot_progress: None,
         media: MediaState::default(),
+        seed_medium: None,
         boot_override: BootOverride::default(),
         phoned_home: false,
     }
@@ -50,6 +52,7 @@ struct Case {
     attempts: u32,
     elapsed: TimeDelta,
     image: Option<&'static str>,
+    seed: Option<&'static str>,
     completion: Completion,
 }
 
@@ -62,8 +65,15 @@ impl Case {
             attempts: 1,
             elapsed: TimeDelta::zero(),
             image: Some(IMAGE),
+            seed: None,
             completion: Completion::PhoneHome,
         }
+    }
+
+    fn seed(mut self, seed_medium: Option<MediaState>) -> Self {
+        self.seed = Some(SEED);
+        self.observed.seed_medium = seed_medium;
+        self
     }
 
     fn release(mut self, wipe: Option<&'static str>) -> Self {
@@ -87,6 +97,7 @@ impl Case {
             now: t0() + self.elapsed,
             observed: &self.observed,
             image: self.image,
+            seed: self.seed,
             boot_mode: BootMode::Uefi,
             completion: self.completion,
             timeouts: &timeouts,
@@ -593,15 +604,21 @@ struct FakeBmc {
     boot_passes: u32,
     booted_image: Option<String>,
     actions: Vec<BmcAction>,
+    /// The run's seed the adapter inserts on InsertSeed.
+    seed: Option<&'static str>,
 }
 
 impl FakeBmc {
     fn new(power: PowerState) -> Self {
         Self {
-            o: observed(power),
+            o: Observed {
+                seed_medium: Some(MediaState::default()),
+                ..observed(power)
+            },
             boot_passes: 0,
             booted_image: None,
             actions: Vec::new(),
+            seed: None,
         }
     }
 
@@ -622,6 +639,8 @@ impl FakeBmc {
             }
             BmcAction::InsertMedia(url) => self.o.media = inserted(url),
             BmcAction::EjectMedia => self.o.media = MediaState::default(),
+            BmcAction::InsertSeed => self.o.seed_medium = self.seed.map(inserted),
+            BmcAction::EjectSeed => self.o.seed_medium = Some(MediaState::default()),
             BmcAction::SetBootOverride { .. } => self.o.boot_override = cd_once(),
         }
     }
@@ -645,6 +664,7 @@ fn input<'a>(
     operation: Operation,
     observed: &'a Observed,
     image: Option<&'a str>,
+    seed: Option<&'a str>,
     timeouts: &'a Timeouts,
 ) -> StepInput<'a> {
     StepInput {
@@ -654,6 +674,7 @@ fn input<'a>(
         now: t0(),
         observed,
         image,
+        seed,
         boot_mode: BootMode::Uefi,
         completion: Completion::PhoneHome,
         timeouts,
@@ -676,7 +697,7 @@ fn drive(
             attempts,
             step_started: started,
             now,
-            ..input(operation, &bmc.o, image, &timeouts)
+            ..input(operation, &bmc.o, image, bmc.seed, &timeouts)
         };
         let next = match handle(step, &ctx) {
             Outcome::Done => return entered,
@@ -690,7 +711,9 @@ fn drive(
                 bmc.tick();
                 continue;
             }
-            Outcome::Failed { reason } => panic!("failed at {step:?}: {reason}"),
+            Outcome::Failed { reason } | Outcome::BookingFailed { reason } => {
+                panic!("failed at {step:?}: {reason}")
+            }
         };
         if next == step {
             attempts += 1;
@@ -800,7 +823,7 @@ fn resumes_from_every_stored_step_without_repeating_observed_work() {
                 let mut bmc = on_entry.clone();
                 if call_reached_bmc
                     && let Outcome::Act { action, .. } =
-                        handle(*stored, &input(operation, &on_entry.o, image, &timeouts))
+                        handle(*stored, &input(operation, &on_entry.o, image, on_entry.seed, &timeouts))
                 {
                     bmc.apply(&action);
                 }
@@ -813,4 +836,99 @@ fn resumes_from_every_stored_step_without_repeating_observed_work() {
             }
         }
     }
+}
+
+#[test]
+fn a_run_with_a_seed_inserts_and_sees_it_before_the_image() {
+    use PowerState::Off;
+    let empty = || Some(MediaState::default());
+    let cases = [
+        (
+            "inserts the seed first",
+            Case::new(Step::InsertMedia, observed(Off)).seed(empty()),
+            act(BmcAction::InsertSeed, Step::InsertMedia),
+        ),
+        (
+            "seen inserted: the image next",
+            Case::new(Step::InsertMedia, observed(Off)).seed(Some(inserted(SEED))),
+            act(BmcAction::InsertMedia(IMAGE.into()), Step::SetBootOnce),
+        ),
+        (
+            "another seed is ejected",
+            Case::new(Step::InsertMedia, observed(Off)).seed(Some(inserted("http://x/old"))),
+            act(BmcAction::EjectSeed, Step::InsertMedia),
+        ),
+        (
+            "both in place",
+            Case::new(Step::InsertMedia, with(Off, |o| o.media = inserted(IMAGE)))
+                .seed(Some(inserted(SEED))),
+            to(Step::SetBootOnce),
+        ),
+        (
+            "no seed wanted: a single-medium BMC is fine",
+            Case::new(Step::InsertMedia, observed(Off)),
+            act(BmcAction::InsertMedia(IMAGE.into()), Step::SetBootOnce),
+        ),
+        (
+            "a stale seed goes first at the start of a run",
+            Case::new(Step::EjectMedia, with(Off, |o| {
+                o.media = inserted("old.iso");
+                o.seed_medium = Some(inserted("http://x/old"));
+            })),
+            act(BmcAction::EjectSeed, Step::EjectMedia),
+        ),
+        (
+            "and at release",
+            Case::new(Step::EjectMedia, with(Off, |o| {
+                o.seed_medium = Some(inserted(SEED));
+            }))
+            .release(None),
+            act(BmcAction::EjectSeed, Step::EjectMedia),
+        ),
+    ];
+    for (name, case, want) in cases {
+        assert_eq!(case.run(), want, "{name}");
+    }
+}
+
+#[test]
+fn a_seed_the_bmc_does_not_take_or_cannot_hold_fails_the_step() {
+    use PowerState::Off;
+    let never = Case::new(Step::InsertMedia, observed(Off))
+        .seed(Some(MediaState::default()))
+        .after(TimeDelta::seconds(30), 4);
+    assert!(
+        matches!(never.run(), Outcome::Failed { reason } if reason.contains("did not insert the seed")),
+    );
+    let single = Case::new(Step::InsertMedia, observed(Off)).seed(None);
+    let Outcome::BookingFailed { reason } = single.run() else {
+        panic!("a single-medium BMC cannot take the booking's seed");
+    };
+    assert!(reason.starts_with("spec.access "), "{reason}");
+    assert!(reason.contains("no second virtual medium"), "{reason}");
+}
+
+#[test]
+fn the_seed_stays_through_the_booking_and_goes_at_release() {
+    let mut bmc = FakeBmc::new(PowerState::Off);
+    bmc.seed = Some(SEED);
+    bmc.o.seed_medium = Some(inserted("http://x/stale-seed"));
+    drive(&mut bmc, Operation::Provision, FIRST_STEP, Some(IMAGE));
+    assert_eq!(
+        bmc.actions[..4],
+        [
+            BmcAction::EjectSeed,
+            BmcAction::InsertSeed,
+            BmcAction::InsertMedia(IMAGE.into()),
+            set_cd_once(),
+        ]
+    );
+    assert_eq!(bmc.booted_image.as_deref(), Some(IMAGE));
+    assert_eq!(bmc.o.seed_medium, Some(inserted(SEED)), "kept after boot");
+    assert!(!bmc.o.media.inserted, "the CD is ejected after boot");
+    bmc.seed = None;
+    bmc.actions.clear();
+    drive(&mut bmc, Operation::Release, FIRST_STEP, None);
+    assert_eq!(bmc.o.seed_medium, Some(MediaState::default()), "ejected at release");
+    assert!(bmc.actions.contains(&BmcAction::EjectSeed));
 }

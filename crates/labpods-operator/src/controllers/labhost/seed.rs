@@ -9,13 +9,14 @@ use std::{future::Future, pin::Pin};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
-use labpods_api::v1alpha1::{LabHost, Lease, PodRequest};
+use labpods_api::v1alpha1::{AccessSpec, LabHost, Lease, PodRequest};
 use url::Url;
 
 use super::phone_home::current_run;
 use crate::{
-    http::{PhoneHomeTokens, SeedError, SeedSource},
+    http::{PhoneHomeTokens, Run, SeedError, SeedSource},
     seed::{self, SeedInput},
+    signing::{LeaseSigner, Seal},
 };
 
 /// Reads what a seed is rendered from, through the API server.
@@ -23,8 +24,11 @@ use crate::{
 pub struct SeedServer {
     client: Client,
     tokens: PhoneHomeTokens,
-    /// Where hosts reach the operator; absent = no phone-home in the seed.
+    /// Where hosts reach the operator; absent = no phone-home in the seed, and no seed
+    /// delivered (the BMC needs a URL to fetch it from).
     base: Option<Url>,
+    /// Only a Lease the operator sealed names the host's hostname and role.
+    signer: LeaseSigner,
 }
 
 impl std::fmt::Debug for SeedServer {
@@ -33,13 +37,51 @@ impl std::fmt::Debug for SeedServer {
     }
 }
 
+/// What a host's seed is made of, from its booking.
+struct Booking {
+    namespace: String,
+    hostname: String,
+    access: AccessSpec,
+}
+
 impl SeedServer {
-    pub fn new(client: Client, tokens: PhoneHomeTokens, base: Option<Url>) -> Self {
+    pub fn new(
+        client: Client,
+        tokens: PhoneHomeTokens,
+        base: Option<Url>,
+        signer: LeaseSigner,
+    ) -> Self {
         Self {
             client,
             tokens,
             base,
+            signer,
         }
+    }
+
+    /// The seed URL of `run` when its host gets a seed: the operator has an external URL and
+    /// the host's access (its role's, else the request's) sets anything. The seed is
+    /// rendered once here, so a booking whose seed cannot be made (a missing or oversized
+    /// user-data Secret) fails before the BMC is handed the URL.
+    pub async fn delivery(&self, lh: &LabHost, run: &Run<'_>) -> Result<Option<Url>, SeedError> {
+        let Some(base) = &self.base else {
+            return Ok(None);
+        };
+        let booking = match self.booking(lh, run.host).await {
+            Ok(b) => b,
+            // Not (or no longer) a sealed booking of this host: nothing to deliver.
+            Err(SeedError::NotFound) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let a = &booking.access;
+        if a.ssh_authorized_keys.is_empty()
+            && a.user_data_secret_ref.is_none()
+            && a.network_data.is_none()
+        {
+            return Ok(None);
+        }
+        self.image(&booking, run).await?;
+        Ok(Some(self.tokens.seed_url(base, run)))
     }
 
     async fn render(&self, host: &str, token: &str) -> Result<Vec<u8>, SeedError> {
@@ -49,11 +91,18 @@ impl SeedServer {
         if !self.tokens.verify_seed(&run, token) {
             return Err(SeedError::NotFound);
         }
+        let booking = self.booking(&lh, host).await?;
+        self.image(&booking, &run).await
+    }
+
+    /// The host's booking: its claim's sealed Lease and the PodRequest it was made for.
+    async fn booking(&self, lh: &LabHost, host: &str) -> Result<Booking, SeedError> {
         let claim = lh.spec.claim_ref.as_ref().ok_or(SeedError::NotFound)?;
         let ns = claim.namespace.as_str();
         let lease = Api::<Lease>::namespaced(self.client.clone(), ns)
             .get_opt(&claim.lease)
             .await?
+            .filter(|l| self.signer.verify(l) == Ok(Seal::Sealed))
             .ok_or(SeedError::NotFound)?;
         let bound = lease
             .spec
@@ -68,20 +117,30 @@ impl SeedServer {
             .filter(|r| r.metadata.uid.as_deref() == Some(claim.uid.as_str()))
             .ok_or(SeedError::NotFound)?;
         let role = request.spec.roles.iter().find(|r| r.name == bound.role);
-        let access = seed::effective_access(
-            request.spec.access.as_ref(),
-            role.and_then(|r| r.access.as_ref()),
-        );
+        Ok(Booking {
+            namespace: ns.to_owned(),
+            hostname: bound.hostname.clone().unwrap_or_else(|| bound.role.clone()),
+            access: seed::effective_access(
+                request.spec.access.as_ref(),
+                role.and_then(|r| r.access.as_ref()),
+            ),
+        })
+    }
+
+    async fn image(&self, booking: &Booking, run: &Run<'_>) -> Result<Vec<u8>, SeedError> {
+        let access = &booking.access;
         let user_data = match &access.user_data_secret_ref {
             // Only from the booking's own namespace.
-            Some(r) => Some(read_user_data(&self.client, ns, &r.name, r.key()).await?),
+            Some(r) => {
+                Some(read_user_data(&self.client, &booking.namespace, &r.name, r.key()).await?)
+            }
             None => None,
         };
-        let instance_id = seed::instance_id(&claim.uid, host, run.started);
-        let phone_home = self.base.as_ref().map(|b| self.tokens.url(b, &run));
+        let instance_id = seed::instance_id(run.booking, run.host, run.started);
+        let phone_home = self.base.as_ref().map(|b| self.tokens.url(b, run));
         let rendered = seed::render(&SeedInput {
             instance_id: &instance_id,
-            hostname: bound.hostname.as_deref().unwrap_or(&bound.role),
+            hostname: &booking.hostname,
             ssh_authorized_keys: &access.ssh_authorized_keys,
             user_data: user_data.as_deref(),
             network_config: access.network_data.as_deref(),

@@ -11,15 +11,19 @@ use labpods_api::conditions::{self, BOOKING_FAILED, QUARANTINED};
 use labpods_api::v1alpha1::{
     BootMode, HostState, LabHost, LabHostStatus, Operation, ProvisioningProgress, ProvisioningStep,
 };
-use labpods_redfish::{Bmc, BootOverride, MediaState};
+use labpods_redfish::{Bmc, BootOverride, MediaState, Medium};
+use url::Url;
 
 use super::{
     bmc::{call, reset},
-    phone_home, status,
+    phone_home,
+    seed::SeedServer,
+    status,
 };
 use crate::{
     context::Context,
     error::Result,
+    http::{Run, SeedError},
     provisioning::{
         self, AfterFailure, BmcAction, Completion, FIRST_STEP, Observed, Outcome, RetryPolicy,
         StepInput, Timeouts,
@@ -124,6 +128,13 @@ async fn observe(
     } else {
         MediaState::default()
     };
+    let seed_medium = if matches!(step, S::EjectMedia | S::InsertMedia)
+        && call(ctx, "has_medium", bmc.has_medium(Medium::Removable)).await?
+    {
+        Some(call(ctx, "media_state", bmc.media_state_on(Medium::Removable)).await?)
+    } else {
+        None
+    };
     let boot_override = if matches!(step, S::SetBootOnce | S::WipeBoot) {
         call(ctx, "boot_override", bmc.boot_override()).await?
     } else {
@@ -138,12 +149,47 @@ async fn observe(
         power,
         boot_progress,
         media,
+        seed_medium,
         boot_override,
         phoned_home: phone_home::received(host, progress),
     })
 }
 
-async fn perform(ctx: &Context, bmc: &dyn Bmc, action: &BmcAction) -> Result<()> {
+/// The seed URL of a provisioning run at InsertMedia, when its host gets a seed (see
+/// [`SeedServer::delivery`]); None at every other step.
+async fn seed_url(
+    ctx: &Context,
+    host: &LabHost,
+    progress: &ProvisioningProgress,
+) -> std::result::Result<Option<Url>, SeedError> {
+    let (Operation::Provision, ProvisioningStep::InsertMedia) = (progress.operation, progress.step)
+    else {
+        return Ok(None);
+    };
+    let (Some(name), Some(claim)) = (host.metadata.name.as_deref(), &host.spec.claim_ref) else {
+        return Ok(None);
+    };
+    let run = Run {
+        host: name,
+        booking: &claim.uid,
+        started: progress.started_at.0.as_second(),
+    };
+    SeedServer::new(
+        ctx.client.clone(),
+        ctx.phone_home.clone(),
+        ctx.config.phone_home.external_base_url.clone(),
+        ctx.signer.clone(),
+    )
+    .delivery(host, &run)
+    .await
+}
+
+async fn perform(
+    ctx: &Context,
+    bmc: &dyn Bmc,
+    action: &BmcAction,
+    seed: Option<&Url>,
+) -> Result<()> {
     ctx.ensure_leader()?;
     match action {
         BmcAction::Reset(kind) => reset(ctx, bmc, *kind).await?,
@@ -152,6 +198,26 @@ async fn perform(ctx: &Context, bmc: &dyn Bmc, action: &BmcAction) -> Result<()>
             call(ctx, "insert_media", bmc.insert_media(&url)).await?;
         }
         BmcAction::EjectMedia => call(ctx, "eject_media", bmc.eject_media()).await?,
+        BmcAction::InsertSeed => {
+            // The handler asks for it only with the run's seed URL in its input.
+            let url = seed.ok_or_else(|| {
+                labpods_redfish::Error::InvalidImageUrl("this run has no seed URL".into())
+            })?;
+            call(
+                ctx,
+                "insert_media",
+                bmc.insert_media_on(Medium::Removable, url),
+            )
+            .await?;
+        }
+        BmcAction::EjectSeed => {
+            call(
+                ctx,
+                "eject_media",
+                bmc.eject_media_on(Medium::Removable),
+            )
+            .await?;
+        }
         BmcAction::SetBootOverride {
             target,
             enabled,
@@ -234,6 +300,15 @@ pub async fn advance(
         };
         status.bmc_reachable = Some(true);
         status.power = Some(status::power(&observed.power));
+        let seed = match seed_url(ctx, host, &progress).await {
+            Ok(url) => url,
+            Err(SeedError::Booking(reason)) => {
+                let fault = Fault::Booking(Input::Access);
+                return Ok(failed(ctx, host, status, &progress, reason, fault));
+            }
+            Err(SeedError::Kube(e)) => return Err(e.into()),
+            Err(SeedError::NotFound) => None,
+        };
         let input = StepInput {
             operation: progress.operation,
             attempts: progress.attempts.max(1),
@@ -241,6 +316,7 @@ pub async fn advance(
             now: chrono(&now),
             observed: &observed,
             image: progress.image.as_deref(),
+            seed: seed.as_ref().map(Url::as_str),
             boot_mode,
             completion,
             timeouts: &timeouts,
@@ -249,7 +325,7 @@ pub async fn advance(
         tracing::debug!(step = ?progress.step, ?outcome, "step");
         match outcome {
             Outcome::Act { action, next } => {
-                match perform(ctx, bmc, &action).await {
+                match perform(ctx, bmc, &action, seed.as_ref()).await {
                     Ok(()) => {}
                     Err(crate::error::Error::Bmc(e)) => {
                         let fault = fault_of(&action, progress.operation, &e);
@@ -280,6 +356,10 @@ pub async fn advance(
             Outcome::Done => return Ok(done(status, &progress)),
             Outcome::Failed { reason } => {
                 return Ok(failed(ctx, host, status, &progress, reason, Fault::Host));
+            }
+            Outcome::BookingFailed { reason } => {
+                let fault = Fault::Booking(Input::Access);
+                return Ok(failed(ctx, host, status, &progress, reason, fault));
             }
         }
     }
@@ -337,8 +417,18 @@ fn quarantine(
 enum Fault {
     /// BMC unreachable, power that will not change, a step that timed out.
     Host,
-    /// The booking's input: the BMC answered that it cannot use the booking's image.
-    Booking,
+    /// The booking's input cannot be used.
+    Booking(Input),
+}
+
+/// Which of the booking's input a booking failure is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Input {
+    /// The BMC answered that it cannot use the booking's image.
+    Image,
+    /// `spec.access` cannot reach the host: its seed cannot be made, or the BMC has no
+    /// medium for it.
+    Access,
 }
 
 /// A refused InsertMedia of the booking's image is the booking's fault: the BMC answered,
@@ -354,7 +444,7 @@ fn fault_of(action: &BmcAction, operation: Operation, error: &labpods_redfish::E
     let inserting_the_booking_image =
         operation == Operation::Provision && matches!(action, BmcAction::InsertMedia(_));
     if inserting_the_booking_image && about_the_image {
-        Fault::Booking
+        Fault::Booking(Input::Image)
     } else {
         Fault::Host
     }
@@ -376,7 +466,7 @@ pub fn start_release(
     start(Operation::Release, wipe, lease, now)
 }
 
-/// The booking's image cannot be used: the run ends without blaming the host. The condition
+/// The booking's input cannot be used: the run ends without blaming the host. The condition
 /// tells the Lease controller to end the booking (Failed, with this message); the host is
 /// released like after any booking.
 fn booking_failed(
@@ -385,20 +475,35 @@ fn booking_failed(
     status: &mut LabHostStatus,
     progress: &ProvisioningProgress,
     reason: &str,
+    input: Input,
 ) -> Finished {
-    let image = progress.image.as_deref().map(without_userinfo);
-    let message = super::status::bounded(format!(
-        "spec.image.url {} cannot be used: {reason}. Give the PodRequest an image URL the \
-         lab's BMCs can fetch, and book again",
-        image.unwrap_or_default()
-    ));
-    tracing::warn!(%message, "the booking's image failed: releasing the host");
+    let (why, message) = match input {
+        Input::Image => (
+            "ImageRefused",
+            format!(
+                "spec.image.url {} cannot be used: {reason}. Give the PodRequest an image URL \
+                 the lab's BMCs can fetch, and book again",
+                progress
+                    .image
+                    .as_deref()
+                    .map(without_userinfo)
+                    .unwrap_or_default()
+            ),
+        ),
+        // The reason names the field (spec.access...); never the user data.
+        Input::Access => (
+            "AccessRefused",
+            format!("{reason}. Fix the PodRequest's access, and book again"),
+        ),
+    };
+    let message = super::status::bounded(message);
+    tracing::warn!(%message, "the booking's input failed: releasing the host");
     let now = Time(ctx.clock.now());
     let generation = host.metadata.generation;
     let c = conditions::new_condition(
         BOOKING_FAILED,
         true,
-        "ImageRefused",
+        why,
         message.clone(),
         generation,
         &now,
@@ -449,10 +554,10 @@ fn failed(
                 .unwrap_or(ctx.config.polling.error_backoff_base);
             Finished::Waiting(after + after.mul_f64(rand::random::<f64>() * 0.1))
         }
-        AfterFailure::GiveUp { reason } if fault == Fault::Booking => {
-            booking_failed(ctx, host, status, progress, &reason)
-        }
         AfterFailure::GiveUp { reason } => {
+            if let Fault::Booking(input) = fault {
+                return booking_failed(ctx, host, status, progress, &reason, input);
+            }
             tracing::warn!(%reason, "giving up: host goes to Error");
             status.consecutive_failures = Some(failures.saturating_add(1));
             if progress.operation == Operation::Release {
