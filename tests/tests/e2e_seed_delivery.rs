@@ -129,7 +129,10 @@ async fn e2e_each_host_reads_its_seed_from_the_second_medium_and_phones_home() -
         ensure!(state.usb_stick.inserted, "{host}: no seed inserted");
         let url = state.usb_stick.image.clone().context("no seed URL")?;
         let playback = state.playback.context("the host played no seed")?;
-        ensure!(playback.url == url, "{host} read another seed: {playback:?}");
+        ensure!(
+            playback.url == url,
+            "{host} read another seed: {playback:?}"
+        );
         let seed = playback.seed.context("the seed was not read")?;
         let hostname = assigned.hostname.clone().context("no hostname")?;
         ensure!(
@@ -158,7 +161,10 @@ async fn e2e_each_host_reads_its_seed_from_the_second_medium_and_phones_home() -
             "{host}: phone_home.url {} is not this operator's for this host",
             post.url
         );
-        ensure!(post.status == Some(204) || post.status == Some(200), "{post:?}");
+        ensure!(
+            post.status == Some(204) || post.status == Some(200),
+            "{post:?}"
+        );
         // Status holds the key without its comment, and the address the host posted from.
         ensure!(
             post.host_key.starts_with(&assigned.host_keys[0]),
@@ -199,7 +205,10 @@ async fn e2e_each_host_reads_its_seed_from_the_second_medium_and_phones_home() -
     e2e.wait_hosts_free(&names, TIMEOUT).await?;
     for (host, url) in &seed_urls {
         let bmc = e2e.sim()?.bmc(host)?;
-        ensure!(!bmc.state().usb_stick.inserted, "{host}: seed left inserted");
+        ensure!(
+            !bmc.state().usb_stick.inserted,
+            "{host}: seed left inserted"
+        );
         ensure!(
             bmc.history().iter().any(|e| matches!(
                 e,
@@ -228,7 +237,10 @@ async fn e2e_sushy_tools_takes_the_seed_on_its_removable_medium() -> Result<()> 
     let hosts = e2e.check_ready("pod", &[("node", 1)]).await?;
     let bmc = e2e.sushy()?.bmc(&hosts[0]).await?;
     let seed = bmc.media_state_on(Medium::Removable).await?;
-    let url = seed.image.clone().context("no seed on the removable medium")?;
+    let url = seed
+        .image
+        .clone()
+        .context("no seed on the removable medium")?;
     ensure!(
         seed.inserted && url.contains(&format!("/seeds/{}/", hosts[0])),
         "{seed:?}"

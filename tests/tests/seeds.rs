@@ -29,8 +29,8 @@ use labpods_operator::{
     http::{self, PhoneHomeTokens, Run},
     signing::{LeaseSigner, SIGNATURE},
 };
-use serde_json::json;
 use labpods_tests::TestCluster;
+use serde_json::json;
 use serde_yaml::{Mapping, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

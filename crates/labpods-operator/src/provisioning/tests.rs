@@ -822,8 +822,10 @@ fn resumes_from_every_stored_step_without_repeating_observed_work() {
             for call_reached_bmc in [false, true] {
                 let mut bmc = on_entry.clone();
                 if call_reached_bmc
-                    && let Outcome::Act { action, .. } =
-                        handle(*stored, &input(operation, &on_entry.o, image, on_entry.seed, &timeouts))
+                    && let Outcome::Act { action, .. } = handle(
+                        *stored,
+                        &input(operation, &on_entry.o, image, on_entry.seed, &timeouts),
+                    )
                 {
                     bmc.apply(&action);
                 }
@@ -871,17 +873,23 @@ fn a_run_with_a_seed_inserts_and_sees_it_before_the_image() {
         ),
         (
             "a stale seed goes first at the start of a run",
-            Case::new(Step::EjectMedia, with(Off, |o| {
-                o.media = inserted("old.iso");
-                o.seed_medium = Some(inserted("http://x/old"));
-            })),
+            Case::new(
+                Step::EjectMedia,
+                with(Off, |o| {
+                    o.media = inserted("old.iso");
+                    o.seed_medium = Some(inserted("http://x/old"));
+                }),
+            ),
             act(BmcAction::EjectSeed, Step::EjectMedia),
         ),
         (
             "and at release",
-            Case::new(Step::EjectMedia, with(Off, |o| {
-                o.seed_medium = Some(inserted(SEED));
-            }))
+            Case::new(
+                Step::EjectMedia,
+                with(Off, |o| {
+                    o.seed_medium = Some(inserted(SEED));
+                }),
+            )
             .release(None),
             act(BmcAction::EjectSeed, Step::EjectMedia),
         ),
@@ -929,6 +937,10 @@ fn the_seed_stays_through_the_booking_and_goes_at_release() {
     bmc.seed = None;
     bmc.actions.clear();
     drive(&mut bmc, Operation::Release, FIRST_STEP, None);
-    assert_eq!(bmc.o.seed_medium, Some(MediaState::default()), "ejected at release");
+    assert_eq!(
+        bmc.o.seed_medium,
+        Some(MediaState::default()),
+        "ejected at release"
+    );
     assert!(bmc.actions.contains(&BmcAction::EjectSeed));
 }

@@ -211,12 +211,7 @@ async fn perform(
             .await?;
         }
         BmcAction::EjectSeed => {
-            call(
-                ctx,
-                "eject_media",
-                bmc.eject_media_on(Medium::Removable),
-            )
-            .await?;
+            call(ctx, "eject_media", bmc.eject_media_on(Medium::Removable)).await?;
         }
         BmcAction::SetBootOverride {
             target,
@@ -500,14 +495,7 @@ fn booking_failed(
     tracing::warn!(%message, "the booking's input failed: releasing the host");
     let now = Time(ctx.clock.now());
     let generation = host.metadata.generation;
-    let c = conditions::new_condition(
-        BOOKING_FAILED,
-        true,
-        why,
-        message.clone(),
-        generation,
-        &now,
-    );
+    let c = conditions::new_condition(BOOKING_FAILED, true, why, message.clone(), generation, &now);
     conditions::set_condition(&mut status.conditions, c, &now);
     status.consecutive_failures = None;
     status.last_error = Some(message);
