@@ -464,6 +464,19 @@ async fn kubectl_lab_book_status_extend_release_and_their_errors() -> Result<()>
     Ok(())
 }
 
+/// Booking `pod` of one node in namespace `n`, as `kubectl lab book` writes it.
+async fn booking_of_one_node(client: &kube::Client, n: &str) -> Result<Api<PodRequest>> {
+    let pods: Api<PodRequest> = Api::namespaced(client.clone(), n);
+    let spec = labpods_api::v1alpha1::PodRequestSpec::new(
+        [labpods_api::v1alpha1::RoleSpec::new("node", 1)],
+        ImageSpec::new("http://images.test/os.iso"),
+        "1h",
+    );
+    pods.create(&PostParams::default(), &PodRequest::new("pod", spec))
+        .await?;
+    Ok(pods)
+}
+
 /// `kubectl lab ssh` reads the booking's access Secret (as the operator writes it), writes
 /// its files to a private temporary directory and runs `ssh -F` there: a fake `ssh` first on
 /// PATH records what it got and hands it to the real `ssh -G`, which resolves the options a
@@ -488,14 +501,7 @@ async fn kubectl_lab_ssh_runs_ssh_with_the_reported_host_key_pinned() -> Result<
         ..Default::default()
     }];
     let files = access::files(n, "pod", &hosts).context("files for a reported host")?;
-    let pods: Api<PodRequest> = Api::namespaced(client.clone(), n);
-    let spec = labpods_api::v1alpha1::PodRequestSpec::new(
-        [labpods_api::v1alpha1::RoleSpec::new("node", 1)],
-        ImageSpec::new("http://images.test/os.iso"),
-        "1h",
-    );
-    pods.create(&PostParams::default(), &PodRequest::new("pod", spec))
-        .await?;
+    let pods = booking_of_one_node(&client, n).await?;
     pods.patch_status(
         "pod",
         &PatchParams::default(),
@@ -614,14 +620,7 @@ async fn kubectl_lab_descriptor_prints_the_pdf_and_with_idf_the_idf() -> Result<
     let client = cluster.client().await?;
     let ns = cluster.namespace("kubectl-lab-descriptor").await?;
     let (kubeconfig, n) = (cluster.kubeconfig(), ns.name());
-    let pods: Api<PodRequest> = Api::namespaced(client.clone(), n);
-    let spec = labpods_api::v1alpha1::PodRequestSpec::new(
-        [labpods_api::v1alpha1::RoleSpec::new("node", 1)],
-        ImageSpec::new("http://images.test/os.iso"),
-        "1h",
-    );
-    pods.create(&PostParams::default(), &PodRequest::new("pod", spec))
-        .await?;
+    let pods = booking_of_one_node(&client, n).await?;
 
     let none = lab(kubeconfig, &["descriptor", "pod", "-n", n]).await?;
     assert_eq!(none.code, 1, "{}", none.stderr);

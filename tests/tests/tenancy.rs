@@ -40,6 +40,49 @@ fn forbidden(code: u16, message: &str) -> Result<()> {
 }
 
 /// A 403 from RBAC (not from admission).
+/// `object` (a booking's child, as the operator writes it) created by the admin in A and in
+/// B: `user` reads A's by name, lists none of A's kind, and cannot read B's.
+async fn readable_by_name_in_a_only<K>(
+    lab: &Lab,
+    user: &Client,
+    object: serde_json::Value,
+) -> Result<()>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+{
+    let name = object["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let kind = K::kind(&());
+    let (a, b) = (lab.a.name(), lab.b.name());
+    for namespace in [a, b] {
+        let object: K = serde_json::from_value(object.clone())?;
+        Api::<K>::namespaced(lab.admin.clone(), namespace)
+            .create(&PostParams::default(), &object)
+            .await?;
+    }
+    Api::<K>::namespaced(user.clone(), a)
+        .get(&name)
+        .await
+        .with_context(|| format!("reading {kind} {name} in A"))?;
+    rbac_refusal(
+        &format!("listing A's {kind}s"),
+        Api::<K>::namespaced(user.clone(), a)
+            .list(&ListParams::default())
+            .await,
+    )?;
+    rbac_refusal(
+        &format!("reading B's {kind} {name}"),
+        Api::<K>::namespaced(user.clone(), b).get(&name).await,
+    )?;
+    Ok(())
+}
+
 fn rbac_refusal<T: std::fmt::Debug>(what: &str, result: kube::Result<T>) -> Result<String> {
     let (code, message) = tenancy::refusal(result).with_context(|| what.to_string())?;
     forbidden(code, &message).with_context(|| what.to_string())?;
@@ -337,61 +380,20 @@ async fn a_lab_user_books_in_their_namespace_and_nothing_else() -> Result<()> {
         .list(&ListParams::default())
         .await
         .context("reading the Events of A")?;
-    // The booking's access Secret (as the operator writes it): readable by name in A; A's
-    // Secrets are not listed, and B's is not readable.
-    let access = |namespace: &str| -> Result<Secret> {
-        Ok(serde_json::from_value(json!({
-            "metadata": { "name": "ci-pod-access", "namespace": namespace },
-            "stringData": { "ssh_config": "Host node-1\n" },
-        }))?)
-    };
-    for namespace in [a, b] {
-        Api::<Secret>::namespaced(lab.admin.clone(), namespace)
-            .create(&PostParams::default(), &access(namespace)?)
-            .await?;
-    }
-    Api::<Secret>::namespaced(alice.clone(), a)
-        .get("ci-pod-access")
-        .await
-        .context("reading the booking's access Secret in A")?;
-    rbac_refusal(
-        "listing A's Secrets",
-        Api::<Secret>::namespaced(alice.clone(), a)
-            .list(&ListParams::default())
-            .await,
-    )?;
-    rbac_refusal(
-        "reading B's access Secret",
-        Api::<Secret>::namespaced(alice.clone(), b)
-            .get("ci-pod-access")
-            .await,
-    )?;
-    // Likewise the booking's descriptor ConfigMap.
-    for namespace in [a, b] {
-        let descriptor: ConfigMap = serde_json::from_value(json!({
-            "metadata": { "name": "ci-pod-pod", "namespace": namespace },
-            "data": { "pdf.yaml": "{}" },
-        }))?;
-        Api::<ConfigMap>::namespaced(lab.admin.clone(), namespace)
-            .create(&PostParams::default(), &descriptor)
-            .await?;
-    }
-    Api::<ConfigMap>::namespaced(alice.clone(), a)
-        .get("ci-pod-pod")
-        .await
-        .context("reading the booking's descriptor in A")?;
-    rbac_refusal(
-        "listing A's ConfigMaps",
-        Api::<ConfigMap>::namespaced(alice.clone(), a)
-            .list(&ListParams::default())
-            .await,
-    )?;
-    rbac_refusal(
-        "reading B's descriptor",
-        Api::<ConfigMap>::namespaced(alice.clone(), b)
-            .get("ci-pod-pod")
-            .await,
-    )?;
+    // The booking's access Secret and descriptor ConfigMap (as the operator writes them):
+    // readable by name in A; A's are not listed, and B's are not readable.
+    readable_by_name_in_a_only::<Secret>(
+        &lab,
+        &alice,
+        json!({ "metadata": { "name": "ci-pod-access" }, "stringData": { "ssh_config": "Host node-1\n" } }),
+    )
+    .await?;
+    readable_by_name_in_a_only::<ConfigMap>(
+        &lab,
+        &alice,
+        json!({ "metadata": { "name": "ci-pod-pod" }, "data": { "pdf.yaml": "{}" } }),
+    )
+    .await?;
 
     // Nothing in B: not even reading.
     let theirs: Api<PodRequest> = Api::namespaced(alice.clone(), b);
