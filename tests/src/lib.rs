@@ -27,6 +27,7 @@ pub mod e2e;
 mod error;
 pub mod field;
 pub mod helm;
+pub mod http_get;
 pub mod image_server;
 mod kubeconfig;
 mod kubectl;

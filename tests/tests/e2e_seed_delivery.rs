@@ -25,7 +25,6 @@ use labpods_tests::e2e::E2e;
 use labpods_tests::leaks::Confidential;
 use labpods_tests::openssh;
 use labpods_tests::sim::HostGroup;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 const NETWORK: &str = "version: 2\nethernets:\n  eth0: {dhcp4: true}\n";
@@ -37,15 +36,7 @@ async fn status_of(url: &url::Url) -> Result<u16> {
         .first()
         .copied()
         .context("no address")?;
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n",
-        url.path()
-    );
-    stream.write_all(request.as_bytes()).await?;
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).await?;
-    Ok(std::str::from_utf8(answer.get(9..12).context("no status")?)?.parse()?)
+    Ok(labpods_tests::http_get::get(addr, url.path()).await?.0)
 }
 
 /// A user-data Secret `name` in the test's namespace holding `user_data`.

@@ -32,27 +32,13 @@ use labpods_operator::{
 use labpods_tests::TestCluster;
 use serde_json::json;
 use serde_yaml::{Mapping, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcH alice@laptop";
 
-/// GET `url` from the listener at `addr`: the status and the body.
+/// GET `url`'s path from the listener at `addr`.
 async fn get(addr: SocketAddr, url: &url::Url) -> Result<(u16, Vec<u8>)> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    let request = format!(
-        "GET {} HTTP/1.1\r\nHost: operator.lab\r\nConnection: close\r\n\r\n",
-        url.path()
-    );
-    stream.write_all(request.as_bytes()).await?;
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).await?;
-    let split = answer
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .context("no HTTP header end")?;
-    let status = std::str::from_utf8(&answer[9..12])?.parse()?;
-    Ok((status, answer[split + 4..].to_vec()))
+    labpods_tests::http_get::get(addr, url.path()).await
 }
 
 fn progress(started: i64) -> Result<ProvisioningProgress> {

@@ -15,6 +15,19 @@ fn bmc() -> Bmc {
     })
 }
 
+/// Sets the override to Cd, once, at time 0.
+fn boot_cd_once(b: &mut Bmc) {
+    b.patch_boot(
+        s(0),
+        BootPatch {
+            target: Some("Cd".into()),
+            enabled: Some("Once".into()),
+            mode: None,
+        },
+    )
+    .unwrap();
+}
+
 fn boots(b: &Bmc) -> Vec<(String, Option<String>)> {
     b.history()
         .iter()
@@ -61,15 +74,7 @@ fn boot_progress_walks_to_os_running_and_installs_the_cd_image() {
     let mut b = bmc();
     b.insert_media(s(0), Device::Cd, "http://img/os.iso".into(), true)
         .unwrap();
-    b.patch_boot(
-        s(0),
-        BootPatch {
-            target: Some("Cd".into()),
-            enabled: Some("Once".into()),
-            mode: None,
-        },
-    )
-    .unwrap();
+    boot_cd_once(&mut b);
     b.reset(s(0), "On", false, false).unwrap();
     // power settles at 2 s; the boot takes 9 s from there.
     let walk: Vec<&str> = [1, 2, 5, 8, 11]
@@ -98,15 +103,7 @@ fn once_override_is_consumed_by_the_next_boot_only() {
     b.insert_media(s(0), Device::Cd, "os.iso".into(), true)
         .unwrap();
     let etag = b.etag();
-    b.patch_boot(
-        s(0),
-        BootPatch {
-            target: Some("Cd".into()),
-            enabled: Some("Once".into()),
-            mode: None,
-        },
-    )
-    .unwrap();
+    boot_cd_once(&mut b);
     assert_ne!(b.etag(), etag, "a changed override changes the ETag");
     b.reset(s(0), "On", false, false).unwrap();
     assert_eq!(b.boot_override().boot_source_override_enabled, "Disabled");
@@ -124,15 +121,7 @@ fn hdd_boot_runs_the_installed_image() {
     let mut b = bmc();
     b.insert_media(s(0), Device::Cd, "os.iso".into(), true)
         .unwrap();
-    b.patch_boot(
-        s(0),
-        BootPatch {
-            target: Some("Cd".into()),
-            enabled: Some("Once".into()),
-            mode: None,
-        },
-    )
-    .unwrap();
+    boot_cd_once(&mut b);
     b.reset(s(0), "On", false, false).unwrap();
     assert_eq!(b.state(s(20)).boot_progress, "OSRunning");
     b.eject_media(s(20), Device::Cd);
@@ -261,15 +250,7 @@ fn the_usb_stick_is_a_second_medium_and_its_seed_is_played_once_per_boot() {
         ),
         (Some("os.iso"), Some("seed.iso"))
     );
-    b.patch_boot(
-        s(0),
-        BootPatch {
-            target: Some("Cd".into()),
-            enabled: Some("Once".into()),
-            mode: None,
-        },
-    )
-    .unwrap();
+    boot_cd_once(&mut b);
     b.reset(s(0), "On", false, false).unwrap();
     assert_eq!(b.seed_due(s(1)), None, "not before the OS runs");
     assert_eq!(b.seed_due(s(100)).as_deref(), Some("seed.iso"));
