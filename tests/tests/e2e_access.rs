@@ -2,8 +2,10 @@
 //! MACs and what the booted host reported (addresses, SSH host keys, when), the access
 //! Secret `<podrequest>-access` with an ssh_config and known_hosts that the real OpenSSH
 //! client reads, and the pod descriptor `<podrequest>-pod` that python-jsonschema validates
-//! against OPNFV pharos' schemas. The reports are written into `LabHost.status.reported` by hand, as the
-//! phone-home endpoint writes them; another booking's report never shows.
+//! against OPNFV pharos' schemas. The access test writes its reports into
+//! `LabHost.status.reported` by hand, as the phone-home endpoint does (so another booking's
+//! report can be planted: it never shows); in the descriptor test each simulated host reads
+//! its seed and phones home itself.
 
 use std::time::Duration;
 
@@ -11,7 +13,9 @@ use anyhow::{Context, Result, ensure};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
-use labpods_api::v1alpha1::{AssignedHost, LabHost, PodRequest};
+use labpods_api::v1alpha1::{
+    AccessSpec, AssignedHost, ImageSpec, LabHost, PodRequest, PodRequestSpec,
+};
 use labpods_tests::e2e::{E2e, from_now};
 use labpods_tests::leaks::{self, Output};
 use labpods_tests::sim::HostGroup;
@@ -255,19 +259,28 @@ fn descriptor_file(config_map: &ConfigMap, key: &str) -> Result<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e2e_booked_pod_has_a_descriptor_naming_every_host_that_validates_and_goes_with_it()
 -> Result<()> {
-    let mut e2e = E2e::start("e2e-descriptor", &[HostGroup::new("small", 3)]).await?;
+    // Each host reads its seed and phones home as a booted cloud-init does (the simulator's
+    // playback): the descriptor follows the reports.
+    let mut e2e = E2e::start_lab("e2e-descriptor", &[HostGroup::new("small", 3)]).await?;
+    e2e.serve_phone_home()?;
+    e2e.start_operator("a")?;
     let ns = e2e.namespace().to_owned();
-    e2e.book(
-        "pod",
+    let keys = tempfile::tempdir()?;
+    let mut spec = PodRequestSpec::new(
         vec![e2e.role("jumphost", 1, None), e2e.role("node", 2, None)],
+        ImageSpec::new(e2e.image()),
         "1h",
-    )
-    .await?;
+    );
+    spec.access = Some(AccessSpec {
+        ssh_authorized_keys: vec![openssh::host_key(keys.path(), "alice")?],
+        ..AccessSpec::default()
+    });
+    e2e.book_spec("pod", spec).await?;
     e2e.check_ready("pod", &[("jumphost", 1), ("node", 2)])
         .await?;
-    let pr = hosts_when(&mut e2e, "pod", "hostnames and MACs of pod", |h| {
+    let pr = hosts_when(&mut e2e, "pod", "every host of pod to phone home", |h| {
         h.iter()
-            .all(|h| h.hostname.is_some() && !h.mac_addresses.is_empty())
+            .all(|h| h.hostname.is_some() && !h.mac_addresses.is_empty() && !h.addresses.is_empty())
     })
     .await?;
     let status = pr.status.clone().unwrap_or_default();
@@ -289,8 +302,7 @@ async fn e2e_booked_pod_has_a_descriptor_naming_every_host_that_validates_and_go
         "{owner:?}"
     );
     let pdf = descriptor_file(&descriptor, "pdf.yaml")?;
-    let idf = descriptor_file(&descriptor, "idf.yaml")?;
-    pharos::validate_descriptor(&pdf, &idf)?;
+    pharos::validate_descriptor(&pdf, &descriptor_file(&descriptor, "idf.yaml")?)?;
 
     // Every host of the booking, by hostname, with its MACs; the jumphost role's host is
     // the PDF's jumphost.
@@ -324,7 +336,8 @@ async fn e2e_booked_pod_has_a_descriptor_naming_every_host_that_validates_and_go
         );
     }
     // No BMC credential, in any spelling the harness knows.
-    let outputs = [pdf.clone(), idf.clone()].map(|text| Output {
+    let idf = descriptor_file(&descriptor, "idf.yaml")?;
+    let outputs = [pdf.clone(), idf].map(|text| Output {
         source: "the pod descriptor".into(),
         text,
     });
@@ -335,23 +348,20 @@ async fn e2e_booked_pod_has_a_descriptor_naming_every_host_that_validates_and_go
         "{pdf}"
     );
 
-    // A host reports: the IDF names the address it reported from.
-    let key = openssh::host_key(tempfile::tempdir()?.path(), "jump")?;
-    let jump = status
-        .hosts
-        .iter()
-        .find(|h| h.role == "jumphost")
-        .context("the jumphost")?;
-    report(&e2e, &jump.host, &format!("{ns}/pod"), "10.77.0.21", &key).await?;
+    // The IDF names where each host reported from (the descriptor may lag the status by a
+    // pass).
     let idf = e2e
-        .wait("the IDF to list the reported address", TIMEOUT, || {
+        .wait("the IDF to list every reported address", TIMEOUT, || {
             let config_maps = config_maps.clone();
+            let hosts = status.hosts.clone();
             async move {
                 let data = config_maps.get("pod-pod").await?.data.unwrap_or_default();
-                Ok(data
-                    .get("idf.yaml")
-                    .filter(|idf| idf.contains("10.77.0.21"))
-                    .cloned())
+                Ok(data.get("idf.yaml").cloned().filter(|idf| {
+                    hosts
+                        .iter()
+                        .flat_map(|h| &h.addresses)
+                        .all(|a| idf.contains(&format!("\"{a}\"")))
+                }))
             }
         })
         .await?;
