@@ -1,7 +1,9 @@
 //! `cargo xtask demo [--exit-when-ready]`: the README's first command. A local control plane
 //! with the CRDs, a simulated lab of 8 BMCs (`labpods-sim`, ports 9101-9108 as in
 //! examples/lab), the operator (`labpods run`), and the example booking `team-a/ci-pod`
-//! (1 jumphost + 3 nodes) followed until Ready; then what to try next, and everything keeps
+//! (1 jumphost + 3 nodes) with your SSH key, followed until Ready and until every host
+//! reported its address and host key (the simulated hosts read their seeds and phone home as
+//! cloud-init would); then the pod's descriptor and what to try next, and everything keeps
 //! running until Ctrl-C, which tears it all down.
 
 use std::collections::BTreeMap;
@@ -39,6 +41,8 @@ provisioning:
   bootFallback: 60s
 leaderElection:
   leaseNamespace: labpods-system
+phoneHome:
+  externalBaseUrl: http://127.0.0.1:9181
 ";
 
 pub fn run(args: &[String]) -> Result<()> {
@@ -111,14 +115,27 @@ pub fn run(args: &[String]) -> Result<()> {
         "-TERM",
     )?;
 
-    say("booking a pod: kubectl apply -f examples/podrequests/pod-now.yaml (1 jumphost + 3 nodes)");
+    let key = ssh_key(&dir)?;
+    say(&format!(
+        "booking a pod: examples/podrequests/pod-now.yaml (1 jumphost + 3 nodes) with {}",
+        key.as_ref().map_or_else(
+            || "no SSH key (none found, and no ssh-keygen)".to_owned(),
+            |(path, _)| if path.starts_with(&dir) {
+                format!("a demo SSH key made for it ({})", path.display())
+            } else {
+                format!("your SSH key {}", path.display())
+            }
+        )
+    ));
     let podrequests = root.join("examples/podrequests");
+    let booking = dir.join("pod-now.yaml");
+    write_booking(&podrequests.join("pod-now.yaml"), &booking, key.as_ref())?;
     kubectl.run(&[
         "apply",
         "-f",
         &podrequests.join("00-namespace.yaml").display().to_string(),
         "-f",
-        &podrequests.join("pod-now.yaml").display().to_string(),
+        &booking.display().to_string(),
     ])?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -134,6 +151,7 @@ pub fn run(args: &[String]) -> Result<()> {
     for args in [
         ["lab", "status", POD, "-n", NAMESPACE].as_slice(),
         &["lab", "hosts"],
+        &["lab", "descriptor", POD, "-n", NAMESPACE],
     ] {
         say(&format!("kubectl {}", args.join(" ")));
         print!("{}", kubectl.output(args)?);
@@ -232,20 +250,95 @@ async fn follow(kubeconfig: &Path) -> Result<()> {
                 shown_hosts.insert(name, line);
             }
         }
-        if status.phase == Some(PodRequestPhase::Ready) {
-            let assigned: Vec<String> = status
-                .hosts
-                .iter()
-                .map(|h| format!("{} ({})", h.host, h.role))
-                .collect();
+        let reported = status
+            .hosts
+            .iter()
+            .all(|h| !h.addresses.is_empty() && !h.host_keys.is_empty());
+        if status.phase == Some(PodRequestPhase::Ready) && reported {
+            println!("\n{POD} is Ready after {:.0} s:", elapsed.as_secs_f64());
+            for h in &status.hosts {
+                println!(
+                    "  {:<11} {:<8} {:<15} {}",
+                    h.hostname.as_deref().unwrap_or(&h.role),
+                    h.host,
+                    h.addresses.join(","),
+                    h.host_keys
+                        .first()
+                        .map(|k| key_summary(k))
+                        .unwrap_or_default(),
+                );
+            }
             println!(
-                "\n{POD} is Ready after {:.0} s: {}",
-                elapsed.as_secs_f64(),
-                assigned.join(", ")
+                "  (host keys verified: kubectl lab ssh pins them from the Secret {})",
+                status.access_secret.as_deref().unwrap_or("<none yet>")
             );
             return Ok(());
         }
     }
+}
+
+/// `ssh-ed25519 …0dh2l9GKJl`: the key's type and the end of its body (the start is the same
+/// for every key of a type), enough to tell hosts apart on one line.
+fn key_summary(key: &str) -> String {
+    let mut parts = key.split_whitespace();
+    let (Some(kind), Some(blob)) = (parts.next(), parts.next()) else {
+        return key.to_owned();
+    };
+    let tail: String = blob
+        .chars()
+        .rev()
+        .take(16)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!("{kind} …{tail}")
+}
+
+/// The user's SSH public key (`~/.ssh/id_ed25519.pub`, `id_ecdsa.pub`, `id_rsa.pub`), or a
+/// demo key made in `dir` with ssh-keygen; None when there is neither.
+fn ssh_key(dir: &Path) -> Result<Option<(PathBuf, String)>> {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    for name in ["id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub"] {
+        if let Some(path) = home.as_ref().map(|h| h.join(".ssh").join(name))
+            && let Ok(text) = std::fs::read_to_string(&path)
+            && let Some(line) = text.lines().find(|l| !l.trim().is_empty())
+        {
+            return Ok(Some((path, line.trim().to_owned())));
+        }
+    }
+    let private = dir.join("id_ed25519");
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "labpods-demo", "-f"])
+        .arg(&private)
+        .stdin(Stdio::null())
+        .status();
+    if !made.is_ok_and(|s| s.success()) {
+        return Ok(None);
+    }
+    let public = dir.join("id_ed25519.pub");
+    let line = std::fs::read_to_string(&public)
+        .with_context(|| format!("reading {}", public.display()))?;
+    Ok(Some((public, line.trim().to_owned())))
+}
+
+/// The example booking with `key` in `spec.access.sshAuthorizedKeys`, written to `out`.
+fn write_booking(example: &Path, out: &Path, key: Option<&(PathBuf, String)>) -> Result<()> {
+    let text = std::fs::read_to_string(example)
+        .with_context(|| format!("reading {}", example.display()))?;
+    let mut manifest: serde_yaml::Value =
+        serde_yaml::from_str(&text).with_context(|| format!("parsing {}", example.display()))?;
+    if let Some((_, key)) = key {
+        let spec = manifest
+            .get_mut("spec")
+            .and_then(serde_yaml::Value::as_mapping_mut)
+            .with_context(|| format!("{} has no spec", example.display()))?;
+        let access: serde_yaml::Value =
+            serde_yaml::from_str(&format!("sshAuthorizedKeys: [{key:?}]"))?;
+        spec.insert("access".into(), access);
+    }
+    std::fs::write(out, serde_yaml::to_string(&manifest)?)
+        .with_context(|| format!("writing {}", out.display()))
 }
 
 /// `Provisioning (InsertMedia), power On, claimed by team-a/ci-pod`.
@@ -278,6 +371,8 @@ The lab runs until Ctrl-C. In another terminal:
   export PATH={kubectl_dir}:{bin}:$PATH   # the kubectl it built, and kubectl-lab
   kubectl lab hosts                                 # the 8 hosts, who holds each until when
   kubectl lab status {POD} -n {NAMESPACE}               # per-host progress, conditions, events
+  kubectl lab descriptor {POD} -n {NAMESPACE} --idf      # the pod's IDF (without --idf: its PDF)
+  kubectl get secret {POD}-access -n {NAMESPACE} -o jsonpath='{{.data.known_hosts}}' | base64 -d
   kubectl lab calendar --days 3                     # who holds which host when
   kubectl lab book demo-2 -n {NAMESPACE} --role node=2 --profile x86-small \
       --image http://127.0.0.1:8080/images/ubuntu-24.04-live-server-amd64.iso --start +1d --for 1d
