@@ -248,32 +248,48 @@ async fn e2e_sushy_tools_takes_the_seed_on_its_removable_medium() -> Result<()> 
     Ok(())
 }
 
+/// User data the operator cannot put in a seed: a Secret that does not exist, and one over
+/// the 64 KiB bound. Each fails its booking with a message naming the field, and its host is
+/// released as after any booking, not put in Error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn e2e_a_missing_user_data_secret_fails_the_booking_naming_the_field() -> Result<()> {
-    let mut e2e = E2e::start_lab("e2e-seed-bad-input", &[HostGroup::new("small", 1)]).await?;
+async fn e2e_a_missing_or_oversized_user_data_secret_fails_the_booking_naming_the_field()
+-> Result<()> {
+    let mut e2e = E2e::start_lab("e2e-seed-bad-input", &[HostGroup::new("small", 2)]).await?;
     e2e.serve_phone_home()?;
     e2e.start_operator("a")?;
-    let access = AccessSpec {
-        user_data_secret_ref: Some(UserDataSecretRef {
-            name: "never-created".into(),
-            key: None,
-        }),
-        ..AccessSpec::default()
-    };
-    e2e.book_spec("pod", spec(&e2e, 1, access)).await?;
-    let request = e2e
-        .wait_phase("pod", PodRequestPhase::Failed, TIMEOUT)
-        .await?;
-    let status = request.status.unwrap_or_default();
-    let message = status.message.clone().unwrap_or_default();
-    ensure!(
-        message.contains("spec.access.userDataSecretRef: Secret")
-            && message.contains("never-created does not exist"),
-        "{status:?}"
-    );
-    // The host is released as after any booking, not put in Error.
-    let host = e2e.host_names()[0].clone();
-    e2e.wait_hosts_free(&[host], TIMEOUT).await?;
+    user_data_secret(
+        &e2e,
+        "too-big",
+        &format!("#cloud-config\n#{}\n", "x".repeat(70_000)),
+    )
+    .await?;
+    let cases = [
+        ("missing", "never-created", "never-created does not exist"),
+        ("oversized", "too-big", "make it smaller"),
+    ];
+    for (pod, secret, _) in cases {
+        let access = AccessSpec {
+            user_data_secret_ref: Some(UserDataSecretRef {
+                name: secret.into(),
+                key: None,
+            }),
+            ..AccessSpec::default()
+        };
+        e2e.book_spec(pod, spec(&e2e, 1, access)).await?;
+    }
+    for (pod, _, says) in cases {
+        let request = e2e
+            .wait_phase(pod, PodRequestPhase::Failed, TIMEOUT)
+            .await?;
+        let status = request.status.unwrap_or_default();
+        let message = status.message.clone().unwrap_or_default();
+        ensure!(
+            message.contains("spec.access.userDataSecretRef") && message.contains(says),
+            "{pod}: {status:?}"
+        );
+    }
+    let hosts = e2e.host_names();
+    e2e.wait_hosts_free(&hosts, TIMEOUT).await?;
     e2e.shutdown().await?;
     Ok(())
 }
