@@ -9,6 +9,8 @@
 //! Pure: no IO, no clock (the caller gives the time stamped on the volume and its files).
 
 mod date;
+#[cfg(any(fuzzing, test))]
+pub mod fuzzing;
 mod read;
 
 pub use read::{Image, read};
@@ -93,32 +95,26 @@ pub fn write(files: &[File<'_>], unix_seconds: i64) -> Result<Vec<u8>, Error> {
     }
     let mut image = vec![0u8; total * SECTOR];
 
-    // Directories: ".", "..", then the files sorted by their name in that directory.
-    let mut primary: Vec<(Vec<u8>, usize)> = named
+    // Directories: ".", "..", then the files sorted by their name in that directory. Each
+    // record carries its file's length: an empty file shares its extent with the next one.
+    let mut primary: Vec<(Vec<u8>, usize, usize)> = named
         .iter()
         .zip(&extents)
-        .map(|((p, _), e)| (p.as_bytes().to_vec(), *e))
+        .map(|((p, f), e)| (p.as_bytes().to_vec(), *e, f.data.len()))
         .collect();
     primary.sort();
-    let mut joliet: Vec<(Vec<u8>, usize)> = files
+    let mut joliet: Vec<(Vec<u8>, usize, usize)> = files
         .iter()
         .zip(&extents)
-        .map(|(f, e)| (ucs2(f.name), *e))
+        .map(|(f, e)| (ucs2(f.name), *e, f.data.len()))
         .collect();
     joliet.sort();
-    let length_of = |extent: usize| {
-        files
-            .iter()
-            .zip(&extents)
-            .find(|(_, e)| **e == extent)
-            .map_or(0, |(f, _)| f.data.len())
-    };
     for (root, entries) in [(PRIMARY_ROOT, &primary), (JOLIET_ROOT, &joliet)] {
         let mut dir = Vec::with_capacity(SECTOR);
         dir.extend(record(root, SECTOR, true, &[0], &date));
         dir.extend(record(root, SECTOR, true, &[1], &date));
-        for (name, extent) in entries {
-            dir.extend(record(*extent, length_of(*extent), false, name, &date));
+        for (name, extent, length) in entries {
+            dir.extend(record(*extent, *length, false, name, &date));
         }
         if dir.len() > SECTOR {
             return Err(Error::TooManyFiles(files.len()));
@@ -178,6 +174,9 @@ fn primary_name(name: &str) -> Result<String, Error> {
     let valid = !name.is_empty()
         && name.chars().count() <= MAX_NAME_CHARS
         && !name.starts_with('.')
+        // Readers drop a trailing dot (`NAME.;1` is how a name without extension is written):
+        // found by the cidata_image fuzz target, `network.` read back as `network`.
+        && !name.ends_with('.')
         && name
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'));
@@ -307,12 +306,38 @@ fn descriptor(d: &DescriptorInput<'_>) -> [u8; SECTOR] {
 mod tests {
     use super::*;
 
+    /// Found by the cidata_image fuzz target: an empty file took no sector, and the file
+    /// after it was written with the empty one's length (user-data lost).
+    #[test]
+    fn an_empty_file_keeps_the_next_files_content() {
+        let files = [
+            File {
+                name: "network-config",
+                data: b"",
+            },
+            File {
+                name: "user-data",
+                data: b"#cloud-config\n",
+            },
+        ];
+        let image = read(&write(&files, 0).unwrap()).unwrap();
+        assert_eq!(image.file("network-config"), Some(&b""[..]));
+        assert_eq!(image.file("user-data"), Some(&b"#cloud-config\n"[..]));
+    }
+
     #[test]
     fn names_map_to_level_one_and_bad_names_are_refused() {
         assert_eq!(primary_name("meta-data").unwrap(), "META_DAT.;1");
         assert_eq!(primary_name("network-config").unwrap(), "NETWORK_.;1");
         assert_eq!(primary_name("vendor.data.yaml").unwrap(), "VENDOR_D.YAM;1");
-        for bad in ["", ".hidden", "User-Data", "a/b", &"x".repeat(65)] {
+        for bad in [
+            "",
+            ".hidden",
+            "trailing.",
+            "User-Data",
+            "a/b",
+            &"x".repeat(65),
+        ] {
             assert_eq!(primary_name(bad), Err(Error::BadName(bad.into())), "{bad}");
         }
         let clash = write(
