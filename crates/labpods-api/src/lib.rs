@@ -8,6 +8,8 @@
 
 pub mod conditions;
 pub mod crds;
+#[cfg(any(fuzzing, test))]
+pub mod fuzzing;
 pub mod patterns;
 pub mod v1alpha1;
 pub mod validation;

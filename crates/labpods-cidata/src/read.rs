@@ -9,7 +9,8 @@ use crate::{Error, FIRST_DESCRIPTOR, MAX_FILES, MAX_IMAGE_BYTES, SECTOR};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Image {
     pub volume_id: String,
-    /// `(name, content)`, in directory order (sorted by name).
+    /// `(name, content)`, in directory order: sorted by name in the images [`crate::write`]
+    /// makes, in whatever order another writer chose otherwise.
     pub files: Vec<(String, Vec<u8>)>,
 }
 

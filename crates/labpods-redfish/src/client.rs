@@ -30,7 +30,7 @@ struct MediaDevice {
 
 /// The devices found for each medium.
 #[derive(Debug, Default)]
-struct MediaDevices {
+pub(crate) struct MediaDevices {
     cd: Option<MediaDevice>,
     removable: Option<MediaDevice>,
 }
@@ -45,14 +45,14 @@ impl MediaDevices {
 }
 
 /// A device as discovered: its path, MediaTypes, and Insert/Eject targets when advertised.
-type Found = (String, Vec<String>, Option<(String, String)>);
+pub(crate) type Found = (String, Vec<String>, Option<(String, String)>);
 
 /// Picks a device per medium from (path, MediaTypes, Insert/Eject targets) in discovery
 /// order: the first device of the medium's types that advertises both actions; failing that,
 /// the first of those types at all, with the action URIs the spec prescribes (some trees
 /// omit them). A device that is a CD is the CD only, whatever else it lists (one slot cannot
 /// hold the image and the seed).
-fn choose_devices(found: &[Found]) -> MediaDevices {
+pub(crate) fn choose_devices(found: &[Found]) -> MediaDevices {
     let pick = |medium: Medium| {
         let of_medium = |types: &[String]| {
             let is = |m: Medium| types.iter().any(|t| m.media_types().contains(&t.as_str()));
@@ -433,7 +433,10 @@ async fn find_system(
 
 /// The ResetType to send for `kind`: the best candidate the BMC advertises, or the standard
 /// value when it advertises nothing.
-fn choose_reset_type(kind: ResetKind, allowed: Option<&[String]>) -> Result<&'static str> {
+pub(crate) fn choose_reset_type(
+    kind: ResetKind,
+    allowed: Option<&[String]>,
+) -> Result<&'static str> {
     let candidates = kind.candidates();
     let Some(allowed) = allowed else {
         return Ok(candidates[0]);
@@ -450,7 +453,7 @@ fn choose_reset_type(kind: ResetKind, allowed: Option<&[String]>) -> Result<&'st
         })
 }
 
-fn last_segment(path: &str) -> &str {
+pub(crate) fn last_segment(path: &str) -> &str {
     path.trim_end_matches('/')
         .rsplit('/')
         .next()

@@ -7,6 +7,8 @@ mod client;
 mod connector;
 mod credentials;
 mod error;
+#[cfg(any(fuzzing, test))]
+pub mod fuzzing;
 mod model;
 mod policy;
 mod tls;

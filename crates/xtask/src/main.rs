@@ -6,6 +6,7 @@ mod bench_history;
 mod chaos;
 mod crds;
 mod demo;
+mod fuzz;
 mod image;
 mod kube_binaries;
 mod render;
@@ -29,6 +30,9 @@ tasks:
                    the long forms of the crash/failover and BMC fault tests (200 leases
                    over 40 simulated hosts, 50 SIGKILLs, black-holed leaders; BMC errors,
                    hangs, stuck power, wrong credentials), with a summary table
+  fuzz [TARGET...] [--seconds N]
+                   the cargo-fuzz targets of fuzz/ (redfish_response, podrequest_validation,
+                   cidata_image), N seconds each (default 600); needs a nightly toolchain
   crds [--check]   write the CRD YAML in crds/ from the Rust types (--check: fail on drift)
   image [--out DIR] the OCI image of the release labpods binary, as an OCI layout
                    (default target/image/labpods; push it with crane)
@@ -53,6 +57,7 @@ fn main() -> Result<()> {
         "chaos" => chaos::run(rest),
         "crds" => crds::run(rest),
         "demo" => demo::run(rest),
+        "fuzz" => fuzz::run(rest),
         "image" => image::run(rest),
         "render" => render::run(rest),
         "test" => test::run(rest),
