@@ -43,7 +43,8 @@ use crate::workspace_root;
 pub const IMAGE: &str = "http://127.0.0.1:8080/images/e2e-os.iso";
 /// The wipe image of the `wiped` profile.
 pub const WIPE_IMAGE: &str = "http://127.0.0.1:8080/images/e2e-wipe.iso";
-/// Hosts of this profile are wiped at release.
+/// Hosts of this profile are wiped at release, by replicas that serve phone-home (a wipe
+/// counts only on the wipe image's report): see [`E2e::start_wiping`].
 pub const WIPED_PROFILE: &str = "wiped";
 /// Boot completion fallback of the sushy profile (sushy reports no BootProgress).
 const SUSHY_BOOT_FALLBACK: &str = "5s";
@@ -96,6 +97,15 @@ impl E2e {
     /// operator (identity `<name>-a`).
     pub async fn start(name: &str, groups: &[HostGroup]) -> Result<Self> {
         let mut e2e = Self::start_lab(name, groups).await?;
+        e2e.start_operator("a")?;
+        Ok(e2e)
+    }
+
+    /// The same, with the replica serving phone-home and seeds (see
+    /// [`E2e::serve_phone_home`]), so that hosts of [`WIPED_PROFILE`] are wiped at release.
+    pub async fn start_wiping(name: &str, groups: &[HostGroup]) -> Result<Self> {
+        let mut e2e = Self::start_lab(name, groups).await?;
+        e2e.serve_phone_home()?;
         e2e.start_operator("a")?;
         Ok(e2e)
     }

@@ -22,7 +22,8 @@ const BINARY: &str = "labpods";
 pub struct OperatorSettings {
     /// Namespace of the leader-election Lease (the test's namespace).
     pub lease_namespace: String,
-    /// `profile -> wipe image URL`, booted at release.
+    /// `profile -> wipe image URL`, booted at release; written only with `phone_home` (the
+    /// operator refuses wipe images it cannot hear report).
     pub wipe_images: Vec<(String, String)>,
     /// `profile -> boot completion fallback` (e.g. "5s").
     pub boot_fallbacks: Vec<(String, String)>,
@@ -46,7 +47,12 @@ impl OperatorSettings {
     /// The config file (see examples/operator-config.yaml for every key), /metrics on
     /// `metrics`.
     pub fn to_yaml(&self, metrics: SocketAddr) -> String {
-        let wipe = yaml_map("wipeImages", &self.wipe_images);
+        let wipes: &[(String, String)] = if self.phone_home.is_some() {
+            &self.wipe_images
+        } else {
+            &[]
+        };
+        let wipe = yaml_map("wipeImages", wipes);
         let fallbacks = yaml_map("bootFallbackByProfile", &self.boot_fallbacks);
         let mut bmc = String::new();
         if let Some(timeout) = &self.bmc_request_timeout {

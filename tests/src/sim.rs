@@ -144,6 +144,11 @@ impl SimLab {
         self.sim.password()
     }
 
+    /// A lab admin changes the BMCs' password (see [`SimHandle::rotate_password`]).
+    pub fn rotate_password(&self, password: &str) {
+        self.sim.rotate_password(password);
+    }
+
     /// The `labpods.dev/lab` label value of every host.
     pub fn lab(&self) -> &str {
         &self.lab

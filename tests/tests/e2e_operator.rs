@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use kube::Api;
@@ -65,9 +65,12 @@ async fn e2e_book_jumphost_and_three_nodes_to_ready() -> Result<()> {
     Ok(())
 }
 
+/// At expiry each host powers off; the wiped profile's host boots its wipe image with a seed
+/// of the release run, and is back in the pool only once the wipe reported with that run's
+/// token (the simulator plays cloud-init: phone-home, then power-off).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e2e_expiry_powers_off_wipes_and_collects() -> Result<()> {
-    let mut e2e = E2e::start(
+    let mut e2e = E2e::start_wiping(
         "e2e-expiry",
         &[HostGroup::new(WIPED_PROFILE, 1), HostGroup::new("plain", 1)],
     )
@@ -83,25 +86,46 @@ async fn e2e_expiry_powers_off_wipes_and_collects() -> Result<()> {
         .find(|h| h.profile == WIPED_PROFILE)
         .map(|h| h.name.clone())
         .context("no wiped host")?;
-    // The wipe image runs until it powers the machine off: play that part once it booted.
-    let bmc = e2e.sim()?.bmc(&wiped)?;
-    e2e.wait(
-        "the wipe image to boot on the wiped host at expiry",
-        RELEASE_TIMEOUT,
-        || {
-            let bmc = bmc.clone();
-            async move {
-                let booted = bmc
-                    .boots()
-                    .iter()
-                    .any(|(_, image)| image.as_deref() == Some(WIPE_IMAGE));
-                Ok(booted.then_some(()))
-            }
-        },
-    )
-    .await?;
-    e2e.sim()?.power_off_from_os(&wiped).await?;
+    let before = e2e.labhost(&wiped).await?;
     e2e.wait_hosts_free(&hosts, RELEASE_TIMEOUT).await?;
+
+    // The wipe's evidence: its report, with the release run's instance, recorded on the host.
+    let bmc = e2e.sim()?.bmc(&wiped)?;
+    let state = bmc.state();
+    let playback = state
+        .playback
+        .clone()
+        .context("the wipe image read no seed")?;
+    let seed = playback.seed.clone().context("the wipe's seed was not read")?;
+    let answered = playback.phone_home.as_ref().and_then(|p| p.status);
+    ensure!(
+        answered.is_some_and(|s| (200..300).contains(&s)) && playback.powered_off,
+        "the wipe image reported, then powered off: {playback:?}"
+    );
+    ensure!(
+        !seed.user_data.contains("ssh_authorized_keys") && !seed.user_data.contains("runcmd"),
+        "a wipe's seed holds nothing of the booking: {}",
+        seed.user_data
+    );
+    let after = e2e.labhost(&wiped).await?;
+    let wipe = after
+        .status
+        .as_ref()
+        .and_then(|s| s.last_wipe.clone())
+        .context("no lastWipe on the wiped host")?;
+    ensure!(
+        wipe.lease == "short" && wipe.instance_id == seed.instance_id,
+        "the recorded wipe is this release's: {wipe:?} vs seed {:?}",
+        seed.instance_id
+    );
+    ensure!(
+        before.status.and_then(|s| s.last_wipe).is_none(),
+        "no wipe was recorded before the release"
+    );
+    ensure!(
+        !state.usb_stick.inserted && !state.media.inserted,
+        "the wipe's media are ejected: {state:?}"
+    );
     let plain = hosts
         .iter()
         .find(|h| **h != wiped)
@@ -515,14 +539,16 @@ async fn e2e_bmc_failing_mid_provisioning_gets_a_spare() -> Result<()> {
 /// wiped, media ejected) and only then does the LabHost go, and the booking gets a spare.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e2e_a_labhost_deleted_in_a_booking_is_wiped_before_it_goes_and_replaced() -> Result<()> {
-    let mut e2e = E2e::start("e2e-delete-host", &[HostGroup::new(WIPED_PROFILE, 2)]).await?;
+    let mut e2e = E2e::start_wiping("e2e-delete-host", &[HostGroup::new(WIPED_PROFILE, 2)]).await?;
     e2e.book("pod", vec![e2e.role("node", 1, None)], "1h")
         .await?;
     let hosts = e2e.check_ready("pod", &[("node", 1)]).await?;
     let deleted = hosts.first().context("no host")?.clone();
     let labhosts: Api<labpods_api::v1alpha1::LabHost> = Api::all(e2e.client());
-    labhosts.delete(&deleted, &DeleteParams::default()).await?;
     let bmc = e2e.sim()?.bmc(&deleted)?;
+    // The wipe runs only when the test lets it: its OS reads its seed once this is cleared.
+    bmc.set_no_cloud_init(true);
+    labhosts.delete(&deleted, &DeleteParams::default()).await?;
     e2e.wait(
         "the wipe image to boot on the deleted host",
         RELEASE_TIMEOUT,
@@ -543,7 +569,7 @@ async fn e2e_a_labhost_deleted_in_a_booking_is_wiped_before_it_goes_and_replaced
         .await?
         .context("the LabHost went before its release completed")?;
     assert!(held.metadata.deletion_timestamp.is_some());
-    e2e.sim()?.power_off_from_os(&deleted).await?;
+    bmc.set_no_cloud_init(false);
     e2e.wait("the deleted LabHost to be gone", RELEASE_TIMEOUT, || {
         let (api, name) = (labhosts.clone(), deleted.clone());
         async move { Ok(api.get_opt(&name).await?.is_none().then_some(())) }
@@ -973,6 +999,77 @@ async fn e2e_bmc_secret_outside_the_operator_namespace_is_not_read() -> Result<(
         "the error should name the namespace to move the Secret to: {error}"
     );
     assert!(!error.contains(&password), "the error leaks the password");
+    e2e.shutdown().await?;
+    Ok(())
+}
+
+/// A lab admin rotates the BMC password: the BMC takes the new one (sessions opened before
+/// stay valid, as on many BMCs), then the credentials Secret. The operator sees the Secret
+/// change, reconnects with the new password and logs the old session out, without waiting
+/// for a refusal; the host stays reachable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_rotated_bmc_credentials_log_the_old_session_out() -> Result<()> {
+    use k8s_openapi::api::core::v1::Secret;
+    use labpods_sim::{Event as BmcEvent, HostHandle, SessionEnd};
+    let mut e2e = E2e::start("e2e-rotation", &[HostGroup::new("small", 1)]).await?;
+    let host = e2e.host_names()[0].clone();
+    let bmc = e2e.sim()?.bmc(&host)?;
+    let opened = |bmc: &HostHandle| -> Vec<u32> {
+        bmc.history()
+            .iter()
+            .filter_map(|e| match e {
+                BmcEvent::SessionOpened { id, .. } => Some(*id),
+                _ => None,
+            })
+            .collect()
+    };
+    let first = e2e
+        .wait("the operator's first session", SCHEDULE_TIMEOUT, || {
+            let bmc = bmc.clone();
+            async move { Ok(opened(&bmc).first().copied()) }
+        })
+        .await?;
+
+    let rotated = labpods_tests::leaks::unique_password();
+    let username = e2e.sim()?.username().to_string();
+    e2e.keep_confidential(labpods_tests::leaks::Confidential::bmc_login(
+        "the rotated BMC password",
+        &username,
+        &rotated,
+    ));
+    e2e.sim()?.rotate_password(&rotated);
+    let reference = e2e.labhost(&host).await?.spec.bmc.credentials_secret_ref;
+    let patch = serde_json::json!({ "stringData": { "password": rotated } });
+    Api::<Secret>::namespaced(e2e.client(), &reference.namespace)
+        .patch(
+            &reference.name,
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+
+    e2e.wait(
+        "the old session logged out and a new one opened",
+        SCHEDULE_TIMEOUT,
+        || {
+            let bmc = bmc.clone();
+            async move {
+                let logged_out = bmc.history().iter().any(|e| {
+                    matches!(e, BmcEvent::SessionClosed { id, reason: SessionEnd::LoggedOut, .. } if *id == first)
+                });
+                let renewed = opened(&bmc).iter().any(|id| *id > first);
+                Ok((logged_out && renewed).then_some(()))
+            }
+        },
+    )
+    .await?;
+    let refused = bmc.calls().iter().filter(|c| c.status == Some(401)).count();
+    ensure!(refused == 0, "the operator waited for {refused} refusals");
+    let status = e2e.labhost(&host).await?.status.unwrap_or_default();
+    ensure!(
+        status.bmc_reachable == Some(true) && status.state == Some(HostState::Available),
+        "the host stays reachable: {status:?}"
+    );
     e2e.shutdown().await?;
     Ok(())
 }

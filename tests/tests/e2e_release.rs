@@ -28,6 +28,15 @@ fn quarantined(host: &LabHost) -> bool {
         .is_some_and(|s| is_true(&s.conditions, QUARANTINED))
 }
 
+/// The Quarantined condition's message, empty without one.
+fn quarantine_message(host: &LabHost) -> String {
+    host.status
+        .as_ref()
+        .and_then(|s| labpods_api::conditions::find_condition(&s.conditions, QUARANTINED))
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
 fn state(host: &LabHost) -> Option<HostState> {
     host.status.as_ref().and_then(|s| s.state)
 }
@@ -76,7 +85,7 @@ async fn wait_host_never_available(
 /// again, and only the admin's maintenance on/off runs the profile's wipe and returns it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e2e_host_failing_mid_run_is_quarantined_until_an_admin_release_wipes_it() -> Result<()> {
-    let mut e2e = E2e::start("e2e-quarantine", &[HostGroup::new(WIPED_PROFILE, 1)]).await?;
+    let mut e2e = E2e::start_wiping("e2e-quarantine", &[HostGroup::new(WIPED_PROFILE, 1)]).await?;
     e2e.book("q", vec![e2e.role("node", 1, None)], "1h").await?;
     let hosts = e2e.check_ready("q", &[("node", 1)]).await?;
     let host = hosts.first().context("no host assigned")?.clone();
@@ -103,12 +112,7 @@ async fn e2e_host_failing_mid_run_is_quarantined_until_an_admin_release_wipes_it
     )
     .await?;
     assert_eq!(state(&stuck), Some(HostState::Error));
-    let message = stuck
-        .status
-        .as_ref()
-        .and_then(|s| labpods_api::conditions::find_condition(&s.conditions, QUARANTINED))
-        .map(|c| c.message.clone())
-        .unwrap_or_default();
+    let message = quarantine_message(&stuck);
     assert!(
         message.contains("lease q") && message.contains("spec.maintenance"),
         "the quarantine says which release failed and what the admin does: {message}"
@@ -148,27 +152,19 @@ async fn e2e_host_failing_mid_run_is_quarantined_until_an_admin_release_wipes_it
         );
     }
 
-    // The admin's action: maintenance on, then off, runs a full release with the wipe.
-    e2e.set_maintenance(&host, true).await?;
-    wait_host_never_available(&mut e2e, &host, "the host to be in Maintenance", |h| {
-        state(h) == Some(HostState::Maintenance)
-    })
-    .await?;
-    e2e.set_maintenance(&host, false).await?;
-    let probe = bmc.clone();
-    wait_host_never_available(&mut e2e, &host, "the wipe image to boot", |_| {
-        probe
-            .boots()
-            .iter()
-            .any(|(_, image)| image.as_deref() == Some(WIPE_IMAGE))
-    })
-    .await?;
-    e2e.sim()?.power_off_from_os(&host).await?;
+    // The admin's action: maintenance on, then off, runs a full release with the wipe (the
+    // simulated wipe image reports with the run's token, then powers off).
+    admin_release(&mut e2e, &host).await?;
     e2e.wait_hosts_free(&hosts, RELEASE_TIMEOUT).await?;
     let back = e2e.labhost(&host).await?;
     assert!(
         !quarantined(&back),
         "a completed release ends the quarantine"
+    );
+    let wipe = back.status.and_then(|s| s.last_wipe);
+    assert!(
+        wipe.as_ref().is_some_and(|w| w.lease.is_empty()),
+        "the admin's release recorded its wipe: {wipe:?}"
     );
 
     // Back in the pool for the next booking.
@@ -176,6 +172,80 @@ async fn e2e_host_failing_mid_run_is_quarantined_until_an_admin_release_wipes_it
         .await?;
     e2e.wait_phase("next", PodRequestPhase::Ready, RELEASE_TIMEOUT)
         .await?;
+    e2e.shutdown().await?;
+    Ok(())
+}
+
+/// Maintenance on, then off: the lab admin's full release of a host.
+async fn admin_release(e2e: &mut E2e, host: &str) -> Result<()> {
+    e2e.set_maintenance(host, true).await?;
+    wait_host_never_available(e2e, host, "the host to be in Maintenance", |h| {
+        state(h) == Some(HostState::Maintenance)
+    })
+    .await?;
+    e2e.set_maintenance(host, false).await
+}
+
+/// How many times the host has booted the wipe image.
+fn wipe_boots(bmc: &labpods_sim::HostHandle) -> usize {
+    bmc.boots()
+        .iter()
+        .filter(|(_, image)| image.as_deref() == Some(WIPE_IMAGE))
+        .count()
+}
+
+/// A wipe counts only on evidence. The wipe image powers the host off without reporting
+/// (an image that cannot phone home: the simulator's OS runs no cloud-init): the release
+/// fails at WaitWiped, is retried from the power-off, and gives up into quarantine; the
+/// host is never Available. Once the image can report, the admin's release wipes it, and
+/// the wipe's report is on the LabHost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_a_wipe_that_never_reports_is_not_taken_as_done() -> Result<()> {
+    let mut e2e = E2e::start_wiping("e2e-silent-wipe", &[HostGroup::new(WIPED_PROFILE, 1)]).await?;
+    e2e.book("w", vec![e2e.role("node", 1, None)], "1h").await?;
+    let hosts = e2e.check_ready("w", &[("node", 1)]).await?;
+    let host = hosts.first().context("no host assigned")?.clone();
+    let bmc = e2e.sim()?.bmc(&host)?;
+    bmc.set_no_cloud_init(true);
+    e2e.release("w").await?;
+    // maxAttempts is 2 in the tests: the wipe runs twice, silently each time.
+    for run in 1..=2 {
+        let probe = bmc.clone();
+        wait_host_never_available(&mut e2e, &host, "the wipe image to run", |_| {
+            wipe_boots(&probe) >= run && probe.state().power_state == PowerState::On
+        })
+        .await?;
+        e2e.sim()?.power_off_from_os(&host).await?;
+    }
+    let stuck = wait_host_never_available(&mut e2e, &host, "the host to be quarantined", |h| {
+        quarantined(h) && state(h) == Some(HostState::Error)
+    })
+    .await?;
+    let message = quarantine_message(&stuck);
+    assert!(
+        message.contains("without reporting completion") && message.contains("lease w"),
+        "the quarantine says the wipe never reported: {message}"
+    );
+    assert!(
+        stuck
+            .status
+            .as_ref()
+            .and_then(|s| s.last_wipe.as_ref())
+            .is_none(),
+        "no wipe was recorded"
+    );
+
+    // An image that reports: the admin's release completes and records the wipe.
+    bmc.set_no_cloud_init(false);
+    admin_release(&mut e2e, &host).await?;
+    e2e.wait_hosts_free(&hosts, RELEASE_TIMEOUT).await?;
+    let back = e2e.labhost(&host).await?;
+    let wipe = back.status.as_ref().and_then(|s| s.last_wipe.clone());
+    assert!(
+        wipe.is_some() && !quarantined(&back),
+        "a reported wipe ends the quarantine: {wipe:?}"
+    );
+    assert_eq!(wipe_boots(&bmc), 3, "two silent wipes and the reported one");
     e2e.shutdown().await?;
     Ok(())
 }

@@ -271,6 +271,11 @@ async fn chart_schema_refuses_bad_values() -> Result<()> {
             "at '/phoneHome/externalBaseUrl'",
         ),
         ("image.digest=latest", "at '/image/digest'"),
+        // A wipe reports through phone-home: without its URL no wipe could count.
+        (
+            "config.provisioning.wipeImages.x86=http://images.lab/wipe.iso",
+            "at '/phoneHome/externalBaseUrl'",
+        ),
     ];
     for (set, message) in cases {
         let out = helm
@@ -360,7 +365,12 @@ async fn chart_rbac_is_exactly_what_the_operator_checks_at_startup() -> Result<(
     add("", "secrets", &["create", "get", "patch"], cluster);
     // Each booking's descriptor ConfigMap, by server-side apply: written, never read.
     add("", "configmaps", &["create", "patch"], cluster);
-    add("", "secrets", &["get", "create"], NAMESPACE);
+    add(
+        "",
+        "secrets",
+        &["get", "list", "watch", "create"],
+        NAMESPACE,
+    );
     add(
         "",
         "configmaps",
@@ -474,14 +484,15 @@ async fn e2e_chart_installed_by_helm_books_under_its_rbac_and_survives_upgrade()
         .await?;
     let hosts = e2e.check_ready("ci-pod", &[("node", 2)]).await?;
 
-    // Not excessive: nothing but its kinds, Secrets read by name and written only at home, no
-    // wildcards.
+    // Not excessive: nothing but its kinds, Secrets elsewhere read by name only (at home
+    // listed and watched too, for credential rotation), no wildcards.
     for (args, allowed) in [
         (vec!["get", "secrets", "-n", NAMESPACE], true),
         // A booking's user data, by name; never listed.
         (vec!["get", "secrets", "-n", "e2e-helm"], true),
         (vec!["list", "secrets", "--all-namespaces"], false),
-        (vec!["list", "secrets", "-n", NAMESPACE], false),
+        (vec!["watch", "secrets", "-n", "e2e-helm"], false),
+        (vec!["list", "secrets", "-n", NAMESPACE], true),
         (vec!["delete", "secrets", "-n", NAMESPACE], false),
         (vec!["patch", "leases.labpods.dev", "-n", "e2e-helm"], true),
         (

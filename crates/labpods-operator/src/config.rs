@@ -573,6 +573,15 @@ impl Config {
                     format!("{image} must be an http or https URL the BMC can download"),
                 ));
             }
+            // A wipe counts only when the image reports through phone-home.
+            if self.phone_home.external_base_url.is_none() {
+                return Err(ConfigError::invalid(
+                    format!("provisioning.wipeImages.{profile}"),
+                    "a wipe counts as done only when the wipe image reports completion \
+                     through phone-home: set phoneHome.externalBaseUrl to the URL the hosts \
+                     reach the operator at",
+                ));
+            }
         }
         self.validate_images()?;
         self.validate_descriptor()?;
@@ -752,7 +761,7 @@ mod tests {
     #[test]
     fn durations_and_maps_parse() {
         let config = Config::from_yaml(
-            "provisioning:\n  bootFallbackByProfile:\n    x86-large: 15m\n  wipeImages:\n    x86-large: http://images.lab/wipe.iso\npolicy:\n  namespaceHostQuota: 4\n  namespaceHostQuotas:\n    team-a: 10\n",
+            "provisioning:\n  bootFallbackByProfile:\n    x86-large: 15m\n  wipeImages:\n    x86-large: http://images.lab/wipe.iso\nphoneHome:\n  externalBaseUrl: http://10.0.0.5:8081/\npolicy:\n  namespaceHostQuota: 4\n  namespaceHostQuotas:\n    team-a: 10\n",
             "test",
         )
         .unwrap();
@@ -813,6 +822,10 @@ mod tests {
             ),
             (
                 "provisioning:\n  wipeImages:\n    x86-small: ftp://x/wipe.iso\n",
+                "provisioning.wipeImages.x86-small",
+            ),
+            (
+                "provisioning:\n  wipeImages:\n    x86-small: http://x/wipe.iso\n",
                 "provisioning.wipeImages.x86-small",
             ),
             (

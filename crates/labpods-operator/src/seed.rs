@@ -111,6 +111,37 @@ pub fn instance_id(booking_uid: &str, host: &str, run_started: i64) -> String {
     format!("labpods-{booking_uid}-{host}-{run_started}")
 }
 
+/// The seed of a release run's wipe image: nothing of the booking (no keys, no user data),
+/// only the run's phone-home, which is the wipe's evidence, and a power-off after it.
+/// cloud-init runs a wipe image's own wipe (its `runcmd` or scripts, in `scripts-user`)
+/// before `phone_home` and `power_state_change`, so the call comes only after the wipe.
+pub fn wipe(instance_id: &str, hostname: &str, phone_home: &Url) -> Seed {
+    let mut meta = Mapping::new();
+    meta.insert("instance-id".into(), instance_id.into());
+    meta.insert("local-hostname".into(), hostname.into());
+    let mut phone = Mapping::new();
+    phone.insert("url".into(), phone_home.as_str().into());
+    phone.insert(
+        "post".into(),
+        Value::Sequence(vec!["instance_id".into(), "hostname".into()]),
+    );
+    phone.insert("tries".into(), 10.into());
+    let mut power = Mapping::new();
+    power.insert("mode".into(), "poweroff".into());
+    power.insert(
+        "message".into(),
+        "labpods: wipe reported, powering off".into(),
+    );
+    let mut config = Mapping::new();
+    config.insert("phone_home".into(), Value::Mapping(phone));
+    config.insert("power_state".into(), Value::Mapping(power));
+    Seed {
+        meta_data: serde_yaml::to_string(&meta).unwrap_or_default(),
+        user_data: cloud_config(config),
+        network_config: None,
+    }
+}
+
 /// Renders the seed.
 pub fn render(input: &SeedInput<'_>) -> Result<Seed, SeedError> {
     let mut meta = Mapping::new();

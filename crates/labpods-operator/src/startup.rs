@@ -103,7 +103,8 @@ pub fn required_permissions(namespace: &str, leader_election: bool) -> Vec<Permi
         out.push(p("", "configmaps", None, verb, None));
     }
     let ns = Some(namespace);
-    for verb in ["get", "create"] {
+    // The BMC Secrets are watched (metadata only) so that rotated credentials reconnect.
+    for verb in ["get", "list", "watch", "create"] {
         out.push(p("", "secrets", None, verb, ns));
     }
     // History shards: listed, replaced and deleted by housekeeping (merge, compaction, retention).
@@ -221,7 +222,8 @@ mod tests {
     }
 
     /// Secrets: outside the operator's namespace only written (the access Secrets it hands
-    /// tenants) or read by name (a booking's user data), never listed or watched.
+    /// tenants) or read by name (a booking's user data), never listed or watched; its own
+    /// namespace's (the BMC credentials) are watched for rotation.
     #[test]
     fn secrets_elsewhere_are_never_listed_or_watched() {
         let perms = required_permissions("labpods-system", true);
@@ -234,7 +236,10 @@ mod tests {
         cluster_wide.sort_unstable();
         assert_eq!(cluster_wide, ["create", "get", "patch"]);
         assert!(
-            secrets.iter().all(|p| !matches!(p.verb, "list" | "watch")),
+            secrets
+                .iter()
+                .filter(|p| matches!(p.verb, "list" | "watch"))
+                .all(|p| p.namespace.as_deref() == Some("labpods-system")),
             "{secrets:?}"
         );
     }

@@ -217,6 +217,8 @@ pub struct BmcTarget {
 pub trait BmcConnector: Send + Sync + fmt::Debug {
     /// The client for a target, shared by everyone asking for the same target.
     fn connect<'a>(&'a self, target: &'a BmcTarget) -> BoxFuture<'a, Result<Arc<dyn Bmc>>>;
+    /// Drops the target's clients and logs out their session (credentials rotated).
+    fn disconnect<'a>(&'a self, target: &'a BmcTarget) -> BoxFuture<'a, Result<()>>;
     /// Logs out of every BMC session (on shutdown); returns how many logouts failed.
     fn logout_all(&self) -> BoxFuture<'_, usize>;
 }

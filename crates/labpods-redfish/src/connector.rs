@@ -94,8 +94,29 @@ impl RedfishConnector {
             .remove(&transport_key(target));
     }
 
-    /// Logs out of every BMC session (on shutdown, or when credentials rotated). Returns the
-    /// number of logouts that failed; each failure is logged.
+    /// Forgets the target's client, and every client sharing its transport (same endpoint,
+    /// credentials and TLS), and logs that transport's session out: after a credential
+    /// rotation the old session must not outlive the old password, nor hold one of the
+    /// BMC's few session slots.
+    pub async fn disconnect(&self, target: &BmcTarget) -> Result<()> {
+        let key = transport_key(target);
+        self.clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|t, _| transport_key(t) != key);
+        let transport = self
+            .transports
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&key);
+        match transport {
+            Some(t) => t.logout().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Logs out of every BMC session (on shutdown). Returns the number of logouts that
+    /// failed; each failure is logged.
     pub async fn logout_all(&self) -> usize {
         let transports: Vec<Arc<Transport>> = self
             .transports
@@ -128,6 +149,10 @@ impl BmcConnector for RedfishConnector {
             Ok(client)
         }
         .boxed()
+    }
+
+    fn disconnect<'a>(&'a self, target: &'a BmcTarget) -> BoxFuture<'a, Result<()>> {
+        RedfishConnector::disconnect(self, target).boxed()
     }
 
     fn logout_all(&self) -> BoxFuture<'_, usize> {

@@ -4,7 +4,11 @@
 //! posts `pub_key_ed25519=...&instance_id=...&hostname=...` to the `phone_home.url` of the
 //! user data, from the host's own address, with an SSH host key generated for the instance.
 //! A later boot of the same instance posts nothing (cloud-init runs `phone_home` once per
-//! instance). What it read and posted is kept in the host's state for tests.
+//! instance). Then, as cloud-init's `power_state_change` module does, user data with
+//! `power_state: {mode: poweroff}` powers the machine off (what a wipe image's seed asks).
+//! While the `no_cloud_init` fault is set the OS reads nothing (its seed is played once the
+//! fault is cleared, if the same boot still runs). What it read and
+//! posted is kept in the host's state for tests.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -48,6 +52,10 @@ pub(crate) async fn run(fleet: Arc<Fleet>) -> std::io::Result<()> {
         }
         let now = fleet.now();
         for host in &fleet.hosts {
+            // Checked first: a boot's seed is played once the fault is cleared.
+            if host.faults.borrow().no_cloud_init {
+                continue;
+            }
             let due = host.bmc().seed_due(now);
             if let Some(url) = due {
                 tokio::spawn(play(fleet.clone(), host.index, url));
@@ -67,7 +75,11 @@ async fn play(fleet: Arc<Fleet>, index: usize, url: String) {
         },
     };
     if let Some(host) = fleet.host(index) {
-        host.bmc().record_playback(playback);
+        let mut bmc = host.bmc();
+        if playback.powered_off {
+            bmc.power_off_from_os(fleet.now());
+        }
+        bmc.record_playback(playback);
     }
 }
 
@@ -114,6 +126,8 @@ async fn playback(
         .is_some_and(|h| h.bmc().last_instance() == Some(instance.as_str()));
     let phone_home = phone_home_config(&seed.user_data);
     out.seed = Some(seed.clone());
+    // power_state_change runs last, once per instance, whatever phone_home did.
+    out.powered_off = !again && powers_off(&seed.user_data);
     if again {
         // cloud-init's per-instance modules ran at this instance's first boot.
         out.phone_home.clone_from(&previous_post(fleet, index));
@@ -230,6 +244,20 @@ pub(crate) fn phone_home_config(user_data: &str) -> Option<(String, u64)> {
         .next_back()
 }
 
+/// Whether the cloud-config asks for `power_state: {mode: poweroff}` (the last part that
+/// sets `power_state` wins).
+pub(crate) fn powers_off(user_data: &str) -> bool {
+    cloud_configs(user_data)
+        .iter()
+        .filter_map(|doc| {
+            let config: Value = serde_yaml::from_str(doc).ok()?;
+            let mode = config.get("power_state")?.get("mode")?.as_str()?.to_owned();
+            Some(mode == "poweroff")
+        })
+        .next_back()
+        .unwrap_or(false)
+}
+
 fn cloud_configs(user_data: &str) -> Vec<String> {
     if user_data.starts_with("#cloud-config") {
         return vec![user_data.to_owned()];
@@ -335,6 +363,11 @@ mod tests {
             Some(("http://op/x".into(), 10))
         );
         assert_eq!(phone_home_config("#!/bin/sh\n"), None);
+        assert!(!powers_off(plain));
+        assert!(powers_off(
+            "#cloud-config\npower_state:\n  mode: poweroff\n  message: bye\n"
+        ));
+        assert!(!powers_off("#cloud-config\npower_state:\n  mode: reboot\n"));
         assert_eq!(phone_home_config("#cloud-config\npackages: [vim]\n"), None);
     }
 

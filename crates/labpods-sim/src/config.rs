@@ -84,6 +84,10 @@ pub struct Faults {
     pub power_stuck: bool,
     /// Boots stop at OSBootStarted and never reach OSRunning.
     pub boot_hangs: bool,
+    /// The booted OS runs no cloud-init: a seed on the USB stick is not read and nothing
+    /// phones home (an image that cannot report, e.g. a wipe image that powers off silently).
+    /// Cleared, a boot still running plays its seed then.
+    pub no_cloud_init: bool,
     /// Every authenticated call answers 200 with a body that never ends (a broken BMC, or
     /// something that is not one); the client must cut it off.
     pub endless_body: bool,

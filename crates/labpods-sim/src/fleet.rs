@@ -38,6 +38,9 @@ pub(crate) struct Fleet {
     pub hosts: Vec<Host>,
     epoch: Instant,
     pub shutdown: watch::Receiver<bool>,
+    /// The password an admin changed the account to ([`SimHandle::rotate_password`]);
+    /// `config.password` until then.
+    rotated_password: Mutex<Option<String>>,
 }
 
 impl Fleet {
@@ -53,7 +56,12 @@ impl Fleet {
 
     /// True for the fleet's username and password.
     pub fn login_ok(&self, user: &str, password: &str) -> bool {
-        user == self.config.username && password == self.config.password
+        let rotated = self
+            .rotated_password
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        user == self.config.username
+            && password == rotated.as_deref().unwrap_or(&self.config.password)
     }
 
     /// True for a basic-auth "user:password" pair with the fleet's credentials.
@@ -130,6 +138,7 @@ impl Sim {
             hosts,
             epoch: Instant::now(),
             shutdown,
+            rotated_password: Mutex::new(None),
         });
 
         let mut tasks = JoinSet::new();
@@ -226,8 +235,20 @@ impl SimHandle {
         &self.fleet.config.username
     }
 
+    /// The password the fleet started with.
     pub fn password(&self) -> &str {
         &self.fleet.config.password
+    }
+
+    /// An admin changes the account's password on every BMC: logins with the old one are
+    /// refused from now on, while sessions opened before stay valid (as on many BMCs) until
+    /// logged out or expired.
+    pub fn rotate_password(&self, password: &str) {
+        *self
+            .fleet
+            .rotated_password
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(password.to_owned());
     }
 
     /// The CA certificate that signed every BMC's certificate, when TLS is on.
@@ -326,6 +347,11 @@ impl HostHandle {
 
     pub fn set_power_stuck(&self, stuck: bool) {
         self.update(|f| f.power_stuck = stuck);
+    }
+
+    /// While set the booted OS reads no seed and reports nothing (see `Faults`).
+    pub fn set_no_cloud_init(&self, off: bool) {
+        self.update(|f| f.no_cloud_init = off);
     }
 
     pub fn set_endless_body(&self, endless: bool) {

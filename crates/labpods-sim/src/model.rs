@@ -101,6 +101,9 @@ pub struct Playback {
     pub url: String,
     pub seed: Option<SeedRead>,
     pub phone_home: Option<PhoneHomePost>,
+    /// The user data asked for a power-off at the end (`power_state: {mode: poweroff}`), and
+    /// the OS did it.
+    pub powered_off: bool,
     /// Why it stopped short (the seed could not be fetched or read, the post failed).
     pub error: Option<String>,
 }
@@ -174,6 +177,9 @@ pub enum Event {
         device: Device,
         image: Option<String>,
     },
+    /// The OS powered the machine off (cloud-init's `power_state`), not a Redfish call.
+    #[serde(rename_all = "camelCase")]
+    OsPoweredOff { at_ms: u64 },
     #[serde(rename_all = "camelCase")]
     SessionOpened { at_ms: u64, id: u32, user: String },
     #[serde(rename_all = "camelCase")]
@@ -573,6 +579,19 @@ impl Bmc {
         }
         self.seed_played_for = Some(started);
         self.usb_stick.image.clone()
+    }
+
+    /// The OS whose seed was just played powers the machine off (cloud-init's
+    /// `power_state: {mode: poweroff}`); nothing when the machine rebooted since.
+    pub fn power_off_from_os(&mut self, now: Duration) {
+        let played_boot = self.boot.as_ref().map(|b| b.starts_at);
+        if !self.power_on || played_boot.is_none() || played_boot != self.seed_played_for {
+            return;
+        }
+        self.settle(now);
+        self.history
+            .push(Event::OsPoweredOff { at_ms: millis(now) });
+        self.power_off(now);
     }
 
     /// The instance the last played seed was for, as cloud-init caches it on the disk.

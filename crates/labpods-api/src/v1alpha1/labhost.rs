@@ -256,6 +256,10 @@ pub struct LabHostStatus {
     /// OSRunning). Removed when the host is released.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub booted_run: Option<Time>,
+    /// Evidence of the host's last completed wipe: its wipe image reported completion with
+    /// the token of that release run. Kept after the release, as the record of the wipe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_wipe: Option<WipeReport>,
     /// The last error met while driving the host, for humans.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
@@ -308,6 +312,25 @@ pub enum PowerState {
     PoweringOff,
     /// The BMC did not say.
     Unknown,
+}
+
+/// A wipe image's completion report (its phone-home with the release run's token).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WipeReport {
+    /// Start of the release run the wipe belonged to.
+    pub run: Time,
+    /// The name of the Lease whose release ran the wipe, or empty for a release a lab admin
+    /// asked for.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 253))]
+    pub lease: String,
+    /// cloud-init's instance-id of the wipe, as its seed gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub instance_id: Option<String>,
+    /// When the report arrived.
+    pub at: Time,
 }
 
 /// A booted host's phone-home report, accepted only with the token of the current run.

@@ -8,8 +8,11 @@
 //! the run's seed on the removable medium first when the run has one (verified on the next
 //! pass), then the image on the CD. EjectAfterBoot ejects the CD only: the seed stays for the
 //! booking (cloud-init's NoCloud datasource looks for it at every boot) and goes at release.
-//! Release: PowerOff -> WaitPoweredOff -> EjectMedia -> [with a wipe image: WipeInsertMedia ->
-//! WipeBoot -> WaitWiped (the wipe image powers the host off; the media is ejected)] -> Done.
+//! Release: PowerOff -> WaitPoweredOff -> EjectMedia -> [with a wipe image: WipeInsertMedia
+//! (the wipe's seed on the removable medium, then the image on the CD) -> WipeBoot ->
+//! WaitWiped (the wipe image reports with the run's token and powers the host off; both
+//! media are ejected)] -> Done. A wipe counts only on that report: a host that went Off
+//! without it fails the step (the release is retried, then the host quarantined).
 //! Release leaves the host off without a second PowerOff step: WaitWiped only completes on
 //! power Off, so a stored PowerOff is never ambiguous about which half it belongs to.
 
@@ -33,15 +36,17 @@ pub fn handle(step: Step, ctx: &StepInput<'_>) -> Outcome {
     match step {
         Step::PowerOff => power_off(ctx),
         Step::WaitPoweredOff => wait_powered_off(ctx),
-        Step::EjectMedia => eject_seed(ctx).unwrap_or_else(|| eject(ctx, after_eject(ctx))),
+        Step::EjectMedia => eject_seed(ctx, step).unwrap_or_else(|| eject(ctx, after_eject(ctx))),
         Step::InsertMedia => {
-            insert_seed(ctx).unwrap_or_else(|| insert(ctx, step, Step::SetBootOnce))
+            insert_seed(ctx, step).unwrap_or_else(|| insert(ctx, step, Step::SetBootOnce))
         }
         Step::SetBootOnce => set_boot_once(ctx),
         Step::PowerOn => power_on(ctx),
         Step::WaitBooted => wait_booted(ctx),
         Step::EjectAfterBoot => eject(ctx, Step::Done),
-        Step::WipeInsertMedia => insert(ctx, step, Step::WipeBoot),
+        Step::WipeInsertMedia => {
+            insert_seed(ctx, step).unwrap_or_else(|| insert(ctx, step, Step::WipeBoot))
+        }
         Step::WipeBoot => wipe_boot(ctx),
         Step::WaitWiped => wait_wiped(ctx),
         Step::Done => Outcome::Done,
@@ -144,37 +149,46 @@ fn eject(ctx: &StepInput<'_>, next: Step) -> Outcome {
     }
 }
 
-/// A seed on the removable medium is ejected before anything else (then EjectMedia again).
-fn eject_seed(ctx: &StepInput<'_>) -> Option<Outcome> {
+/// A seed on the removable medium is ejected before anything else (then `this` again).
+fn eject_seed(ctx: &StepInput<'_>, this: Step) -> Option<Outcome> {
     ctx.observed
         .seed_medium
         .as_ref()
         .filter(|m| m.inserted)
-        .map(|_| act(BmcAction::EjectSeed, Step::EjectMedia))
+        .map(|_| act(BmcAction::EjectSeed, this))
 }
 
 /// The run's seed, inserted and then seen inserted before the image goes on the CD; None
 /// when there is nothing (more) to do for it.
-fn insert_seed(ctx: &StepInput<'_>) -> Option<Outcome> {
+fn insert_seed(ctx: &StepInput<'_>, this: Step) -> Option<Outcome> {
     let seed = ctx.seed?;
     let Some(medium) = &ctx.observed.seed_medium else {
-        return Some(Outcome::BookingFailed {
-            reason: "spec.access cannot reach the host: its BMC has no second virtual medium \
-                     (a USB stick or floppy) for the NoCloud seed"
-                .to_owned(),
+        return Some(match ctx.operation {
+            Operation::Provision => Outcome::BookingFailed {
+                reason: "spec.access cannot reach the host: its BMC has no second virtual \
+                         medium (a USB stick or floppy) for the NoCloud seed"
+                    .to_owned(),
+            },
+            // The lab's setting, not the booking's: the host cannot be wiped with evidence.
+            Operation::Release => Outcome::Failed {
+                reason: "the wipe needs a second virtual medium (a USB stick or floppy) for \
+                         the seed it reports completion with, and this BMC has none: give \
+                         the host a profile without provisioning.wipeImages, or a BMC with one"
+                    .to_owned(),
+            },
         });
     };
     match (medium.inserted, medium.image.as_deref()) {
         (true, Some(current)) if current == seed => None,
         // Someone else's seed (or image): eject it, insert ours on the next pass.
-        (true, _) => Some(act(BmcAction::EjectSeed, Step::InsertMedia)),
+        (true, _) => Some(act(BmcAction::EjectSeed, this)),
         (false, _) if ctx.attempts >= MAX_ATTEMPTS_IN_STEP => Some(Outcome::Failed {
             reason: format!(
                 "the BMC did not insert the seed on its removable medium after {} tries",
                 ctx.attempts
             ),
         }),
-        (false, _) => Some(act(BmcAction::InsertSeed, Step::InsertMedia)),
+        (false, _) => Some(act(BmcAction::InsertSeed, this)),
     }
 }
 
@@ -307,12 +321,21 @@ fn wipe_boot(ctx: &StepInput<'_>) -> Outcome {
     }
 }
 
-/// The wipe image powers the host off when it is done (entered only once the host was on).
-/// If it phones home instead, the operator powers the host off.
+/// The wipe image reports completion with the run's token, then powers the host off
+/// (entered only once the host was on); if it stays on after reporting, the operator powers
+/// it off. Off without the report is no wipe.
 fn wait_wiped(ctx: &StepInput<'_>) -> Outcome {
     let o = ctx.observed;
     if o.power == PowerState::Off {
-        return eject(ctx, Step::Done);
+        if !o.phoned_home {
+            return Outcome::Failed {
+                reason: "the wipe image powered the host off without reporting completion \
+                         (no phone-home with this release run's token): the wipe is not \
+                         taken as done"
+                    .to_owned(),
+            };
+        }
+        return eject_seed(ctx, Step::WaitWiped).unwrap_or_else(|| eject(ctx, Step::Done));
     }
     let timeout = ctx.timeouts.wipe;
     if ctx.elapsed() >= timeout {

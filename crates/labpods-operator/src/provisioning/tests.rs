@@ -315,13 +315,32 @@ fn every_step_acts_or_skips_what_is_already_done() {
             to(Step::WaitWiped),
         ),
         (
-            "wiped: off, media in",
-            Case::new(Step::WaitWiped, with(Off, |o| o.media = inserted(WIPE))).release(Some(WIPE)),
+            "wipe insert: the seed first",
+            Case::new(Step::WipeInsertMedia, observed(Off))
+                .release(Some(WIPE))
+                .seed(Some(MediaState::default())),
+            act(BmcAction::InsertSeed, Step::WipeInsertMedia),
+        ),
+        (
+            "wipe insert: seed in, then the image",
+            Case::new(Step::WipeInsertMedia, observed(Off))
+                .release(Some(WIPE))
+                .seed(Some(inserted(SEED))),
+            act(BmcAction::InsertMedia(WIPE.into()), Step::WipeBoot),
+        ),
+        (
+            "wiped: reported and off, seed in",
+            reported_and_off(inserted(SEED)),
+            act(BmcAction::EjectSeed, Step::WaitWiped),
+        ),
+        (
+            "wiped: reported and off, media in",
+            reported_and_off(MediaState::default()),
             act(BmcAction::EjectMedia, Step::Done),
         ),
         (
-            "wiped: off, media out",
-            Case::new(Step::WaitWiped, observed(Off)).release(Some(WIPE)),
+            "wiped: reported and off, media out",
+            Case::new(Step::WaitWiped, with(Off, |o| o.phoned_home = true)).release(Some(WIPE)),
             to(Step::Done),
         ),
         (
@@ -530,6 +549,35 @@ fn wipe_is_bounded_and_its_boot_gives_up_on_a_deaf_bmc() {
     assert!(matches!(deaf.run(), Outcome::Failed { reason } if reason.contains("after 4 tries")));
 }
 
+/// The wipe image reported and powered off, its CD still in, the seed medium as given.
+fn reported_and_off(seed_medium: MediaState) -> Case {
+    let o = with(PowerState::Off, |o| {
+        o.phoned_home = true;
+        o.media = inserted(WIPE);
+    });
+    Case::new(Step::WaitWiped, o)
+        .release(Some(WIPE))
+        .seed(Some(seed_medium))
+}
+
+#[test]
+fn a_wipe_counts_only_on_its_report_and_needs_a_medium_for_its_seed() {
+    let silent = Case::new(Step::WaitWiped, observed(PowerState::Off)).release(Some(WIPE));
+    assert!(
+        matches!(silent.run(), Outcome::Failed { reason }
+            if reason.contains("powered the host off without reporting completion")),
+        "power Off alone is no wipe"
+    );
+    let single_medium = Case::new(Step::WipeInsertMedia, observed(PowerState::Off))
+        .release(Some(WIPE))
+        .seed(None);
+    assert!(
+        matches!(single_medium.run(), Outcome::Failed { reason }
+            if reason.contains("second virtual medium") && reason.contains("provisioning.wipeImages")),
+        "the lab's setting fails the host's release, not a booking"
+    );
+}
+
 #[test]
 fn steps_of_the_other_operation_and_a_missing_image_fail() {
     let wrong = Case::new(Step::WaitBooted, observed(PowerState::On)).release(None);
@@ -645,12 +693,14 @@ impl FakeBmc {
         }
     }
 
-    /// Time passes: a booting host reaches its OS; a wipe image powers off when done.
+    /// Time passes: a booting host reaches its OS; a wipe image reports (when it has its
+    /// seed) and powers off when done.
     fn tick(&mut self) {
         if self.o.power == PowerState::On && self.boot_passes > 0 {
             self.boot_passes -= 1;
             if self.boot_passes == 0 {
                 if self.booted_image.as_deref() == Some(WIPE) {
+                    self.o.phoned_home = self.o.seed_medium.as_ref().is_some_and(|m| m.inserted);
                     self.o.power = PowerState::Off;
                 } else {
                     self.o.boot_progress = Some(OS_RUNNING.into());
@@ -779,12 +829,19 @@ fn release_powers_off_and_wipes_when_the_profile_says_so() {
     for wipe in [None, Some(WIPE)] {
         let mut bmc = FakeBmc::new(PowerState::On);
         bmc.o.media = inserted(IMAGE);
+        bmc.seed = wipe.map(|_| SEED);
         drive(&mut bmc, Operation::Release, FIRST_STEP, wipe);
         assert_eq!(
             (bmc.o.power.clone(), bmc.o.media.inserted),
             (PowerState::Off, false),
             "{wipe:?}"
         );
+        assert_eq!(
+            bmc.o.seed_medium,
+            Some(MediaState::default()),
+            "the wipe's seed is ejected"
+        );
+        assert_eq!(bmc.o.phoned_home, wipe.is_some(), "the wipe reported");
         assert_eq!(
             bmc.booted_image.as_deref(),
             wipe,
@@ -812,6 +869,9 @@ fn resumes_from_every_stored_step_without_repeating_observed_work() {
     ] {
         let mut reference = FakeBmc::new(PowerState::On);
         reference.o.media = inserted("old.iso");
+        if operation == Operation::Release && image.is_some() {
+            reference.seed = Some(SEED);
+        }
         let entered = drive(&mut reference, operation, FIRST_STEP, image);
         let want = (
             reference.o.clone(),

@@ -227,3 +227,25 @@ fn the_seed_image_reads_back_with_cloud_inits_file_names() {
         "labpods-uid-1-node-01-5"
     );
 }
+
+#[test]
+fn a_wipe_seed_holds_only_the_runs_phone_home_and_a_power_off() {
+    let url = phone();
+    let seed = wipe("labpods-host-uid-node-01-1800000300", "node-01", &url);
+    let meta: Mapping = serde_yaml::from_str(&seed.meta_data).unwrap();
+    assert_eq!(
+        meta.get("instance-id").and_then(Value::as_str),
+        Some("labpods-host-uid-node-01-1800000300")
+    );
+    let c = config(&seed.user_data);
+    let keys: Vec<&str> = c.keys().filter_map(Value::as_str).collect();
+    assert_eq!(keys, ["phone_home", "power_state"], "nothing of a booking");
+    assert_eq!(
+        phone_home_of(&c).get("url").and_then(Value::as_str),
+        Some(url.as_str())
+    );
+    let power = c.get("power_state").unwrap();
+    assert_eq!(power.get("mode").and_then(Value::as_str), Some("poweroff"));
+    assert_eq!(seed.network_config, None);
+    assert!(!seed.image(1_800_000_300).unwrap().is_empty());
+}

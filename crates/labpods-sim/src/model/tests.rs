@@ -270,3 +270,28 @@ fn the_usb_stick_is_a_second_medium_and_its_seed_is_played_once_per_boot() {
     b.reset(s(302), "ForceRestart", false, false).unwrap();
     assert_eq!(b.seed_due(s(500)), None, "no seed, nothing to play");
 }
+
+#[test]
+fn the_os_powers_off_only_the_boot_whose_seed_it_played() {
+    let mut b = bmc();
+    b.insert_media(s(0), Device::Cd, "wipe.iso".into(), true)
+        .unwrap();
+    b.insert_media(s(0), Device::UsbStick, "seed.iso".into(), true)
+        .unwrap();
+    boot_cd_once(&mut b);
+    b.reset(s(0), "On", false, false).unwrap();
+    b.power_off_from_os(s(50));
+    assert_eq!(b.power_state(s(50)), PowerState::On, "no seed played yet");
+    assert!(b.seed_due(s(100)).is_some());
+    b.reset(s(101), "ForceRestart", false, false).unwrap();
+    b.power_off_from_os(s(102));
+    assert_eq!(b.power_state(s(150)), PowerState::On, "a later boot runs");
+    assert!(b.seed_due(s(300)).is_some());
+    b.power_off_from_os(s(301));
+    assert_eq!(b.power_state(s(301)), PowerState::Off);
+    assert!(
+        b.history()
+            .iter()
+            .any(|e| matches!(e, Event::OsPoweredOff { at_ms: 301_000 }))
+    );
+}

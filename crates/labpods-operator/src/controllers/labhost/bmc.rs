@@ -2,7 +2,12 @@
 //! sessions per endpoint), and what one pass observes. Every call is timed into the Redfish
 //! metrics under a bounded operation name and bounded by the global concurrency limit.
 
-use std::{collections::HashMap, future::Future, sync::Arc, time::Instant};
+use std::{
+    collections::HashMap,
+    future::Future,
+    sync::{Arc, PoisonError},
+    time::Instant,
+};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
@@ -16,36 +21,109 @@ use crate::{
     error::{Error, Result},
 };
 
-/// A host's client and the spec it was built from (a spec change reconnects).
-type Connected = (BmcSpec, Arc<dyn Bmc>);
+/// The resourceVersion of each Secret in the operator's namespace, as the LabHost
+/// controller's Secret watch last saw it (metadata only: no credential is cached).
+#[derive(Debug, Clone, Default)]
+pub struct SecretVersions(Arc<std::sync::Mutex<HashMap<String, String>>>);
+
+impl SecretVersions {
+    pub fn record(&self, name: &str, version: Option<&str>) {
+        let mut versions = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match version {
+            Some(v) => versions.insert(name.to_owned(), v.to_owned()),
+            None => versions.remove(name),
+        };
+    }
+
+    /// The versions of the Secrets `bmc` names, in the order it names them.
+    fn of(&self, bmc: &BmcSpec) -> Vec<Option<String>> {
+        let versions = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        secret_names(bmc)
+            .map(|n| versions.get(n).cloned())
+            .collect()
+    }
+}
+
+/// The names of the Secrets a LabHost's BMC spec reads (all in the operator's namespace).
+pub fn secret_names(bmc: &BmcSpec) -> impl Iterator<Item = &str> {
+    std::iter::once(bmc.credentials_secret_ref.name.as_str()).chain(
+        bmc.tls
+            .ca_bundle_secret_ref
+            .as_ref()
+            .map(|r| r.name.as_str()),
+    )
+}
+
+/// A host's client and what it was built from: the spec, the Secrets' versions the watch
+/// had seen then, and the target read from them. A change of either reconnects; a changed
+/// target (rotated credentials, a new CA) logs the old session out.
+#[derive(Debug)]
+struct Connected {
+    spec: BmcSpec,
+    versions: Vec<Option<String>>,
+    target: BmcTarget,
+    client: Arc<dyn Bmc>,
+    /// The BMC refused the credentials: read the Secrets again before the next call.
+    stale: bool,
+}
 
 /// Clients per LabHost name.
 #[derive(Debug, Default)]
 pub struct BmcClients {
     clients: Mutex<HashMap<String, Connected>>,
+    versions: SecretVersions,
 }
 
 impl BmcClients {
+    pub fn new(versions: SecretVersions) -> Self {
+        Self {
+            clients: Mutex::default(),
+            versions,
+        }
+    }
+
     /// The host's client, connecting (and reading its Secrets) only when needed.
     pub async fn get(&self, ctx: &Context, host: &LabHost) -> Result<Arc<dyn Bmc>> {
         let name = host.metadata.name.clone().unwrap_or_default();
-        if let Some((spec, client)) = self.clients.lock().await.get(&name)
-            && *spec == host.spec.bmc
-        {
-            return Ok(client.clone());
-        }
+        let versions = self.versions.of(&host.spec.bmc);
+        let previous = {
+            let mut clients = self.clients.lock().await;
+            match clients.get(&name) {
+                Some(c) if c.spec == host.spec.bmc && c.versions == versions && !c.stale => {
+                    return Ok(c.client.clone());
+                }
+                _ => clients.remove(&name),
+            }
+        };
         let target = target(ctx, &host.spec.bmc).await?;
+        if let Some(old) = previous.filter(|old| old.target != target)
+            && let Err(e) = ctx.bmc.disconnect(&old.target).await
+        {
+            tracing::debug!(error = %e, "BMC logout after a credential change failed");
+        }
         let client = ctx.bmc.connect(&target).await?;
-        self.clients
-            .lock()
-            .await
-            .insert(name, (host.spec.bmc.clone(), client.clone()));
+        let connected = Connected {
+            spec: host.spec.bmc.clone(),
+            versions,
+            target,
+            client: client.clone(),
+            stale: false,
+        };
+        self.clients.lock().await.insert(name, connected);
         Ok(client)
     }
 
-    /// Drops the host's client, so the next pass re-reads the Secret (credentials rotated).
+    /// The BMC refused the credentials (they may have rotated): the next pass re-reads the
+    /// Secret, and logs the old session out if it changed.
+    pub async fn refused(&self, host: &str) {
+        if let Some(c) = self.clients.lock().await.get_mut(host) {
+            c.stale = true;
+        }
+    }
+
+    /// Drops the host's client (the host is gone).
     pub async fn forget(&self, host: &str) -> Option<Arc<dyn Bmc>> {
-        self.clients.lock().await.remove(host).map(|(_, c)| c)
+        self.clients.lock().await.remove(host).map(|c| c.client)
     }
 }
 

@@ -19,7 +19,9 @@ use std::{
 };
 
 use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::core::PartialObjectMeta;
 use kube::{
     Api, Resource, ResourceExt,
     api::{Patch, PatchParams},
@@ -40,7 +42,7 @@ use labpods_api::{
 use serde_json::json;
 
 use self::{
-    bmc::{BmcClients, call},
+    bmc::{BmcClients, SecretVersions, call, secret_names},
     plan::{HostFacts, LeaseView, Plan},
 };
 use crate::{
@@ -119,10 +121,32 @@ pub async fn run(
             refs
         });
 
+    // A changed BMC Secret (rotated credentials, a new CA) reconnects the hosts that read
+    // it, and logs their old session out. Metadata only: no credential is cached.
+    let own = ctx.config.leader_election.lease_namespace.clone();
+    let secrets: Api<PartialObjectMeta<Secret>> = Api::namespaced(ctx.client.clone(), &own);
+    let secret_events = watcher(secrets, watcher::Config::default()).touched_objects();
+    let versions = SecretVersions::default();
+    let (recorder, mapper_store) = (versions.clone(), host_store.clone());
+    let controller = controller.watches_stream(secret_events, move |secret| {
+        let name = secret.name_any();
+        recorder.record(&name, secret.resource_version().as_deref());
+        mapper_store
+            .state_filter(|h| {
+                h.0.as_ref().ok().is_some_and(|h| {
+                    h.spec.bmc.credentials_secret_ref.namespace == own
+                        && secret_names(&h.spec.bmc).any(|n| n == name)
+                })
+            })
+            .iter()
+            .map(|h| ObjectRef::from_obj(h.as_ref()))
+            .collect::<Vec<_>>()
+    });
+
     let this = Arc::new(LabHostController {
         ctx: ctx.clone(),
         leases: lease_store.clone(),
-        clients: BmcClients::default(),
+        clients: BmcClients::new(versions),
     });
     let ready_hosts = host_store.clone();
     tokio::spawn(async move {
@@ -450,7 +474,7 @@ impl LabHostController {
             Error::Bmc(e) => {
                 if matches!(e, labpods_redfish::Error::Unauthorized { .. }) {
                     // Credentials may have rotated: re-read the Secret next time.
-                    self.clients.forget(&host.name_any()).await;
+                    self.clients.refused(&host.name_any()).await;
                 }
                 true
             }

@@ -4,6 +4,9 @@
 //! stored. The URL carries a seed token (like the phone-home token, bound to host, booking
 //! and run, for another purpose), so only whoever was handed the URL (the host's BMC) can
 //! fetch it.
+//!
+//! A release run that boots a wipe image gets a seed too, with nothing of the booking in it:
+//! the run's phone-home (the wipe's evidence) and a power-off.
 
 use std::{future::Future, pin::Pin};
 
@@ -12,7 +15,7 @@ use kube::{Api, Client};
 use labpods_api::v1alpha1::{AccessSpec, LabHost, Lease, PodRequest};
 use url::Url;
 
-use super::phone_home::current_run;
+use super::phone_home::{Purpose, current_run};
 use crate::{
     http::{PhoneHomeTokens, Run, SeedError, SeedSource},
     seed::{self, SeedInput},
@@ -59,14 +62,23 @@ impl SeedServer {
         }
     }
 
-    /// The seed URL of `run` when its host gets a seed: the operator has an external URL and
-    /// the host's access (its role's, else the request's) sets anything. The seed is
-    /// rendered once here, so a booking whose seed cannot be made (a missing or oversized
-    /// user-data Secret) fails before the BMC is handed the URL.
-    pub async fn delivery(&self, lh: &LabHost, run: &Run<'_>) -> Result<Option<Url>, SeedError> {
+    /// The seed URL of `run` when its host gets a seed: the operator has an external URL,
+    /// and the run boots a wipe image or the host's access (its role's, else the request's)
+    /// sets anything. A booking's seed is rendered once here, so a booking whose seed cannot
+    /// be made (a missing or oversized user-data Secret) fails before the BMC is handed the
+    /// URL.
+    pub async fn delivery(
+        &self,
+        lh: &LabHost,
+        run: &Run<'_>,
+        purpose: &Purpose,
+    ) -> Result<Option<Url>, SeedError> {
         let Some(base) = &self.base else {
             return Ok(None);
         };
+        if *purpose == Purpose::Wipe {
+            return Ok(Some(self.tokens.seed_url(base, run)));
+        }
         let booking = match self.booking(lh, run.host).await {
             Ok(b) => b,
             // Not (or no longer) a sealed booking of this host: nothing to deliver.
@@ -87,12 +99,22 @@ impl SeedServer {
     async fn render(&self, host: &str, token: &str) -> Result<Vec<u8>, SeedError> {
         let hosts: Api<LabHost> = Api::all(self.client.clone());
         let lh = hosts.get_opt(host).await?.ok_or(SeedError::NotFound)?;
-        let (run, _) = current_run(&lh).ok_or(SeedError::NotFound)?;
+        let (run, purpose) = current_run(&lh).ok_or(SeedError::NotFound)?;
         if !self.tokens.verify_seed(&run, token) {
             return Err(SeedError::NotFound);
         }
+        if purpose == Purpose::Wipe {
+            return self.wipe_image(&run);
+        }
         let booking = self.booking(&lh, host).await?;
         self.image(&booking, &run).await
+    }
+
+    fn wipe_image(&self, run: &Run<'_>) -> Result<Vec<u8>, SeedError> {
+        let base = self.base.as_ref().ok_or(SeedError::NotFound)?;
+        let instance_id = seed::instance_id(run.booking, run.host, run.started);
+        let seed = seed::wipe(&instance_id, run.host, &self.tokens.url(base, run));
+        Ok(seed.image(run.started)?)
     }
 
     /// The host's booking: its claim's sealed Lease and the PodRequest it was made for.

@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
+use kube::{Api, ResourceExt};
 use labpods_api::conditions::{self, BOOKING_FAILED, QUARANTINED};
 use labpods_api::v1alpha1::{
     BootMode, HostState, LabHost, LabHostStatus, Operation, ProvisioningProgress, ProvisioningStep,
 };
-use labpods_redfish::{Bmc, BootOverride, MediaState, Medium};
+use labpods_redfish::{Bmc, BootOverride, MediaState, Medium, PowerState};
 use url::Url;
 
 use super::{
@@ -23,7 +24,7 @@ use super::{
 use crate::{
     context::Context,
     error::Result,
-    http::{Run, SeedError},
+    http::SeedError,
     provisioning::{
         self, AfterFailure, BmcAction, Completion, FIRST_STEP, Observed, Outcome, RetryPolicy,
         StepInput, Timeouts,
@@ -128,8 +129,10 @@ async fn observe(
     } else {
         MediaState::default()
     };
-    let seed_medium = if matches!(step, S::EjectMedia | S::InsertMedia)
-        && call(ctx, "has_medium", bmc.has_medium(Medium::Removable)).await?
+    let seed_medium = if matches!(
+        step,
+        S::EjectMedia | S::InsertMedia | S::WipeInsertMedia | S::WaitWiped
+    ) && call(ctx, "has_medium", bmc.has_medium(Medium::Removable)).await?
     {
         Some(call(ctx, "media_state", bmc.media_state_on(Medium::Removable)).await?)
     } else {
@@ -145,34 +148,37 @@ async fn observe(
     } else {
         None
     };
+    let phoned_home = if step == S::WaitWiped {
+        wipe_reported(ctx, host, progress, &power).await?
+    } else {
+        phone_home::received(host, progress)
+    };
     Ok(Observed {
         power,
         boot_progress,
         media,
         seed_medium,
         boot_override,
-        phoned_home: phone_home::received(host, progress),
+        phoned_home,
     })
 }
 
-/// The seed URL of a provisioning run at InsertMedia, when its host gets a seed (see
-/// [`SeedServer::delivery`]); None at every other step.
+/// The seed URL of a run at the step that inserts it (a provisioning run's InsertMedia,
+/// when its host gets a seed, see [`SeedServer::delivery`]; a wipe's WipeInsertMedia); None
+/// at every other step.
 async fn seed_url(
     ctx: &Context,
     host: &LabHost,
     progress: &ProvisioningProgress,
 ) -> std::result::Result<Option<Url>, SeedError> {
-    let (Operation::Provision, ProvisioningStep::InsertMedia) = (progress.operation, progress.step)
-    else {
+    let inserting = matches!(
+        (progress.operation, progress.step),
+        (Operation::Provision, ProvisioningStep::InsertMedia)
+            | (Operation::Release, ProvisioningStep::WipeInsertMedia)
+    );
+    // From this pass's progress: the host's stored status may predate the run.
+    let Some((run, purpose)) = phone_home::run_of(host, progress).filter(|_| inserting) else {
         return Ok(None);
-    };
-    let (Some(name), Some(claim)) = (host.metadata.name.as_deref(), &host.spec.claim_ref) else {
-        return Ok(None);
-    };
-    let run = Run {
-        host: name,
-        booking: &claim.uid,
-        started: progress.started_at.0.as_second(),
     };
     SeedServer::new(
         ctx.client.clone(),
@@ -180,8 +186,26 @@ async fn seed_url(
         ctx.config.phone_home.external_base_url.clone(),
         ctx.signer.clone(),
     )
-    .delivery(host, &run)
+    .delivery(host, &run, &purpose)
     .await
+}
+
+/// Whether the wipe reported, read again from the API server when the host is already off
+/// without it: the wipe image reports, then powers off, and the host this pass started
+/// from may predate the report.
+async fn wipe_reported(
+    ctx: &Context,
+    host: &LabHost,
+    progress: &ProvisioningProgress,
+    power: &PowerState,
+) -> Result<bool> {
+    let received = phone_home::received(host, progress);
+    if received || *power != PowerState::Off {
+        return Ok(received);
+    }
+    let api: Api<LabHost> = Api::all(ctx.client.clone());
+    let fresh = api.get_opt(&host.name_any()).await?;
+    Ok(fresh.is_some_and(|h| phone_home::received(&h, progress)))
 }
 
 async fn perform(
