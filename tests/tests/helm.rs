@@ -299,6 +299,108 @@ async fn chart_schema_refuses_bad_values() -> Result<()> {
     Ok(())
 }
 
+/// values.yaml is documented field by field, the way a lab operator reads it before an install.
+/// A field is what values.schema.json names: each one the schema describes key by key (image,
+/// config.bmc, ...) is a block whose keys are fields in turn; every other one (a value, a
+/// list, a free-form map such as podLabels) has a comment line directly above its key, which
+/// also covers the list's items or the map's entries. Every field of the schema (but helm's
+/// own `global`) is in values.yaml, so none is documented only in the schema, and every key of
+/// values.yaml is in the schema.
+#[test]
+fn chart_values_are_documented_field_by_field() -> Result<()> {
+    let values_path = chart_dir().join("values.yaml");
+    let values = std::fs::read_to_string(&values_path)
+        .with_context(|| format!("reading {}", values_path.display()))?;
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(
+        chart_dir().join("values.schema.json"),
+    )?)?;
+    let lines: Vec<&str> = values.lines().collect();
+    // The schema node of a dotted path, if the schema names it.
+    let node = |path: &[&str]| -> Option<&Value> {
+        path.iter()
+            .try_fold(&schema, |n, key| n.get("properties")?.get(*key))
+    };
+
+    let mut undocumented = Vec::new();
+    let mut unknown = Vec::new();
+    let mut seen = BTreeSet::new();
+    // The keys of the blocks enclosing the current line, with their indentation.
+    let mut blocks: Vec<(usize, &str)> = Vec::new();
+    // Lines indented deeper than this belong to the field above (list items, map entries).
+    let mut inside_field: Option<usize> = None;
+    for (i, line) in lines.iter().enumerate() {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let indent = line.len() - trimmed.len();
+        if inside_field.is_some_and(|field| indent > field) {
+            continue;
+        }
+        inside_field = None;
+        let key = trimmed
+            .split_once(':')
+            .map(|(key, _)| key)
+            .filter(|key| {
+                key.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            })
+            .with_context(|| format!("values.yaml:{}: not a key: {line:?}", i + 1))?;
+        blocks.retain(|(block_indent, _)| *block_indent < indent);
+        let mut path: Vec<&str> = blocks.iter().map(|(_, key)| *key).collect();
+        path.push(key);
+        let dotted = path.join(".");
+        let Some(field) = node(&path) else {
+            unknown.push(dotted);
+            inside_field = Some(indent);
+            continue;
+        };
+        if field.get("properties").is_some() {
+            blocks.push((indent, key));
+            continue;
+        }
+        let commented = i > 0 && lines[i - 1].trim_start().starts_with('#');
+        if !commented {
+            undocumented.push(format!("{dotted} (values.yaml:{})", i + 1));
+        }
+        seen.insert(dotted);
+        inside_field = Some(indent);
+    }
+
+    // Every field the schema names, by the same rule.
+    fn fields(node: &Value, prefix: &str, out: &mut BTreeSet<String>) {
+        if let Some(properties) = node.get("properties").and_then(Value::as_object) {
+            for (key, child) in properties {
+                let path = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                fields(child, &path, out);
+            }
+        } else {
+            out.insert(prefix.to_string());
+        }
+    }
+    let mut in_schema = BTreeSet::new();
+    fields(&schema, "", &mut in_schema);
+    in_schema.remove("global");
+    let missing: Vec<&String> = in_schema.difference(&seen).collect();
+
+    ensure!(
+        undocumented.is_empty() && unknown.is_empty() && missing.is_empty(),
+        "values.yaml: fields without a comment line directly above: {undocumented:?}; \
+         keys values.schema.json does not name: {unknown:?}; \
+         schema fields missing from values.yaml: {missing:?}"
+    );
+    ensure!(
+        seen.len() > 50,
+        "found only {} fields: {seen:?}",
+        seen.len()
+    );
+    Ok(())
+}
+
 /// Every (group, resource, verb, namespace) the operator's ClusterRole and Role grant.
 fn grants(objects: &[Value]) -> Result<BTreeSet<(String, String, String, String)>> {
     let mut out = BTreeSet::new();
