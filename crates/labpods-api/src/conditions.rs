@@ -32,6 +32,10 @@ pub const BOOKING_FAILED: &str = "BookingFailed";
 /// the field and the fix.
 pub const IMAGE_VERIFIED: &str = "ImageVerified";
 
+/// False on a Lease the operator did not write (forged, or edited by someone else): nothing is
+/// provisioned for it. Absent on the Leases it wrote.
+pub const AUTHENTIC: &str = "Authentic";
+
 /// `status` value of a true condition.
 pub const TRUE: &str = "True";
 /// `status` value of a false condition.

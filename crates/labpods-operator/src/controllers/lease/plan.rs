@@ -27,8 +27,9 @@ use crate::{
 };
 
 /// Condition type on a Lease: False when the operator did not write it (see
-/// [`signing`](crate::signing)); absent on the Leases it wrote.
-pub const AUTHENTIC: &str = "Authentic";
+/// [`signing`](crate::signing)); absent on the Leases it wrote. Defined with the other
+/// condition types, which the README's troubleshooting table must each explain.
+pub use labpods_api::conditions::AUTHENTIC;
 /// Reason of the Ready condition and of the Events of a refused Lease.
 pub const NOT_AUTHENTIC: &str = "NotAuthentic";
 
