@@ -162,6 +162,23 @@ async fn kubectl_lab_report_renders_known_history_as_figures_and_charts_in_chrom
     assert_eq!(group["waitP95Hours"], 12.0);
     assert_eq!(group["provisioningMeanMinutes"], 10.0);
     assert_eq!(json["topNamespaces"][0]["namespace"], "team-b");
+    // `-o yaml` and `-o json`, as every command takes them: the same figures.
+    let yaml: Value = serde_yaml::from_str(&lab(&["report", "--since", "30d", "-o", "yaml"])?)?;
+    assert_eq!(yaml["groups"], json["groups"], "-o yaml");
+    assert_eq!(yaml["total"], json["total"], "-o yaml");
+    let o_json: Value = serde_json::from_str(&lab(&["report", "--since", "30d", "-o", "json"])?)?;
+    assert_eq!(o_json["total"], json["total"], "-o json");
+    let clash = Command::new(&plugin)
+        .arg("--kubeconfig")
+        .arg(cluster.kubeconfig())
+        .args(["report", "--format", "csv", "-o", "yaml"])
+        .output()?;
+    let stderr = String::from_utf8_lossy(&clash.stderr);
+    assert_eq!(clash.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--format csv and -o yaml ask for two different outputs"),
+        "{stderr}"
+    );
     let csv = lab(&["report", "--since", "30d", "--format", "csv"])?;
     assert!(
         csv.lines().any(|l| l.starts_with(

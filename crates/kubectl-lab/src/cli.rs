@@ -212,10 +212,11 @@ pub struct ReportArgs {
     /// The period, up to now: `30d`, `7d`, `12h`.
     #[arg(long, default_value = "30d", value_name = "DURATION")]
     pub since: String,
-    /// table for the terminal, csv or json for spreadsheets and scripts, html for a
-    /// self-contained page with charts.
-    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
-    pub format: ReportFormat,
+    /// table for the terminal (default), csv or json for spreadsheets and scripts, html for
+    /// a self-contained page with charts. Without it, `-o json|yaml` gives the figures as
+    /// every command does.
+    #[arg(long, value_enum)]
+    pub format: Option<ReportFormat>,
     /// Where the operator keeps the history (its leader-election namespace).
     #[arg(long, default_value = "labpods-system", value_name = "NAMESPACE")]
     pub history_namespace: String,

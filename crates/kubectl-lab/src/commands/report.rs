@@ -307,8 +307,48 @@ fn weekday_hour(t: Timestamp) -> (usize, usize) {
     (weekday, hour)
 }
 
+/// How the report is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rendering {
+    Table,
+    Csv,
+    Html,
+    /// `-o json|yaml`, or `--format json`.
+    Structured(Format),
+}
+
+/// `--format` when given, else `-o` (json and yaml as every command prints them). Both given
+/// must ask for the same thing: `--format csv -o yaml` has no answer, so it is refused
+/// rather than one of them silently winning.
+fn rendering(format: Option<ReportFormat>, o: Format) -> Result<Rendering> {
+    match (format, o) {
+        (None, Format::Table) | (Some(ReportFormat::Table), Format::Table) => Ok(Rendering::Table),
+        (None, o) => Ok(Rendering::Structured(o)),
+        (Some(ReportFormat::Json), Format::Table | Format::Json) => {
+            Ok(Rendering::Structured(Format::Json))
+        }
+        (Some(ReportFormat::Csv), Format::Table) => Ok(Rendering::Csv),
+        (Some(ReportFormat::Html), Format::Table) => Ok(Rendering::Html),
+        (Some(f), o) => Err(Error::Usage(format!(
+            "--format {} and -o {} ask for two different outputs: give one of them \
+             (--format table|csv|json|html, or -o json|yaml)",
+            name(f),
+            name(o)
+        ))),
+    }
+}
+
+/// A flag value as the user types it.
+fn name(value: impl clap::ValueEnum) -> String {
+    value
+        .to_possible_value()
+        .map_or_else(String::new, |v| v.get_name().to_string())
+}
+
 pub async fn run(session: &Session, args: &ReportArgs, out: &mut dyn Write) -> Result<()> {
     let since = output::parse_length("--since", &args.since)?;
+    // A usage error before any request.
+    let rendering = rendering(args.format, session.format)?;
     let to = session.now;
     let from = to - since;
     let hosts = session.labhosts().await?;
@@ -320,17 +360,13 @@ pub async fn run(session: &Session, args: &ReportArgs, out: &mut dyn Write) -> R
         ))
     })?;
     let report = build(&contents, &hosts, from, to);
-    let format = match (args.format, session.format) {
-        (ReportFormat::Table, Format::Json) => ReportFormat::Json,
-        (f, _) => f,
-    };
-    match format {
-        ReportFormat::Json => {
-            output::structured(out, Format::Json, &report)?;
+    match rendering {
+        Rendering::Structured(format) => {
+            output::structured(out, format, &report)?;
         }
-        ReportFormat::Csv => csv(&report, out)?,
-        ReportFormat::Table => table(&report, session, out)?,
-        ReportFormat::Html => write!(out, "{}", super::report_html::html(&report))?,
+        Rendering::Csv => csv(&report, out)?,
+        Rendering::Table => table(&report, session, out)?,
+        Rendering::Html => write!(out, "{}", super::report_html::html(&report))?,
     }
     Ok(())
 }
@@ -603,6 +639,45 @@ mod tests {
         );
         assert_eq!(r.occupancy[1][5], 0.0);
         assert_eq!(r.wait_histogram.iter().map(|w| w.1).sum::<u64>(), 3);
+    }
+
+    #[test]
+    fn o_yaml_and_o_json_print_the_figures_and_a_clash_with_format_names_both_flags() {
+        use ReportFormat as F;
+        assert_eq!(rendering(None, Format::Table).unwrap(), Rendering::Table);
+        assert_eq!(
+            rendering(None, Format::Yaml).unwrap(),
+            Rendering::Structured(Format::Yaml)
+        );
+        assert_eq!(
+            rendering(None, Format::Json).unwrap(),
+            Rendering::Structured(Format::Json)
+        );
+        assert_eq!(
+            rendering(Some(F::Json), Format::Json).unwrap(),
+            Rendering::Structured(Format::Json)
+        );
+        assert_eq!(
+            rendering(Some(F::Csv), Format::Table).unwrap(),
+            Rendering::Csv
+        );
+        let clash = rendering(Some(F::Csv), Format::Yaml).unwrap_err();
+        assert_eq!(clash.exit_code(), 2);
+        assert!(
+            clash
+                .to_string()
+                .starts_with("--format csv and -o yaml ask for two different outputs"),
+            "{clash}"
+        );
+        assert!(clash.to_string().contains("-o json|yaml"), "{clash}");
+        // The YAML holds the same figures as the JSON.
+        let (contents, hosts, from, to) = known();
+        let r = build(&contents, &hosts, from, to);
+        let mut yaml = Vec::new();
+        output::structured(&mut yaml, Format::Yaml, &r).unwrap();
+        let yaml: serde_json::Value = serde_yaml::from_slice(&yaml).unwrap();
+        assert_eq!(yaml, serde_json::to_value(&r).unwrap());
+        assert_eq!(yaml["total"]["bookings"], 3);
     }
 
     #[test]
