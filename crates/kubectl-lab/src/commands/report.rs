@@ -16,7 +16,7 @@ use kube::ResourceExt;
 use labpods_api::v1alpha1::{HostState, LABEL_LAB, LabHost};
 use labpods_operator::history::record::{WAIT_BUCKETS, aggregate};
 use labpods_operator::history::shards::{self, Contents};
-use labpods_operator::history::{ConfigMapStore, Ending, Usage};
+use labpods_operator::history::{Allocation, ConfigMapStore, Ending, Usage};
 use serde::Serialize;
 
 use crate::cli::{Format, ReportArgs, ReportFormat};
@@ -219,11 +219,19 @@ pub fn build(contents: &Contents, hosts: &[LabHost], from: Timestamp, to: Timest
         .collect();
     let mut total = finish(&("all".into(), "all".into()), total);
     total.wait_p95_hours = p95(all_waits);
-    // A booking with hosts of two profiles is one booking of the lab (compacted days keep
-    // counts per profile only).
-    let distinct: std::collections::BTreeSet<&str> =
-        contents.allocations.iter().map(|a| a.booking()).collect();
-    total.bookings = distinct.len() as u64 + contents.usage.iter().map(|u| u.bookings).sum::<u64>();
+    // A booking with hosts of two profiles is one booking of the lab, with one extension
+    // (compacted days keep counts per profile only).
+    let raw = per_booking_extensions(&contents.allocations);
+    total.bookings = raw.len() as u64 + contents.usage.iter().map(|u| u.bookings).sum::<u64>();
+    total.extended = raw.values().filter(|s| **s > 0).count() as u64
+        + contents.usage.iter().map(|u| u.extended).sum::<u64>();
+    total.extension_hours = (raw.values().sum::<u64>()
+        + contents
+            .usage
+            .iter()
+            .map(|u| u.extension_seconds)
+            .sum::<u64>()) as f64
+        / 3_600.0;
     let mut top: Vec<NamespaceRow> = namespaces.into_values().collect();
     top.sort_by(|a, b| {
         b.host_hours
@@ -256,6 +264,18 @@ pub fn build(contents: &Contents, hosts: &[LabHost], from: Timestamp, to: Timest
         wait_histogram,
         occupancy: occupancy(contents, from, to, lab_hosts),
     }
+}
+
+/// Each raw booking and the time added to it. Every host of a booking records the same
+/// extension, except one replaced (Healed) before it was granted: the largest is the
+/// booking's.
+fn per_booking_extensions(allocations: &[Allocation]) -> BTreeMap<&str, u64> {
+    let mut bookings: BTreeMap<&str, u64> = BTreeMap::new();
+    for a in allocations {
+        let seconds = bookings.entry(a.booking()).or_default();
+        *seconds = (*seconds).max(a.extension_seconds);
+    }
+    bookings
 }
 
 fn ratio(a: f64, b: f64) -> f64 {
@@ -473,7 +493,6 @@ pub fn wait_label(i: usize) -> String {
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use labpods_api::v1alpha1::{LabHostSpec, SecretReference};
-    use labpods_operator::history::Allocation;
 
     use super::*;
 
@@ -639,6 +658,68 @@ mod tests {
         );
         assert_eq!(r.occupancy[1][5], 0.0);
         assert_eq!(r.wait_histogram.iter().map(|w| w.1).sum::<u64>(), 3);
+    }
+
+    #[test]
+    fn a_booking_across_two_profiles_counts_its_extension_once_in_the_lab_total() {
+        let (start, end) = ("2026-03-02T00:00:00Z", "2026-03-02T12:00:00Z");
+        let mut small = alloc("m", "h4", start, end, 1, Some(600), 3_600, Ending::Expired);
+        small.profile = "small".into();
+        let contents = Contents {
+            allocations: vec![
+                alloc("m", "h1", start, end, 1, Some(600), 3_600, Ending::Expired),
+                small,
+                // Replaced before the extension was granted: it recorded none.
+                alloc(
+                    "m",
+                    "h2",
+                    start,
+                    "2026-03-02T01:00:00Z",
+                    1,
+                    None,
+                    0,
+                    Ending::Healed,
+                ),
+                alloc("n", "h2", start, end, 1, Some(600), 0, Ending::Expired),
+            ],
+            usage: vec![Usage {
+                day: "2026-03-01".into(),
+                lab: "lab-a".into(),
+                profile: "large".into(),
+                namespace: "team-c".into(),
+                allocations: 1,
+                bookings: 1,
+                extended: 1,
+                extension_seconds: 2 * 3_600,
+                ..Usage::default()
+            }],
+        };
+        let hosts = vec![
+            host("h1", "lab-a", "large", false),
+            host("h2", "lab-a", "large", false),
+            host("h4", "lab-a", "small", false),
+        ];
+        let r = build(
+            &contents,
+            &hosts,
+            at("2026-03-01T00:00:00Z"),
+            at("2026-03-03T00:00:00Z"),
+        );
+        let profile = |p: &str| r.groups.iter().find(|g| g.profile == p).unwrap();
+        // Each profile's row shows the booking's extension: it is that profile's view.
+        assert_eq!(
+            (profile("large").extended, profile("large").extension_hours),
+            (2, 3.0),
+            "m's hour and the compacted day's two"
+        );
+        assert_eq!(
+            (profile("small").extended, profile("small").extension_hours),
+            (1, 1.0)
+        );
+        // The lab extended m once by 1 h, and the compacted booking by 2 h.
+        let t = &r.total;
+        assert_eq!(t.bookings, 3, "m, n and the compacted one");
+        assert_eq!((t.extended, t.extension_hours), (2, 3.0));
     }
 
     #[test]
