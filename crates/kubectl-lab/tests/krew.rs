@@ -1,12 +1,19 @@
-//! The krew manifest installs the binary this crate builds, under the name `kubectl lab`.
+//! The krew manifest installs the binary this crate builds, under the name `kubectl lab`,
+//! with files the repository has, and tells krew's index what every subcommand does.
 
 use std::path::Path;
 
-#[test]
-fn krew_manifest_names_the_plugin_lab_and_ships_the_built_binary() {
+use clap::CommandFactory;
+
+fn manifest() -> serde_yaml::Value {
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("krew/lab.yaml"))
         .expect("krew/lab.yaml");
-    let manifest: serde_yaml::Value = serde_yaml::from_str(&text).expect("valid YAML");
+    serde_yaml::from_str(&text).expect("valid YAML")
+}
+
+#[test]
+fn krew_manifest_names_the_plugin_lab_and_ships_the_built_binary() {
+    let manifest = manifest();
     assert_eq!(manifest["kind"], "Plugin");
     assert_eq!(
         manifest["metadata"]["name"], "lab",
@@ -25,5 +32,55 @@ fn krew_manifest_names_the_plugin_lab_and_ships_the_built_binary() {
         assert_eq!(platform["bin"], name);
         let files = platform["files"].as_sequence().expect("files");
         assert!(files.iter().any(|f| f["from"] == name), "{platform:?}");
+    }
+}
+
+/// The release job packs each archive from the repository root: every other file the
+/// manifest ships (LICENSE) must be there.
+#[test]
+fn krew_manifest_ships_only_files_the_repository_has() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let manifest = manifest();
+    let platforms = manifest["spec"]["platforms"]
+        .as_sequence()
+        .expect("platforms");
+    for platform in platforms {
+        for file in platform["files"].as_sequence().expect("files") {
+            let from = file["from"].as_str().expect("files[].from");
+            if from != "kubectl-lab" {
+                assert!(
+                    root.join(from).is_file(),
+                    "the manifest ships {from}, which the repository root does not have"
+                );
+            }
+        }
+    }
+    let license = std::fs::read_to_string(root.join("LICENSE")).expect("LICENSE");
+    assert!(
+        license.contains("Apache License") && license.contains("Version 2.0, January 2004"),
+        "the workspace's license is Apache-2.0"
+    );
+}
+
+#[test]
+fn krew_manifest_description_names_every_subcommand() {
+    let manifest = manifest();
+    let description = manifest["spec"]["description"]
+        .as_str()
+        .expect("spec.description");
+    let named: Vec<&str> = description
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    for sub in kubectl_lab::Cli::command().get_subcommands() {
+        // Completion is in the caveats, where krew shows it after installing.
+        if sub.get_name() == "completion" {
+            continue;
+        }
+        assert!(
+            named.contains(&sub.get_name()),
+            "spec.description does not list `{}`:\n{description}",
+            sub.get_name()
+        );
     }
 }
