@@ -88,6 +88,38 @@ async fn e2e_kubectl_lab_session() -> Result<()> {
         );
     }
     assert!(booked.contains("pod is Ready: 3 hosts until "), "{booked}");
+    // Then each host by role and hostname. This lab serves no phone-home, so no host has
+    // reported an address: no ssh line is offered, and the output says why.
+    let ready = booked
+        .split_once("pod is Ready: ")
+        .map(|(_, rest)| rest)
+        .context("no Ready")?;
+    assert!(
+        ready
+            .lines()
+            .any(|l| l.starts_with("ROLE ") && l.contains("HOSTNAME") && l.contains("ADDRESS")),
+        "{ready}"
+    );
+    for (role, hostname) in [
+        ("jumphost", "jumphost-1"),
+        ("node", "node-1"),
+        ("node", "node-2"),
+    ] {
+        let line = ready
+            .lines()
+            .find(|l| l.starts_with(&format!("{role} ")) && l.contains(&format!(" {hostname} ")))
+            .with_context(|| format!("no line for {hostname}:\n{ready}"))?;
+        assert!(
+            hosts.iter().any(|h| line.contains(h.as_str())),
+            "{hostname} names its LabHost: {line}"
+        );
+        assert!(line.ends_with("not reported yet"), "{line}");
+    }
+    assert!(
+        ready.contains("The hosts have not reported their addresses and host keys yet"),
+        "{ready}"
+    );
+    assert!(!ready.contains("kubectl lab ssh pod node-1"), "{ready}");
     assert!(
         booked.contains("kubectl lab release pod"),
         "says how to finish:\n{booked}"

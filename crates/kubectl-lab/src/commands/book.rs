@@ -11,8 +11,8 @@ use kube::ResourceExt;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use labpods_api::conditions::{EXTENSION_REJECTED, find_condition};
 use labpods_api::v1alpha1::{
-    AccessSpec, HostProgress, HostState, ImageSpec, LABEL_LAB, Lease, MAX_SSH_KEYS, PodRequest,
-    PodRequestPhase, PodRequestSpec, ProvisioningStep, RoleSpec,
+    AccessSpec, AssignedHost, HostProgress, HostState, ImageSpec, LABEL_LAB, Lease, MAX_SSH_KEYS,
+    PodRequest, PodRequestPhase, PodRequestSpec, PodRequestStatus, ProvisioningStep, RoleSpec,
 };
 use labpods_api::validation::{
     access_errors, format_duration, parse_duration, podrequest_rule_errors,
@@ -20,7 +20,7 @@ use labpods_api::validation::{
 
 use crate::cli::{BookArgs, ExtendArgs, ReleaseArgs};
 use crate::error::{Error, Result};
-use crate::output::{self, Colour, paint};
+use crate::output::{self, Colour, Table, paint};
 use crate::session::Session;
 
 /// How often a wait looks again.
@@ -369,17 +369,75 @@ fn ready(session: &Session, pr: &PodRequest, out: &mut dyn Write) -> Result<()> 
         pr.name_any(),
         status.hosts.len()
     )?;
-    for h in &status.hosts {
-        writeln!(out, "  {:<10} {}", h.role, h.host)?;
-    }
+    reach(&pr.name_any(), &session.namespace, &status, out)?;
     writeln!(
         out,
-        "Each host runs {} with your cloud-init; reach them on the lab network by host name.\n\
+        "Each host runs {} with your cloud-init.\n\
          More: kubectl lab status {name} -n {ns}; more time: kubectl lab extend {name} --by 1d; done: kubectl lab release {name} -n {ns}",
         pr.spec.image.url,
         name = pr.name_any(),
         ns = session.namespace,
     )?;
+    Ok(())
+}
+
+/// The `kubectl lab ssh` line for a host it can log into: the operator wrote the access
+/// Secret and this host reported an address and a host key to pin (what the Secret's
+/// ssh_config lists).
+fn ssh_hint(
+    name: &str,
+    namespace: &str,
+    status: &PodRequestStatus,
+    h: &AssignedHost,
+) -> Option<String> {
+    let hostname = h.hostname.as_deref()?;
+    let reported = !h.addresses.is_empty() && !h.host_keys.is_empty();
+    (status.access_secret.is_some() && reported)
+        .then(|| format!("kubectl lab ssh {name} {hostname} -n {namespace}"))
+}
+
+/// Each host's role, hostname and reported address, then how to log into it (pure). Hosts
+/// report when their image has booted (cloud-init phones home), which can be after Ready:
+/// until then the lines say so instead of offering an ssh that would fail.
+fn reach(
+    name: &str,
+    namespace: &str,
+    status: &PodRequestStatus,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let mut t = Table::new(["role", "hostname", "address", "host", "log in"]);
+    let mut waiting = 0;
+    for h in &status.hosts {
+        let hint = ssh_hint(name, namespace, status, h);
+        waiting += usize::from(hint.is_none());
+        let address = if h.addresses.is_empty() {
+            "-".to_string()
+        } else {
+            h.addresses.join(",")
+        };
+        t.row(vec![
+            h.role.as_str().into(),
+            h.hostname.as_deref().unwrap_or("-").into(),
+            address.into(),
+            h.host.as_str().into(),
+            hint.unwrap_or_else(|| "not reported yet".into()).into(),
+        ]);
+    }
+    t.print(out, false)?;
+    if waiting == status.hosts.len() {
+        writeln!(
+            out,
+            "The hosts have not reported their addresses and host keys yet (each does once its image has booted); \
+             kubectl lab status {name} -n {namespace} shows them, then kubectl lab ssh {name} <hostname> logs in."
+        )?;
+    } else if waiting > 0 {
+        writeln!(
+            out,
+            "{waiting} host{} not reported yet: kubectl lab status {name} -n {namespace} shows when {}.",
+            if waiting == 1 { " has" } else { "s have" },
+            if waiting == 1 { "it does" } else { "they do" }
+        )?;
+    }
     Ok(())
 }
 
@@ -663,6 +721,68 @@ mod tests {
         assert!(
             matches!(err, Error::Usage(_)) && err.to_string().contains("missing.pub"),
             "{err}"
+        );
+    }
+
+    fn assigned(role: &str, n: u32, host: &str, address: Option<&str>) -> AssignedHost {
+        AssignedHost {
+            role: role.into(),
+            host: host.into(),
+            hostname: Some(format!("{role}-{n}")),
+            addresses: address.into_iter().map(String::from).collect(),
+            host_keys: address
+                .map(|_| "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIO+rffjb9hBUQZSpeLieKhjRVKNNpSnxzW83m7lvfpjV".into())
+                .into_iter()
+                .collect(),
+            ..AssignedHost::default()
+        }
+    }
+
+    fn reach_text(status: &PodRequestStatus) -> String {
+        let mut out = Vec::new();
+        reach("ci", "team-a", status, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn ready_hosts_show_role_hostname_address_and_the_ssh_line_once_reported() {
+        let mut status = PodRequestStatus {
+            hosts: vec![
+                assigned("jumphost", 1, "lab-h3", Some("10.0.0.3")),
+                assigned("node", 1, "lab-h1", Some("10.0.0.1")),
+                assigned("node", 2, "lab-h2", None),
+            ],
+            access_secret: Some("ci-access".into()),
+            ..PodRequestStatus::default()
+        };
+        assert_eq!(
+            reach_text(&status),
+            "\
+ROLE       HOSTNAME     ADDRESS    HOST     LOG IN
+jumphost   jumphost-1   10.0.0.3   lab-h3   kubectl lab ssh ci jumphost-1 -n team-a
+node       node-1       10.0.0.1   lab-h1   kubectl lab ssh ci node-1 -n team-a
+node       node-2       -          lab-h2   not reported yet
+1 host has not reported yet: kubectl lab status ci -n team-a shows when it does.
+"
+        );
+        // No access Secret yet: kubectl lab ssh would fail, so it is not offered.
+        status.access_secret = None;
+        for h in &mut status.hosts {
+            h.addresses.clear();
+            h.host_keys.clear();
+        }
+        let text = reach_text(&status);
+        assert!(
+            text.lines()
+                .nth(1)
+                .is_some_and(|l| l
+                    .starts_with("jumphost   jumphost-1   -         lab-h3   not reported yet")),
+            "{text}"
+        );
+        assert!(!text.contains("kubectl lab ssh ci jumphost-1"), "{text}");
+        assert!(
+            text.contains("The hosts have not reported their addresses and host keys yet"),
+            "{text}"
         );
     }
 
