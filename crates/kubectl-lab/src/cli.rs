@@ -23,6 +23,76 @@ Examples:
 Exit codes: 0 done, 1 error (not found, refused, API), 2 bad usage, 3 the booking failed,
 4 timed out waiting.";
 
+// Each subcommand's `--help` ends with examples a user can adapt (kubectl's own habit).
+const HOSTS_EXAMPLES: &str = "\
+Examples:
+  kubectl lab hosts                                  # every host: state, power, who holds it until when
+  kubectl lab hosts --lab lab-a --profile x86-large
+  kubectl lab hosts --free-at +2d                    # what is free two days from now
+  kubectl lab hosts --free-at 2026-12-07T09:00:00Z -o yaml";
+
+const BOOK_EXAMPLES: &str = "\
+Examples:
+  # 1 jumphost and 3 nodes of x86-large for 3 days, your key on every host, followed to Ready
+  kubectl lab book ci-pod --role jumphost=1 --role node=3 --profile x86-large \\
+      --image https://images.example/debian-12.iso --ssh-key ~/.ssh/id_ed25519.pub --for 3d --wait
+
+  # 2 nodes of lab-a from Monday 09:00 UTC for 12 hours, the image's digest checked
+  kubectl lab book perf-run -n team-a --role node=2 --lab lab-a \\
+      --image https://images.example/os.iso --checksum sha256:<hex> \\
+      --start 2026-12-07T09:00:00Z --for 12h --purpose \"nightly perf run\"";
+
+const STATUS_EXAMPLES: &str = "\
+Examples:
+  kubectl lab status ci-pod                          # per-host progress, conditions, events
+  kubectl lab status ci-pod -n team-a -o yaml        # the same for scripts";
+
+const EXTEND_EXAMPLES: &str = "\
+Examples:
+  kubectl lab extend ci-pod --by 1d                  # one more day, if no booking needs the hosts
+  kubectl lab extend ci-pod -n team-a --by 6h --timeout 2m";
+
+const RELEASE_EXAMPLES: &str = "\
+Examples:
+  kubectl lab release ci-pod                         # the hosts power off and go back to the pool
+  kubectl lab release ci-pod --wait --timeout 10m    # return once every host is back";
+
+const SSH_EXAMPLES: &str = "\
+Examples:
+  kubectl lab ssh ci-pod                             # a shell on the booking's first host
+  kubectl lab ssh ci-pod node-2                      # a shell on node-2
+  kubectl lab ssh ci-pod node-1 -- uname -a          # run one command there";
+
+const DESCRIPTOR_EXAMPLES: &str = "\
+Examples:
+  kubectl lab descriptor ci-pod > pdf.yaml           # the PDF for an installer
+  kubectl lab descriptor ci-pod --idf > idf.yaml     # its networks";
+
+const CALENDAR_EXAMPLES: &str = "\
+Examples:
+  kubectl lab calendar                               # the next 14 days of every host
+  kubectl lab calendar --days 7 --profile x86-large
+  kubectl lab calendar --lab lab-a -o json";
+
+const REPORT_EXAMPLES: &str = "\
+Examples:
+  kubectl lab report                                 # the last 30 days as a table
+  kubectl lab report --since 7d --format csv > usage.csv
+  kubectl lab report --since 30d --format html > lab-usage.html   # charts, one file
+  kubectl lab report -o yaml                         # the figures for scripts";
+
+const FORECAST_EXAMPLES: &str = "\
+Examples:
+  kubectl lab forecast                               # 180 days ahead, p95 wait under 24h
+  kubectl lab forecast --horizon 90d --target-p95-wait 12h --since 60d
+  kubectl lab forecast -o json";
+
+const COMPLETION_EXAMPLES: &str = "\
+Examples:
+  kubectl lab completion bash > /etc/bash_completion.d/kubectl-lab
+  source <(kubectl lab completion zsh)
+  kubectl lab completion fish > ~/.config/fish/completions/kubectl-lab.fish";
+
 /// Book, watch, extend and release bare-metal pods of a labpods lab.
 #[derive(Debug, Parser)]
 #[command(name = "kubectl-lab", bin_name = "kubectl lab", version, after_help = EXAMPLES)]
@@ -53,30 +123,41 @@ pub enum Format {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Hosts of the lab: state, power, profile, who holds each until when, when each is free.
+    #[command(after_help = HOSTS_EXAMPLES)]
     Hosts(HostsArgs),
     /// Book a pod: writes a PodRequest (and with --wait follows it to Ready).
+    #[command(after_help = BOOK_EXAMPLES)]
     Book(BookArgs),
     /// A booking's phase, per-host progress, conditions, events and place in the queue.
+    #[command(after_help = STATUS_EXAMPLES)]
     Status(NameArgs),
     /// Ask for a later end of a booking; the operator accepts or says why not.
+    #[command(after_help = EXTEND_EXAMPLES)]
     Extend(ExtendArgs),
     /// Give a booking's hosts back now (they are powered off and return to the pool).
+    #[command(after_help = RELEASE_EXAMPLES)]
     Release(ReleaseArgs),
     /// Log into a booked host with ssh, its reported host key pinned (from the booking's
     /// access Secret): `kubectl lab ssh ci-pod node-1 -- uname -a`.
+    #[command(after_help = SSH_EXAMPLES)]
     Ssh(SshArgs),
     /// Print a booking's pod descriptor for installers: the OPNFV/Anuket PDF, or with
     /// --idf the IDF (from the ConfigMap `<booking>-pod`).
+    #[command(after_help = DESCRIPTOR_EXAMPLES)]
     Descriptor(DescriptorArgs),
     /// Who holds which host when, and what is reserved, as a timeline.
+    #[command(after_help = CALENDAR_EXAMPLES)]
     Calendar(CalendarArgs),
     /// How the lab was used: utilization per lab and profile, bookings, waits, provisioning,
     /// extensions, top namespaces (from the operator's allocation history).
+    #[command(after_help = REPORT_EXAMPLES)]
     Report(ReportArgs),
     /// Per profile: when demand will exceed capacity at the observed growth, and how many
     /// hosts would keep the p95 wait under a target (the scheduler's simulation).
+    #[command(after_help = FORECAST_EXAMPLES)]
     Forecast(ForecastArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = COMPLETION_EXAMPLES)]
     Completion {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
@@ -236,4 +317,35 @@ pub struct ForecastArgs {
     /// Where the operator keeps the history (its leader-election namespace).
     #[arg(long, default_value = "labpods-system", value_name = "NAMESPACE")]
     pub history_namespace: String,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn every_subcommand_help_shows_examples() {
+        let mut cli = Cli::command();
+        cli.build();
+        let mut seen = 0;
+        for sub in cli.get_subcommands_mut().filter(|s| s.get_name() != "help") {
+            let help = sub.render_long_help().to_string();
+            assert!(
+                help.contains("Example"),
+                "kubectl lab {} --help has no example:\n{help}",
+                sub.get_name()
+            );
+            // A realistic example runs the subcommand itself.
+            assert!(
+                help.contains(&format!("kubectl lab {} ", sub.get_name())),
+                "kubectl lab {} --help:\n{help}",
+                sub.get_name()
+            );
+            seen += 1;
+        }
+        assert_eq!(seen, 11, "a new subcommand needs its examples too");
+    }
 }
