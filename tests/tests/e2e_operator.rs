@@ -96,7 +96,10 @@ async fn e2e_expiry_powers_off_wipes_and_collects() -> Result<()> {
         .playback
         .clone()
         .context("the wipe image read no seed")?;
-    let seed = playback.seed.clone().context("the wipe's seed was not read")?;
+    let seed = playback
+        .seed
+        .clone()
+        .context("the wipe's seed was not read")?;
     let answered = playback.phone_home.as_ref().and_then(|p| p.status);
     ensure!(
         answered.is_some_and(|s| (200..300).contains(&s)) && playback.powered_off,

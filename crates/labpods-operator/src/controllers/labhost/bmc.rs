@@ -95,7 +95,17 @@ impl BmcClients {
                 _ => clients.remove(&name),
             }
         };
-        let target = target(ctx, &host.spec.bmc).await?;
+        let target = match target(ctx, &host.spec.bmc).await {
+            Ok(target) => target,
+            Err(e) => {
+                // Keep the old target, so that its session is still logged out later.
+                if let Some(mut old) = previous {
+                    old.stale = true;
+                    self.clients.lock().await.insert(name, old);
+                }
+                return Err(e);
+            }
+        };
         if let Some(old) = previous.filter(|old| old.target != target)
             && let Err(e) = ctx.bmc.disconnect(&old.target).await
         {
