@@ -158,9 +158,11 @@ async fn phone_home_records_this_runs_report_and_refuses_earlier_tokens() -> Res
     );
 
     // The leader starts the release (no report in what it writes): the report is gone, and
-    // the token no longer records anything.
+    // the token no longer records anything. (A release that boots a wipe image has a token
+    // of its own, bound to the host and that run: the booking's is refused then too.)
     let mut releasing = progress(started + 900)?;
     releasing.operation = Operation::Release;
+    releasing.step = ProvisioningStep::WaitWiped;
     let release = LabHostStatus {
         provisioning: Some(releasing),
         ..LabHostStatus::default()
@@ -173,7 +175,21 @@ async fn phone_home_records_this_runs_report_and_refuses_earlier_tokens() -> Res
         host.status
     );
     let code = post(addr, &tokens.url(&base, &run)).await?;
-    ensure!(code == 409, "a report during the release got {code}");
+    ensure!(
+        code == 403,
+        "the booking's token during the wipe got {code}"
+    );
+    let mut plain = release.clone();
+    if let Some(p) = plain.provisioning.as_mut() {
+        (p.image, p.step) = (None, ProvisioningStep::PowerOff);
+    }
+    let host = api.get(&name).await?;
+    status::write(&api, &host, &plain).await?;
+    let code = post(addr, &tokens.url(&base, &run)).await?;
+    ensure!(
+        code == 409,
+        "a report during a release without a wipe got {code}"
+    );
 
     // A leader's write computed before a report (a deposed replica's, delivered late)
     // cannot remove it.
