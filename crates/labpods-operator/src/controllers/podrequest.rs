@@ -197,10 +197,24 @@ fn readable<K: Clone>(guard: &DeserializeGuard<K>) -> Option<K> {
     guard.0.as_ref().ok().cloned()
 }
 
-/// A request's key in the per-object backoff.
 /// The backoff keys of requests (see [`retry_key`]).
 const RETRY_KEY_PREFIX: &str = "podrequest/";
 
+/// Whether a child was written. A child that cannot be written (a quota, a policy in the
+/// request's namespace) never holds up the booking's status: it is written again on a
+/// later pass. Lost leadership still stops the pass.
+fn child_written(pr: &PodRequest, what: &str, written: Result<()>) -> Result<bool> {
+    match written {
+        Ok(()) => Ok(true),
+        Err(Error::NotLeader) => Err(Error::NotLeader),
+        Err(error) => {
+            tracing::warn!(request = %pr.name_any(), %error, "cannot write the {what}; retried on a later pass");
+            Ok(false)
+        }
+    }
+}
+
+/// A request's key in the per-object backoff.
 fn retry_key(pr: &PodRequest) -> String {
     format!(
         "{RETRY_KEY_PREFIX}{}/{}",
@@ -663,22 +677,26 @@ impl<'a> Pass<'a> {
         };
         let files = descriptor::files(&booking);
         let config_map = descriptor::config_map_name(&name);
-        children::apply::<ConfigMap>(
+        let written = children::apply::<ConfigMap>(
             self.ctx,
             self.applied,
             &children::config_map_body(pr, &config_map, &files),
         )
-        .await?;
-        handed.descriptor = Some(config_map);
+        .await;
+        if child_written(pr, "descriptor ConfigMap", written)? {
+            handed.descriptor = Some(config_map);
+        }
         if let Some(files) = access::files(&namespace, &name, &handed.hosts) {
             let secret = access::secret_name(&name);
-            children::apply::<Secret>(
+            let written = children::apply::<Secret>(
                 self.ctx,
                 self.applied,
                 &children::secret_body(pr, &secret, &files),
             )
-            .await?;
-            handed.access_secret = Some(secret);
+            .await;
+            if child_written(pr, "access Secret", written)? {
+                handed.access_secret = Some(secret);
+            }
         }
         Ok(handed)
     }
