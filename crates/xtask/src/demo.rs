@@ -377,7 +377,7 @@ The lab runs until Ctrl-C. In another terminal:
   kubectl lab book demo-2 -n {NAMESPACE} --role node=2 --profile x86-small \
       --image http://127.0.0.1:8080/images/ubuntu-24.04-live-server-amd64.iso --start +1d --for 1d
   kubectl lab extend {POD} -n {NAMESPACE} --by 1d
-  kubectl lab release {POD} -n {NAMESPACE}              # hosts power off, wiped, back to the pool
+  kubectl lab release {POD} -n {NAMESPACE}              # hosts power off, media ejected, back to the pool
   kubectl lab report --since 1d                     # utilization, waits, provisioning
   kubectl get lab -A                                # every labpods object, raw
   LABPODS_BMC_USERNAME=admin LABPODS_BMC_PASSWORD=labpods \
