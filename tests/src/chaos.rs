@@ -290,6 +290,9 @@ struct Run {
     locked_host: Option<String>,
 }
 
+/// A long run says where it stands this often (a minute without a line looks hung).
+const PROGRESS_EVERY: Duration = Duration::from_secs(30);
+
 fn draw((low, high): (u64, u64)) -> Duration {
     Duration::from_secs(rand::rng().random_range(low..=high.max(low)))
 }
@@ -323,7 +326,21 @@ impl Run {
     }
 
     async fn drive(&mut self, e2e: &mut E2e, started: Instant) -> Result<()> {
+        let mut progress_at = Instant::now() + PROGRESS_EVERY;
         loop {
+            if Instant::now() >= progress_at {
+                progress_at += PROGRESS_EVERY;
+                eprintln!(
+                    "[{}] {:>4} s: {} of {} bookings done, {} open, {} kills, {} black holes",
+                    self.chaos.name,
+                    started.elapsed().as_secs(),
+                    self.tracked.values().filter(|t| t.done.is_some()).count(),
+                    self.chaos.leases,
+                    self.tracked.values().filter(|t| t.done.is_none()).count(),
+                    self.report.kills,
+                    self.report.black_holes
+                );
+            }
             if started.elapsed() > self.chaos.deadline {
                 bail!(
                     "the run did not finish within {:?}: {} of {} bookings done, {} kills, {} black holes",

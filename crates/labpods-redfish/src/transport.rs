@@ -362,7 +362,17 @@ impl Transport {
         let mut auth = self.auth.lock().await;
         if matches!(*auth, Auth::Pending) {
             *auth = match self.sessions_path.get().cloned().flatten() {
-                Some(path) => self.login(&path).await?,
+                Some(path) => match self.login(&path).await {
+                    Ok(session) => session,
+                    // Every session slot is taken (a crashed predecessor's sessions hold
+                    // them until they time out): this request goes with basic auth, and a
+                    // later one tries for a session again.
+                    Err(Error::Status { status: 503, .. }) => {
+                        tracing::debug!("no free BMC session; this request uses basic auth");
+                        return Ok(Authorization::Basic);
+                    }
+                    Err(error) => return Err(error),
+                },
                 None => Auth::Basic,
             };
         }

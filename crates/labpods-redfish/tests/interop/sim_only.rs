@@ -124,6 +124,39 @@ async fn sessions_do_not_leak() {
     sim.shutdown().await;
 }
 
+/// Every session slot held by sessions nobody will log out (an operator SIGKILLed again
+/// and again): the BMC is still driven, with basic auth, and a session again once one is
+/// free.
+#[tokio::test]
+async fn a_bmc_with_every_session_slot_taken_is_driven_with_basic_auth() {
+    let (sim, peer) = sim(SimConfig {
+        session_limit: 2,
+        ..SimConfig::default()
+    })
+    .await;
+    let crashed: Vec<RedfishConnector> = (0..2)
+        .map(|_| RedfishConnector::new(test_policy()))
+        .collect();
+    for connector in &crashed {
+        connector.connect(&peer.target).await.unwrap();
+    }
+    let host = sim.host(2);
+    assert_eq!(host.state().open_sessions, 2);
+
+    let connector = RedfishConnector::new(test_policy());
+    let bmc = connector.connect(&peer.target).await.unwrap();
+    bmc.power_state().await.unwrap();
+    assert_eq!(host.state().open_sessions, 2, "no slot was free");
+
+    assert_eq!(crashed[0].logout_all().await, 0);
+    bmc.power_state().await.unwrap();
+    assert_eq!(host.state().open_sessions, 2, "a session again");
+    assert_eq!(connector.logout_all().await, 0);
+    assert_eq!(crashed[1].logout_all().await, 0);
+    assert_eq!(host.state().open_sessions, 0);
+    sim.shutdown().await;
+}
+
 /// 5xx is retried (max_retries more times), then reported as a transient error; the BMC
 /// works again once healthy.
 #[tokio::test]
