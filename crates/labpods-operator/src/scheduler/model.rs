@@ -74,8 +74,8 @@ pub struct Role {
 /// How long a booking lasts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Length {
-    /// Ends at a fixed instant; the length is measured from the requested start (or the
-    /// creation time when the start is "now"), and kept if the start has to move later.
+    /// Ends at a fixed instant, also when the start has to move later (the booking is then
+    /// shorter): what `spec.end` says, and what the Lease is given.
     Until(Time),
     For(TimeDelta),
 }

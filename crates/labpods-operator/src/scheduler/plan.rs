@@ -18,7 +18,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use super::calendar::Calendar;
 use super::lab::{Candidates, Lab, NO_RACK, Pool, pool};
 use super::model::{
-    Assignment, Decision, Placement, PlanInput, Policy, Request, RequestKey, RequestPlan,
+    Assignment, Decision, Length, Placement, PlanInput, Policy, Request, RequestKey, RequestPlan,
     Reservation, Role, Time, fmt_duration, fmt_time,
 };
 use super::quota::NamespaceLoad;
@@ -254,13 +254,29 @@ impl Planner<'_> {
         } else {
             self.fcfs_from(req, asked)
         };
-        let Some((start, picks)) = self.find_window(req, &roles, from, duration) else {
+        // A booking with an end keeps it: starting later makes it shorter, never later.
+        let (duration, until) = match req.length {
+            Length::Until(end) => (end - from, Some(end)),
+            Length::For(_) => (duration, None),
+        };
+        let found = (duration > TimeDelta::zero())
+            .then(|| self.find_window(req, &roles, from, duration))
+            .flatten()
+            .filter(|(start, _)| until.is_none_or(|end| *start < end));
+        let Some((start, picks)) = found else {
+            let message = match until {
+                Some(end) => format!(
+                    "no window found before the booking's end {}: move spec.end later, or ask for fewer hosts",
+                    fmt_time(end)
+                ),
+                None => "no window found in the calendar".to_owned(),
+            };
             return Decision::Wait {
-                message: "no window found in the calendar".to_owned(),
+                message,
                 earliest_start: None,
             };
         };
-        let end = start + duration;
+        let end = until.unwrap_or(start + duration);
         let waiting = start > self.now && req.start != Some(start);
         let message = waiting.then(|| self.wait_message(req, &roles, asked, from, start, duration));
 

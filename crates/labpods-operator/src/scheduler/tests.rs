@@ -978,3 +978,32 @@ fn synthetic_workload_plans_without_double_booking() {
         "{summary:?}"
     );
 }
+
+/// `spec.end` is when the booking ends, however late it starts: a Lease given a later end
+/// was shortened again by the next pass (an extra sealed write, and a booking released
+/// mid-provisioning when the start had slipped a lot).
+#[test]
+fn a_booking_with_an_end_keeps_it_when_it_starts_late() {
+    // Created 100 minutes ago, until 3 h from now: the one host is busy for another hour.
+    let mut late = req("team/late", 0, vec![role("node", 1, "x86")], None, 1);
+    late.length = Length::Until(at(3));
+    let busy = claimed(host("x86-00", "x86", "r1"), "team/other", at(1));
+    let d = decisions(&input(vec![busy.clone()], vec![late.clone()]));
+    let (_, earliest) = wait(&d["team/late"]);
+    assert_eq!(earliest, Some(at(1) + ALLOW));
+
+    // Free now: bound from now until the end it asked for, not for 4h40m from now.
+    let d = decisions(&input(hosts(1, "x86"), vec![late.clone()]));
+    let p = bind(&d["team/late"]);
+    assert_eq!((p.start, p.end), (now(), at(3)));
+
+    // Busy until after its end: it waits, and says which field to change.
+    let busy = claimed(host("x86-00", "x86", "r1"), "team/other", at(4));
+    let d = decisions(&input(vec![busy], vec![late]));
+    let (message, earliest) = wait(&d["team/late"]);
+    assert_eq!(earliest, None);
+    assert!(
+        message.contains("before the booking's end") && message.contains("spec.end"),
+        "{message}"
+    );
+}
