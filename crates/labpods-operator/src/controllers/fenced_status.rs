@@ -18,13 +18,14 @@ use serde_json::Value;
 
 /// Server-side applies `patch` (apiVersion, kind and status) to the status of `based_on`'s
 /// object, on `based_on`'s resourceVersion. `status` reads the status out of an object.
+/// Returns the object as written.
 pub async fn apply<K, S>(
     api: &Api<K>,
     manager: &str,
     based_on: &K,
     status: impl Fn(&K) -> Option<&S>,
     patch: &Value,
-) -> Result<(), kube::Error>
+) -> Result<K, kube::Error>
 where
     K: Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
     S: PartialEq,
@@ -39,7 +40,7 @@ where
         let mut body = patch.clone();
         body["metadata"] = serde_json::json!({ "resourceVersion": resource_version });
         match api.patch_status(&name, &params, &Patch::Apply(&body)).await {
-            Ok(_) => return Ok(()),
+            Ok(written) => return Ok(written),
             Err(kube::Error::Api(s)) if s.code == 409 && !reread => {
                 reread = true;
                 let fresh = api.get(&name).await?;

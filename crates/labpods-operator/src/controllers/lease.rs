@@ -113,6 +113,7 @@ pub async fn run(ctx: Arc<Context>, stop: impl Future<Output = ()> + Send + Sync
         .watches_stream(request_events, |pr: DeserializeGuard<PodRequest>| {
             Some(ObjectRef::new(&pr.name_any()).within(&pr.namespace().unwrap_or_default()))
         })
+        .with_config(super::bounded(super::API_CONCURRENCY))
         .graceful_shutdown_on(stop)
         .run(reconcile, error_policy, this)
         .for_each(|result| async move {
@@ -181,11 +182,8 @@ impl LeaseController {
         }
         let ns = lease.namespace().unwrap_or_default();
         let claim = claim_of(lease);
+        // Borrowed from the cache, never cloned: a reconcile costs its own hosts, not the lab.
         let cached = self.hosts.state();
-        let all_hosts: Vec<LabHost> = cached
-            .iter()
-            .filter_map(|g| g.0.as_ref().ok().cloned())
-            .collect();
         let unreadable: Vec<(String, String)> = cached
             .iter()
             .filter_map(|g| g.0.as_ref().err())
@@ -196,8 +194,8 @@ impl LeaseController {
                 listed.then(|| (name, super::labhost::status::bounded(e.error.clone())))
             })
             .collect();
-        let hosts: Vec<&LabHost> = all_hosts
-            .iter()
+        let readable = || cached.iter().filter_map(|g| g.0.as_ref().ok());
+        let hosts: Vec<&LabHost> = readable()
             .filter(|h| {
                 h.spec.claim_ref.as_ref() == Some(&claim)
                     || lease.spec.hosts.iter().any(|l| l.host == h.name_any())
@@ -236,8 +234,9 @@ impl LeaseController {
             troubled.extend(failed_hosts(lease, &hosts));
             for (failed, trouble) in troubled {
                 let Some(pr) = &request else { break };
-                let lab = self.lab(&all_hosts);
-                let everyone: Vec<&LabHost> = all_hosts.iter().collect();
+                // A spare is looked for in the whole lab, only when one is needed.
+                let everyone: Vec<&LabHost> = readable().collect();
+                let lab = self.lab(&everyone);
                 match heal(&self.ctx, lease, pr, &failed, &trouble, &lab, &everyone).await? {
                     Healed::Swapped(spare) => {
                         let note = format!("host {failed} {trouble}; replaced by spare {spare}");
@@ -351,7 +350,7 @@ impl LeaseController {
 
     /// The lab for spare finding: every host (claims run until their Lease's end) and the
     /// reservations of requests waiting for a future start.
-    fn lab(&self, hosts: &[LabHost]) -> crate::scheduler::PlanInput {
+    fn lab(&self, hosts: &[&LabHost]) -> crate::scheduler::PlanInput {
         // Only sealed Leases hold hosts in the calendar.
         let leases: Vec<Lease> = self
             .leases
@@ -372,11 +371,10 @@ impl LeaseController {
                 .any(|l| snapshot::key_of(l) == snapshot::key_of(pr))
         };
         let unbound: Vec<&PodRequest> = requests.iter().filter(|pr| !with_lease(pr)).collect();
-        let hosts: Vec<&LabHost> = hosts.iter().collect();
         let leases: Vec<&Lease> = leases.iter().collect();
         let now = crate::scheduler::from_api::time(&KubeTime(self.ctx.clock.now()));
         snapshot::plan_input(
-            &hosts,
+            hosts,
             &leases,
             &unbound,
             Vec::new(),

@@ -192,6 +192,17 @@ pub async fn run(shared: Shared, mut leadership: Leadership, shutdown: watch::Re
     }
 }
 
+/// Reconciles of one controller in flight at once: each holds a cached object and a client
+/// connection, so an unbounded controller woken for every object at start-up floods the
+/// apiserver and grows without limit.
+pub fn bounded(concurrency: usize) -> kube::runtime::controller::Config {
+    kube::runtime::controller::Config::default()
+        .concurrency(u16::try_from(concurrency.max(1)).unwrap_or(u16::MAX))
+}
+
+/// Reconciles in flight for controllers whose work is API writes, not BMC calls.
+pub const API_CONCURRENCY: usize = 16;
+
 /// One leadership term: every controller, until `stop`.
 async fn run_term(
     shared: &Shared,

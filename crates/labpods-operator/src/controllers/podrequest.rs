@@ -41,7 +41,7 @@ use std::{
     time::Duration,
 };
 
-use futures::StreamExt;
+use futures::{StreamExt, future, stream};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time as KubeTime;
 use kube::{
@@ -64,6 +64,7 @@ use tokio::sync::Notify;
 use self::{
     bind::{Bound, bind, lease_for},
     binding::LeaseOf,
+    snapshot::{Cached, LabHosts},
     status::{Handed, Standing},
 };
 use super::sealed::{self, Changed};
@@ -192,11 +193,6 @@ async fn pass(ctx: &Context, caches: &Caches, applied: &children::Applied) -> Du
     next
 }
 
-/// The object, unless it could not be deserialized (then the others still get scheduled).
-fn readable<K: Clone>(guard: &DeserializeGuard<K>) -> Option<K> {
-    guard.0.as_ref().ok().cloned()
-}
-
 /// The backoff keys of requests (see [`retry_key`]).
 const RETRY_KEY_PREFIX: &str = "podrequest/";
 
@@ -259,10 +255,10 @@ struct Pass<'a> {
     ctx: &'a Context,
     /// The children (access Secret, descriptor) this replica wrote, across passes.
     applied: &'a children::Applied,
-    requests: Vec<PodRequest>,
-    hosts: HashMap<String, Arc<LabHost>>,
+    requests: Vec<Cached<PodRequest>>,
+    hosts: LabHosts,
     /// Sealed Leases only: the bindings the operator made.
-    leases: HashMap<(String, String), Lease>,
+    leases: HashMap<(String, String), Cached<Lease>>,
     /// Every other Lease: provisional (Ok) or refused (Err), by namespace and name.
     unsealed: HashMap<(String, String), (Lease, Result<Seal, Untrusted>)>,
     now: scheduler::Time,
@@ -273,29 +269,29 @@ struct Pass<'a> {
 
 impl<'a> Pass<'a> {
     fn new(ctx: &'a Context, caches: &Caches, applied: &'a children::Applied) -> Self {
-        let requests: Vec<PodRequest> = caches
+        let requests = caches
             .requests
             .state()
-            .iter()
-            .filter_map(|g| readable(g))
+            .into_iter()
+            .filter_map(Cached::new)
             .collect();
         let hosts = caches
             .hosts
             .state()
-            .iter()
-            .filter_map(|g| readable(g))
-            .map(|h: LabHost| (h.name_any(), Arc::new(h)))
+            .into_iter()
+            .filter_map(Cached::new)
+            .map(|h| (h.name_any(), h))
             .collect();
         let mut leases = HashMap::new();
         let mut unsealed = HashMap::new();
-        for lease in caches.leases.state().iter().filter_map(|g| readable(g)) {
-            let lease: Lease = lease;
+        for lease in caches.leases.state().into_iter().filter_map(Cached::new) {
             match ctx.signer.verify(&lease) {
                 Ok(Seal::Sealed) => {
-                    leases.insert(snapshot::key_of(&lease), lease);
+                    leases.insert(snapshot::key_of(&*lease), lease);
                 }
+                // Rare (a binding in flight, a forgery): copied.
                 other => {
-                    unsealed.insert(snapshot::key_of(&lease), (lease, other));
+                    unsealed.insert(snapshot::key_of(&*lease), ((*lease).clone(), other));
                 }
             }
         }
@@ -323,7 +319,8 @@ impl<'a> Pass<'a> {
 
     fn classify(&self, pr: &PodRequest) -> Class {
         let key = snapshot::key_of(pr);
-        let lease = binding::lease_of(pr, self.leases.get(&key), self.unsealed.get(&key));
+        let sealed = self.leases.get(&key).map(|l| &**l);
+        let lease = binding::lease_of(pr, sealed, self.unsealed.get(&key));
         if pr.metadata.deletion_timestamp.is_some() {
             let own = match lease {
                 LeaseOf::Own(l) => Some(l),
@@ -397,7 +394,7 @@ impl<'a> Pass<'a> {
         let requests = std::mem::take(&mut self.requests);
         let mut candidates = Vec::new();
         let mut later: Vec<(&PodRequest, Class)> = Vec::new();
-        for pr in &requests {
+        for pr in requests.iter().map(|pr| &**pr) {
             match self.classify(pr) {
                 Class::Waiting(r) => candidates.push((pr, r)),
                 other => later.push((pr, other)),
@@ -415,8 +412,8 @@ impl<'a> Pass<'a> {
                 }
             }
         }
-        let hosts: Vec<&LabHost> = self.hosts.values().map(AsRef::as_ref).collect();
-        let leases: Vec<&Lease> = self.leases.values().collect();
+        let hosts: Vec<&LabHost> = self.hosts.values().map(|h| &**h).collect();
+        let leases: Vec<&Lease> = self.leases.values().map(|l| &**l).collect();
         let input = snapshot::plan_input(
             &hosts,
             &leases,
@@ -431,70 +428,90 @@ impl<'a> Pass<'a> {
             .collect();
 
         // One request's failure must not stall the others: each backs off on its own, and
-        // the pass still wakes when the next timed bind is due.
-        let mut failed = HashSet::new();
-        let mut writes: Vec<(&PodRequest, Option<Arc<Lease>>, StandingOwned)> = Vec::new();
-        for pr in &unbound {
+        // the pass still wakes when the next timed bind is due. Requests are handled
+        // concurrently (bounded), each status written as soon as its own binding landed:
+        // at scale, one write at a time made the last binding of a pass wait minutes.
+        let this = &self;
+        let decided = unbound.iter().filter_map(|pr| {
             let key = scheduler::RequestKey::new(pr.namespace().unwrap_or_default(), pr.name_any());
-            let Some(decision) = decisions.get(&key) else {
-                continue;
-            };
-            match self.decide(pr, &key, decision).await {
-                Ok(Some(standing)) => writes.push((pr, None, standing)),
-                Ok(None) => {}
-                Err(e) => {
-                    self.failed(pr, &e, "cannot act on the decision");
-                    failed.insert(retry_key(pr));
-                }
-            }
-        }
-        for (pr, class) in later {
-            match self.follow(pr, class, &input).await {
-                Ok(Some((lease, standing))) => writes.push((pr, lease, standing)),
-                Ok(None) => {}
-                Err(e) => {
-                    self.failed(pr, &e, "cannot follow the request");
-                    failed.insert(retry_key(pr));
-                }
-            }
-        }
-        for (pr, lease, standing) in writes {
-            let standing = match (&standing, &lease) {
-                (StandingOwned::Invalid(m), _) => Standing::Invalid(m),
-                (StandingOwned::Verifying(m), _) => Standing::Verifying(m),
-                (StandingOwned::ImageRefused(m), _) => Standing::ImageRefused(m),
-                (
-                    StandingOwned::Refused {
-                        lease,
-                        why,
-                        releasing,
-                    },
-                    _,
-                ) => Standing::Refused {
-                    lease,
-                    why,
-                    releasing: *releasing,
-                },
-                (StandingOwned::Decided(d), _) => Standing::Decided(d),
-                (StandingOwned::Bound { rejected, handed }, Some(l)) => Standing::Bound {
-                    lease: l,
-                    rejected: rejected.as_deref(),
-                    handed,
-                },
-                (StandingOwned::Bound { .. }, None) | (StandingOwned::Finished, _) => {
-                    Standing::Finished
-                }
-            };
-            let desired = status::desired(pr, standing, &self.kube_now);
-            if let Err(e) = status::apply(self.ctx, pr, &desired).await {
-                self.failed(pr, &e, "cannot write the request's status");
-                failed.insert(retry_key(pr));
-            }
-        }
+            let decision = decisions.get(&key)?;
+            Some(async move {
+                let acted = this.decide(pr, &key, decision).await;
+                let acted = acted.map(|standing| standing.map(|s| (None, s)));
+                this.settle(pr, acted, "cannot act on the decision").await
+            })
+        });
+        let mut failed: HashSet<String> = stream::iter(decided)
+            .buffer_unordered(super::API_CONCURRENCY)
+            .filter_map(future::ready)
+            .collect()
+            .await;
+        let input = &input;
+        let followed = later.into_iter().map(|(pr, class)| async move {
+            let acted = this.follow(pr, class, input).await;
+            this.settle(pr, acted, "cannot follow the request").await
+        });
+        let followed: Vec<String> = stream::iter(followed)
+            .buffer_unordered(super::API_CONCURRENCY)
+            .filter_map(future::ready)
+            .collect()
+            .await;
+        failed.extend(followed);
         self.ctx
             .backoffs
             .succeeded_except(RETRY_KEY_PREFIX, &failed);
         Duration::from_millis(self.next.load(Ordering::Relaxed))
+    }
+
+    /// Writes the status a request's handling came to; its retry key when either failed.
+    async fn settle(
+        &self,
+        pr: &PodRequest,
+        acted: Result<Option<(Option<Arc<Lease>>, StandingOwned)>>,
+        what: &str,
+    ) -> Option<String> {
+        let (lease, standing) = match acted {
+            Ok(Some(outcome)) => outcome,
+            Ok(None) => return None,
+            Err(e) => {
+                self.failed(pr, &e, what);
+                return Some(retry_key(pr));
+            }
+        };
+        let standing = match (&standing, &lease) {
+            (StandingOwned::Invalid(m), _) => Standing::Invalid(m),
+            (StandingOwned::Verifying(m), _) => Standing::Verifying(m),
+            (StandingOwned::ImageRefused(m), _) => Standing::ImageRefused(m),
+            (
+                StandingOwned::Refused {
+                    lease,
+                    why,
+                    releasing,
+                },
+                _,
+            ) => Standing::Refused {
+                lease,
+                why,
+                releasing: *releasing,
+            },
+            (StandingOwned::Decided(d), _) => Standing::Decided(d),
+            (StandingOwned::Bound { rejected, handed }, Some(l)) => Standing::Bound {
+                lease: l,
+                rejected: rejected.as_deref(),
+                handed,
+            },
+            (StandingOwned::Bound { .. }, None) | (StandingOwned::Finished, _) => {
+                Standing::Finished
+            }
+        };
+        let desired = status::desired(pr, standing, &self.kube_now);
+        match status::apply(self.ctx, pr, &desired).await {
+            Ok(_) => None,
+            Err(e) => {
+                self.failed(pr, &e, "cannot write the request's status");
+                Some(retry_key(pr))
+            }
+        }
     }
 
     /// The waiting requests past their namespace's open-request limit, with what they say.

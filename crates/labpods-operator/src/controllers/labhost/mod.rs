@@ -6,6 +6,7 @@
 //! (pure [`status`] + one server-side apply, skipped when unchanged).
 
 pub mod bmc;
+mod lease_changes;
 pub mod phone_home;
 pub mod plan;
 pub mod seed;
@@ -60,6 +61,42 @@ pub struct LabHostController {
     ctx: Arc<Context>,
     leases: Store<DeserializeGuard<Lease>>,
     clients: BmcClients,
+    written: Written,
+}
+
+/// The resourceVersion of this term's last write to each host. The cache can lag those
+/// writes, and planning from a copy older than our own last write restarted finished
+/// provisioning runs; a GET per reconcile avoided that at the price of one read per host per
+/// pass. Now the cache is trusted when it holds our last write (or we wrote nothing yet:
+/// then every change it lacks is someone else's, and its watch event triggers a reconcile
+/// of its own), and the host is read only when it does not.
+#[derive(Default)]
+struct Written(std::sync::Mutex<std::collections::HashMap<String, Option<String>>>);
+
+impl Written {
+    fn map(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Option<String>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether `cached` holds this term's last write to it.
+    fn current(&self, cached: &LabHost) -> bool {
+        self.map()
+            .get(&cached.name_any())
+            .is_none_or(|written| written.is_some() && *written == cached.metadata.resource_version)
+    }
+
+    /// A write that returned `written` (None: a write whose result is unknown, so the next
+    /// pass reads the host).
+    fn record(&self, name: &str, written: Option<&LabHost>) {
+        let version = written.and_then(|h| h.metadata.resource_version.clone());
+        self.map().insert(name.to_owned(), version);
+    }
+
+    fn forget(&self, name: &str) {
+        self.map().remove(name);
+    }
 }
 
 impl std::fmt::Debug for LabHostController {
@@ -79,9 +116,10 @@ pub async fn run(
     let hosts: Api<DeserializeGuard<LabHost>> = Api::all(client.clone());
     let leases: Api<DeserializeGuard<Lease>> = Api::all(client);
     let (lease_store, lease_writer) = reflector::store();
-    let lease_events =
-        reflector::reflector(lease_writer, watcher(leases, watcher::Config::default()))
-            .touched_objects();
+    let lease_events = lease_changes::relevant(
+        reflector::reflector(lease_writer, watcher(leases, watcher::Config::default())),
+        ctx.signer.clone(),
+    );
 
     let controller = Controller::new(hosts, watcher::Config::default());
     let host_store = controller.store();
@@ -147,6 +185,7 @@ pub async fn run(
         ctx: ctx.clone(),
         leases: lease_store.clone(),
         clients: BmcClients::new(versions),
+        written: Written::default(),
     });
     let ready_hosts = host_store.clone();
     tokio::spawn(async move {
@@ -154,7 +193,10 @@ pub async fn run(
             on_ready(ready_hosts);
         }
     });
+    // A reconcile beyond the BMC limit would only wait for a permit, holding its host.
+    let concurrency = ctx.config.bmc.global_concurrency;
     controller
+        .with_config(super::bounded(concurrency))
         .graceful_shutdown_on(stop)
         .run(reconcile, error_policy, this)
         .for_each(|result| async move {
@@ -231,13 +273,19 @@ impl LabHostController {
     async fn apply(&self, cached: &LabHost, leaving: bool) -> Result<Option<Action>> {
         let ctx = &self.ctx;
         let name = cached.name_any();
-        // Plan from the apiserver's copy, not the cache: the cache can lag this controller's
-        // own last status write, and planning from it restarted finished provisioning runs.
-        let api: Api<LabHost> = Api::all(ctx.client.clone());
-        let Some(fresh) = api.get_opt(&name).await? else {
-            return Ok(None);
+        // Never plan from a copy older than our own last write (see [`Written`]).
+        let fresh;
+        let host = if self.written.current(cached) {
+            cached
+        } else {
+            let api: Api<LabHost> = Api::all(ctx.client.clone());
+            let Some(read) = api.get_opt(&name).await? else {
+                self.written.forget(&name);
+                return Ok(None);
+            };
+            fresh = read;
+            &fresh
         };
-        let host = &fresh;
         let claim = host.spec.claim_ref.as_ref();
         let view = if leaving {
             LeaseView::Ending
@@ -265,7 +313,14 @@ impl LabHostController {
             self.note_failure(host, &mut status, error).await;
         }
         status::finish(&mut status, host.metadata.generation, &now);
-        if status::apply(ctx, host, current.as_ref(), &status).await? {
+        let applied = status::apply(ctx, host, current.as_ref(), &status).await;
+        match &applied {
+            Ok(Some(written)) => self.written.record(&name, Some(written)),
+            Ok(None) => {}
+            // It may have landed (a timeout): read the host next time.
+            Err(_) => self.written.record(&name, None),
+        }
+        if applied?.is_some() {
             self.publish_transition(host, current.as_ref(), &status)
                 .await;
             self.publish_quarantine(host, current.as_ref(), &status)
@@ -458,12 +513,15 @@ impl LabHostController {
             "metadata": { "resourceVersion": host.metadata.resource_version },
             "spec": { "claimRef": null },
         });
-        api.patch(
-            &host.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await?;
+        let written = api
+            .patch(
+                &host.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await;
+        self.written.record(&host.name_any(), written.as_ref().ok());
+        written?;
         tracing::info!("released the claim");
         Ok(())
     }
@@ -501,6 +559,7 @@ impl LabHostController {
     /// it first): end the BMC session.
     async fn cleanup(&self, host: &LabHost) -> Result<Action> {
         let name = host.name_any();
+        self.written.forget(&name);
         if let Some(bmc) = self.clients.forget(&name).await
             && let Err(e) = bmc.logout().await
         {

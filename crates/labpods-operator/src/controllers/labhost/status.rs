@@ -149,19 +149,20 @@ pub fn finish(status: &mut LabHostStatus, generation: Option<i64>, now: &Time) {
     conditions::set_condition(&mut status.conditions, c, now);
 }
 
-/// Applies `desired` unless it equals `current`.
+/// Applies `desired` unless it equals `current`; the host as written, when it wrote.
 pub async fn apply(
     ctx: &Context,
     host: &LabHost,
     current: Option<&LabHostStatus>,
     desired: &LabHostStatus,
-) -> Result<bool> {
+) -> Result<Option<LabHost>> {
     if current == Some(desired) {
-        return Ok(false);
+        return Ok(None);
     }
     ctx.ensure_leader()?;
-    write(&Api::all(ctx.client.clone()), host, desired).await?;
-    Ok(true)
+    Ok(Some(
+        write(&Api::all(ctx.client.clone()), host, desired).await?,
+    ))
 }
 
 /// Writes `desired` as the status of `host`, on the resourceVersion `host` was read at.
@@ -169,7 +170,7 @@ pub async fn write(
     api: &Api<LabHost>,
     host: &LabHost,
     desired: &LabHostStatus,
-) -> std::result::Result<(), kube::Error> {
+) -> std::result::Result<LabHost, kube::Error> {
     let patch = json!({
         "apiVersion": "labpods.dev/v1alpha1",
         "kind": "LabHost",

@@ -14,8 +14,6 @@
 //! claimed for a sealed Lease: one that holds exactly what this scheduler chose for this
 //! request. A provisional Lease left by a crash is rolled back, never resumed.
 
-use std::{collections::HashMap, sync::Arc};
-
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{
     Api, Resource, ResourceExt,
@@ -29,7 +27,7 @@ use serde_json::json;
 
 use super::{
     claim::{Claimed, HostCheck, check, claim, unclaim},
-    snapshot::kube_time,
+    snapshot::{LabHosts, kube_time},
 };
 use crate::{
     context::Context,
@@ -103,7 +101,7 @@ pub async fn bind(
     pr: &PodRequest,
     lease: &Lease,
     create: bool,
-    hosts: &HashMap<String, Arc<LabHost>>,
+    hosts: &LabHosts,
 ) -> Result<Bound> {
     let api: Api<Lease> = Api::namespaced(ctx.client.clone(), &pr.namespace().unwrap_or_default());
     let ours = claim_ref(pr);
@@ -212,11 +210,7 @@ pub async fn roll_back_unsealed(ctx: &Context, lease: &Lease) -> Result<()> {
 }
 
 /// Why binding `wanted` cannot succeed according to the cache, if it cannot (pure).
-pub fn precheck(
-    wanted: &[LeaseHost],
-    hosts: &HashMap<String, Arc<LabHost>>,
-    ours: &ClaimRef,
-) -> Option<String> {
+pub fn precheck(wanted: &[LeaseHost], hosts: &LabHosts, ours: &ClaimRef) -> Option<String> {
     wanted.iter().find_map(|h| match hosts.get(&h.host) {
         None => Some(format!("host {} no longer exists", h.host)),
         Some(cached) => match check(cached, ours) {
@@ -316,9 +310,9 @@ mod tests {
                 state: Some(state),
                 ..LabHostStatus::default()
             });
-            (name.to_owned(), Arc::new(h))
+            (name.to_owned(), h.into())
         };
-        let hosts: HashMap<_, _> = [
+        let hosts: LabHosts = [
             host("h1", HostState::Available),
             host("h2", HostState::Releasing),
         ]

@@ -13,9 +13,9 @@
 //! libvirt, each with a user and password): `type: redfish`, the BMC's address and
 //! `power_control: operator` (only the operator drives the BMC), and never a credential.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
 use kube::ResourceExt;
 use labpods_api::LABEL_ARCH;
@@ -24,6 +24,7 @@ use regex::Regex;
 use serde_json::{Value, json};
 use url::Url;
 
+use super::snapshot::LabHosts;
 use crate::config::DescriptorConfig;
 
 /// Key of the PDF in the ConfigMap.
@@ -66,7 +67,7 @@ pub struct Booking<'a> {
     /// Each host as the request's status shows it ([`super::hosts::assigned`]).
     pub hosts: &'a [AssignedHost],
     /// The LabHosts by name: hardware facts, inventory and BMC address.
-    pub labhosts: &'a HashMap<String, Arc<LabHost>>,
+    pub labhosts: &'a LabHosts,
     /// The lab's `descriptor` configuration: the PDF's `details`.
     pub lab: &'a DescriptorConfig,
 }
@@ -220,6 +221,8 @@ pub fn files(booking: &Booking<'_>) -> BTreeMap<String, String> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use labpods_api::v1alpha1::{Disk, HardwareFacts, Inventory};
 
     use super::*;

@@ -5,11 +5,10 @@
 //! it names this Lease and the host is still claimed for this request (by uid): a report of
 //! an earlier booking, or of another request of the same name, never reaches this one.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
 use kube::ResourceExt;
 use labpods_api::v1alpha1::{AssignedHost, BootReport, LabHost, Lease};
+
+use super::snapshot::LabHosts;
 
 /// `namespace/name` of a Lease, as a [`BootReport`] names it.
 pub fn lease_key(lease: &Lease) -> String {
@@ -35,7 +34,7 @@ pub fn report_for<'a>(host: &'a LabHost, lease: &Lease) -> Option<&'a BootReport
 }
 
 /// One entry per host of `lease`, sorted by role then host.
-pub fn assigned(lease: &Lease, labhosts: &HashMap<String, Arc<LabHost>>) -> Vec<AssignedHost> {
+pub fn assigned(lease: &Lease, labhosts: &LabHosts) -> Vec<AssignedHost> {
     let mut hosts: Vec<AssignedHost> = lease
         .spec
         .hosts
@@ -148,10 +147,10 @@ pub(crate) mod tests {
         }
     }
 
-    pub(crate) fn index(hosts: Vec<LabHost>) -> HashMap<String, Arc<LabHost>> {
+    pub(crate) fn index(hosts: Vec<LabHost>) -> LabHosts {
         hosts
             .into_iter()
-            .map(|h| (h.name_any(), Arc::new(h)))
+            .map(|h| (h.name_any(), h.into()))
             .collect()
     }
 
@@ -211,7 +210,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_host_missing_from_the_cache_still_shows_its_role_and_hostname() {
-        let shown = assigned(&lease(&["gone"]), &HashMap::new());
+        let shown = assigned(&lease(&["gone"]), &LabHosts::new());
         assert_eq!(shown[0].hostname.as_deref(), Some("node-1"));
         assert!(shown[0].mac_addresses.is_empty());
     }

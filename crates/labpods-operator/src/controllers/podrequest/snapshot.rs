@@ -5,17 +5,61 @@
 //! ends), reservations from the `status.scheduledStart/End` and `status.hosts` of Scheduled
 //! PodRequests that have no Lease yet.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, ops::Deref, sync::Arc};
 
 use chrono::TimeDelta;
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time as KubeTime, jiff::Timestamp};
-use kube::ResourceExt;
+use kube::{ResourceExt, core::DeserializeGuard};
 use labpods_api::v1alpha1::{LabHost, Lease, LeasePhase, PodRequest, PodRequestPhase};
 
 use crate::{
     config::Config,
     scheduler::{self, Host, PlanInput, Policy, Reservation, Time, from_api},
 };
+
+/// An object of a watch cache that could be decoded, shared with the cache rather than
+/// copied: a pass copied every cached request, host and Lease on every change.
+#[derive(Debug)]
+pub struct Cached<K>(Arc<DeserializeGuard<K>>);
+
+impl<K> Cached<K> {
+    /// None for an object that cannot be decoded (the others are still scheduled).
+    pub fn new(guard: Arc<DeserializeGuard<K>>) -> Option<Self> {
+        guard.0.is_ok().then_some(Self(guard))
+    }
+}
+
+impl<K> Clone for Cached<K> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<K> From<K> for Cached<K> {
+    fn from(object: K) -> Self {
+        Self(Arc::new(DeserializeGuard(Ok(object))))
+    }
+}
+
+impl<K> Deref for Cached<K> {
+    type Target = K;
+
+    fn deref(&self) -> &K {
+        match &self.0.0 {
+            Ok(object) => object,
+            Err(_) => unreachable!("Cached::new admits decoded objects only"),
+        }
+    }
+}
+
+impl<K> AsRef<K> for Cached<K> {
+    fn as_ref(&self) -> &K {
+        self
+    }
+}
+
+/// The cached LabHosts by name.
+pub type LabHosts = HashMap<String, Cached<LabHost>>;
 
 /// How long a claim whose Lease is not in the cache holds its host: never free a claimed
 /// host on a guess.
