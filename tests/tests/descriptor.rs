@@ -3,8 +3,7 @@
 //! to read the schemas: pharos' own example fails at its `{a|b}` placeholders and validates
 //! once they are filled in; the labpods Redfish extension is the only deviation.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, ensure};
 use labpods_api::LABEL_ARCH;
@@ -13,6 +12,7 @@ use labpods_api::v1alpha1::{
 };
 use labpods_operator::config::DescriptorConfig;
 use labpods_operator::controllers::podrequest::descriptor::{self, Booking};
+use labpods_operator::controllers::podrequest::snapshot::LabHosts;
 use labpods_tests::pharos::{Schema, errors, validate_descriptor};
 
 fn example() -> Result<String> {
@@ -74,7 +74,7 @@ fn pharos_example_fails_at_its_placeholders_and_validates_filled_in() -> Result<
 
 /// A booking of two hosts as the simulator's inventory describes them.
 fn rendered() -> Result<BTreeMap<String, String>> {
-    let labhosts: HashMap<String, Arc<LabHost>> = ["lab-01", "lab-02"]
+    let labhosts: LabHosts = ["lab-01", "lab-02"]
         .iter()
         .map(|name| {
             let spec = LabHostSpec::new(
@@ -95,7 +95,7 @@ fn rendered() -> Result<BTreeMap<String, String>> {
                 }),
                 ..LabHostStatus::default()
             });
-            ((*name).to_owned(), Arc::new(h))
+            ((*name).to_owned(), h.into())
         })
         .collect();
     let hosts: Vec<AssignedHost> = [

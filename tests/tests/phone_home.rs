@@ -16,6 +16,7 @@ use labpods_operator::{
     context::SystemClock,
     controllers::labhost::{phone_home::StatusSink, status},
     http::{self, PhoneHomeTokens, Run},
+    metrics::Metrics,
 };
 use labpods_tests::TestCluster;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -94,7 +95,7 @@ async fn phone_home_records_this_runs_report_and_refuses_earlier_tokens() -> Res
         provisioning: Some(progress(started)?),
         ..LabHostStatus::default()
     };
-    status::write(&api, &created, &provisioning).await?;
+    status::write(&Metrics::new(), &api, &created, &provisioning).await?;
 
     let tokens = PhoneHomeTokens::new(b"shared by the replicas");
     let listener = http::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
@@ -167,7 +168,7 @@ async fn phone_home_records_this_runs_report_and_refuses_earlier_tokens() -> Res
         provisioning: Some(releasing),
         ..LabHostStatus::default()
     };
-    status::write(&api, &host, &release).await?;
+    status::write(&Metrics::new(), &api, &host, &release).await?;
     let host = api.get(&name).await?;
     ensure!(
         host.status.as_ref() == Some(&release),
@@ -184,7 +185,7 @@ async fn phone_home_records_this_runs_report_and_refuses_earlier_tokens() -> Res
         (p.image, p.step) = (None, ProvisioningStep::PowerOff);
     }
     let host = api.get(&name).await?;
-    status::write(&api, &host, &plain).await?;
+    status::write(&Metrics::new(), &api, &host, &plain).await?;
     let code = post(addr, &tokens.url(&base, &run)).await?;
     ensure!(
         code == 409,
@@ -194,11 +195,17 @@ async fn phone_home_records_this_runs_report_and_refuses_earlier_tokens() -> Res
     // A leader's write computed before a report (a deposed replica's, delivered late)
     // cannot remove it.
     let restarted = api.get(&name).await?;
-    status::write(&api, &restarted, &provisioning).await?;
+    status::write(&Metrics::new(), &api, &restarted, &provisioning).await?;
     let read_before_report = api.get(&name).await?;
     let code = post(addr, &tokens.url(&base, &run)).await?;
     ensure!(code == 200, "the report of the new run got {code}");
-    let late = status::write(&api, &read_before_report, &LabHostStatus::default()).await;
+    let late = status::write(
+        &Metrics::new(),
+        &api,
+        &read_before_report,
+        &LabHostStatus::default(),
+    )
+    .await;
     ensure!(
         matches!(&late, Err(kube::Error::Api(s)) if s.code == 409),
         "a write computed before the report was not refused: {late:?}"

@@ -27,6 +27,7 @@ use labpods_api::v1alpha1::{
 use labpods_operator::{
     controllers::labhost::{seed::SeedServer, status},
     http::{self, PhoneHomeTokens, Run},
+    metrics::Metrics,
     signing::{LeaseSigner, SIGNATURE},
 };
 use labpods_tests::TestCluster;
@@ -138,7 +139,7 @@ async fn seeds_are_rendered_from_the_booking_for_this_run_only() -> Result<()> {
         provisioning: Some(progress(started)?),
         ..LabHostStatus::default()
     };
-    status::write(&hosts, &created, &run_status).await?;
+    status::write(&Metrics::new(), &hosts, &created, &run_status).await?;
 
     let tokens = PhoneHomeTokens::new(b"shared by the replicas");
     let base = url::Url::parse("http://operator.lab:8081/")?;
@@ -281,6 +282,7 @@ async fn seeds_are_rendered_from_the_booking_for_this_run_only() -> Result<()> {
     releasing.operation = Operation::Release;
     let current = hosts.get(&host).await?;
     status::write(
+        &Metrics::new(),
         &hosts,
         &current,
         &LabHostStatus {

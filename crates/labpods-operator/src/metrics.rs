@@ -47,6 +47,12 @@ struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WriteLabels {
+    kind: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
 }
@@ -93,6 +99,7 @@ pub struct Metrics {
     image_bytes: Counter,
     image_verification_failures: Family<ReasonLabels, Counter>,
     image_cache_hits: Counter,
+    status_writes: Family<WriteLabels, Counter>,
     counts_source: Mutex<Option<CountsSource>>,
 }
 
@@ -136,6 +143,12 @@ impl Metrics {
         let image_bytes = Counter::default();
         let image_verification_failures = Family::<ReasonLabels, Counter>::default();
         let image_cache_hits = Counter::default();
+        let status_writes = Family::<WriteLabels, Counter>::default();
+        registry.register(
+            "status_writes",
+            "Status writes, by kind and outcome (written, refused: changed since read, gone, timeout, error)",
+            status_writes.clone(),
+        );
         registry.register(
             "image_downloads",
             "Image downloads to verify a checksum, by outcome (downloaded or the failure kind)",
@@ -204,6 +217,7 @@ impl Metrics {
             image_bytes,
             image_verification_failures,
             image_cache_hits,
+            status_writes,
             counts_source: Mutex::new(None),
         }
     }
@@ -229,6 +243,17 @@ impl Metrics {
     pub fn redfish_failed(&self, operation: &'static str, error: &'static str) {
         self.redfish_errors
             .get_or_create(&OperationErrorLabels { operation, error })
+            .inc();
+    }
+
+    /// A status write of a `kind` object and how it ended (written, refused, gone, timeout,
+    /// error).
+    pub fn status_written(&self, kind: &str, outcome: &'static str) {
+        self.status_writes
+            .get_or_create(&WriteLabels {
+                kind: kind.to_owned(),
+                outcome,
+            })
             .inc();
     }
 

@@ -9,12 +9,54 @@
 //! is read again and the write retried on it if its status is still the one this one was
 //! computed from. A status someone else changed is never overwritten.
 
+use std::time::Duration;
+
 use kube::{
     Api, Resource,
     api::{Patch, PatchParams},
 };
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
+
+use crate::metrics::Metrics;
+
+/// A status write (with its one re-read) taking longer than this failed: a write stuck in a
+/// dead connection must not hold its reconcile (and its object) until the client's timeout.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// [`apply`], bounded by [`WRITE_TIMEOUT`], its outcome counted by kind
+/// (`labpods_status_writes_total`): the one way the controllers write a status.
+pub async fn write<K, S>(
+    metrics: &Metrics,
+    api: &Api<K>,
+    manager: &str,
+    based_on: &K,
+    status: impl Fn(&K) -> Option<&S>,
+    patch: &Value,
+) -> Result<K, kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+    S: PartialEq,
+{
+    let written = tokio::time::timeout(WRITE_TIMEOUT, apply(api, manager, based_on, status, patch))
+        .await
+        .unwrap_or_else(|_| {
+            let timed_out = std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("status write not answered within {WRITE_TIMEOUT:?}"),
+            );
+            Err(kube::Error::Service(Box::new(timed_out)))
+        });
+    let outcome = match &written {
+        Ok(_) => "written",
+        Err(kube::Error::Api(s)) if s.code == 409 => "refused",
+        Err(kube::Error::Api(s)) if s.code == 404 => "gone",
+        Err(kube::Error::Service(_)) => "timeout",
+        Err(_) => "error",
+    };
+    metrics.status_written(&K::kind(&()), outcome);
+    written
+}
 
 /// Server-side applies `patch` (apiVersion, kind and status) to the status of `based_on`'s
 /// object, on `based_on`'s resourceVersion. `status` reads the status out of an object.

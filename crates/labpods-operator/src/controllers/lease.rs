@@ -394,7 +394,8 @@ impl LeaseController {
         );
         let patch =
             json!({ "apiVersion": "labpods.dev/v1alpha1", "kind": "Lease", "status": desired });
-        match crate::controllers::fenced_status::apply(
+        match crate::controllers::fenced_status::write(
+            &self.ctx.metrics,
             &api,
             FIELD_MANAGER,
             lease,

@@ -15,7 +15,7 @@ use labpods_api::{
 };
 use serde_json::json;
 
-use crate::{context::Context, error::Result};
+use crate::{context::Context, error::Result, metrics::Metrics};
 
 pub const FIELD_MANAGER: &str = "labpods-labhost";
 
@@ -160,13 +160,13 @@ pub async fn apply(
         return Ok(None);
     }
     ctx.ensure_leader()?;
-    Ok(Some(
-        write(&Api::all(ctx.client.clone()), host, desired).await?,
-    ))
+    let api = Api::all(ctx.client.clone());
+    Ok(Some(write(&ctx.metrics, &api, host, desired).await?))
 }
 
 /// Writes `desired` as the status of `host`, on the resourceVersion `host` was read at.
 pub async fn write(
+    metrics: &Metrics,
     api: &Api<LabHost>,
     host: &LabHost,
     desired: &LabHostStatus,
@@ -197,7 +197,8 @@ pub async fn write(
             .await?;
         based_on = &cleared;
     }
-    crate::controllers::fenced_status::apply(
+    crate::controllers::fenced_status::write(
+        metrics,
         api,
         FIELD_MANAGER,
         based_on,

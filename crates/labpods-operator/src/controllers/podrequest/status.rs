@@ -375,7 +375,8 @@ pub async fn apply(ctx: &Context, pr: &PodRequest, desired: &PodRequestStatus) -
         "kind": "PodRequest",
         "status": desired,
     });
-    match crate::controllers::fenced_status::apply(
+    match crate::controllers::fenced_status::write(
+        &ctx.metrics,
         &api,
         FIELD_MANAGER,
         pr,
