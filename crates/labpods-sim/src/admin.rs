@@ -18,7 +18,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use crate::Faults;
-use crate::fleet::{Fleet, Host};
+use crate::state::{Fleet, Host};
 
 pub(crate) fn router(fleet: Arc<Fleet>) -> Router {
     Router::new()

@@ -19,8 +19,8 @@ use base64::engine::general_purpose::STANDARD;
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde_yaml::Value;
 
-use crate::fleet::Fleet;
 use crate::model::{PhoneHomePost, Playback, SeedRead};
+use crate::state::Fleet;
 
 /// How often the fleet looks for hosts that finished booting with a seed.
 const TICK: Duration = Duration::from_millis(250);

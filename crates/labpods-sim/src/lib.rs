@@ -31,19 +31,20 @@ mod admin;
 mod cloud_init;
 mod config;
 mod error;
-mod fleet;
 pub mod labhosts;
 mod limits;
 mod listener;
 mod model;
 mod redfish;
+mod sim;
+mod state;
 mod tls;
 
 pub use config::{Faults, SimConfig, TlsCertificate};
 pub use error::SimError;
-pub use fleet::{HostHandle, Sim, SimHandle};
 pub use model::{
     BootOverride, Call, Device, Event, HostState, Media, PhoneHomePost, Playback, PowerState,
     SeedRead, SessionEnd,
 };
 pub use redfish::SYSTEM_ID;
+pub use sim::{HostHandle, Sim, SimHandle};

@@ -12,8 +12,8 @@ use base64::Engine;
 use rand::Rng;
 
 use super::error::RfError;
-use crate::fleet::Fleet;
 use crate::listener::HostConn;
+use crate::state::{Fleet, Host};
 
 /// The BMC a request is for; handlers take it as an extension.
 #[derive(Clone, Debug)]
@@ -23,7 +23,7 @@ pub(crate) struct Bmc {
 }
 
 impl Bmc {
-    pub fn host(&self) -> &crate::fleet::Host {
+    pub fn host(&self) -> &Host {
         // Set by `gate` only for an index it found.
         &self.fleet.hosts[self.index - 1]
     }
@@ -73,7 +73,7 @@ pub(crate) async fn gate(
 /// Faults, latency, authentication, then the handler.
 async fn answer(
     fleet: &Arc<Fleet>,
-    host: &crate::fleet::Host,
+    host: &Host,
     index: usize,
     mut request: Request,
     next: Next,
@@ -154,11 +154,7 @@ fn unavailable() -> Response {
     .into_response()
 }
 
-fn authenticated(
-    fleet: &Fleet,
-    host: &crate::fleet::Host,
-    headers: &axum::http::HeaderMap,
-) -> bool {
+fn authenticated(fleet: &Fleet, host: &Host, headers: &axum::http::HeaderMap) -> bool {
     if let Some(token) = headers.get("X-Auth-Token").and_then(|v| v.to_str().ok()) {
         return host.bmc().touch_session(fleet.now(), token).is_some();
     }

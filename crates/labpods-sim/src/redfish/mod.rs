@@ -20,8 +20,8 @@ use serde_json::{Value, json};
 use self::error::RfError;
 use self::gate::Bmc;
 use self::resources::{Identity, NICS};
-use crate::fleet::Fleet;
 use crate::model::{BootPatch, Device};
+use crate::state::Fleet;
 
 /// Every BMC serves exactly one ComputerSystem, with this id.
 pub const SYSTEM_ID: &str = "1";

@@ -1,85 +1,19 @@
-//! Starting a fleet and the handles tests use to steer and observe it.
+//! Starting a fleet (binding its listeners, serving the Redfish and admin routers over the
+//! shared `state`) and the handles tests use to steer and observe it.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tokio::time::Instant;
 use url::Url;
 
 use crate::listener::{HostConn, PlainListener, TlsListener};
-use crate::model::{Bmc, Call, Event, HostState, Timing};
+use crate::model::{Call, Event, HostState, Timing};
+use crate::state::{Fleet, Host};
 use crate::{Faults, SimConfig, SimError, admin, redfish, tls};
-
-/// One simulated BMC.
-#[derive(Debug)]
-pub(crate) struct Host {
-    pub index: usize,
-    pub addr: SocketAddr,
-    bmc: Mutex<Bmc>,
-    pub faults: watch::Sender<Faults>,
-}
-
-impl Host {
-    pub fn bmc(&self) -> MutexGuard<'_, Bmc> {
-        // A panic while holding the lock cannot leave a Bmc half-updated in a way that matters
-        // to a simulator; keep serving.
-        self.bmc.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// Everything the servers share.
-#[derive(Debug)]
-pub(crate) struct Fleet {
-    pub config: SimConfig,
-    pub hosts: Vec<Host>,
-    epoch: Instant,
-    pub shutdown: watch::Receiver<bool>,
-    /// The password an admin changed the account to ([`SimHandle::rotate_password`]);
-    /// `config.password` until then.
-    rotated_password: Mutex<Option<String>>,
-}
-
-impl Fleet {
-    /// Virtual time: since the fleet started.
-    pub fn now(&self) -> Duration {
-        self.epoch.elapsed()
-    }
-
-    /// Host `index` (1-based).
-    pub fn host(&self, index: usize) -> Option<&Host> {
-        index.checked_sub(1).and_then(|i| self.hosts.get(i))
-    }
-
-    /// True for the fleet's username and password.
-    pub fn login_ok(&self, user: &str, password: &str) -> bool {
-        let rotated = self
-            .rotated_password
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        user == self.config.username
-            && password == rotated.as_deref().unwrap_or(&self.config.password)
-    }
-
-    /// True for a basic-auth "user:password" pair with the fleet's credentials.
-    pub fn credentials_match(&self, pair: &str) -> bool {
-        pair.split_once(':')
-            .is_some_and(|(user, password)| self.login_ok(user, password))
-    }
-
-    pub fn scheme(&self) -> &'static str {
-        if self.config.tls { "https" } else { "http" }
-    }
-
-    pub fn endpoint(&self, host: &Host) -> Url {
-        let text = format!("{}://{}/", self.scheme(), host.addr);
-        // A scheme and a socket address always make a valid URL.
-        Url::parse(&text).unwrap_or_else(|err| unreachable!("{text}: {err}"))
-    }
-}
 
 /// Starts fleets.
 #[derive(Debug)]
@@ -121,25 +55,19 @@ impl Sim {
             };
             let (tcp, addr) = bind(SocketAddr::new(config.bind, port)).await?;
             listeners.push(tcp);
-            hosts.push(Host {
+            hosts.push(Host::new(
                 index,
                 addr,
-                bmc: Mutex::new(Bmc::new(timing)),
-                faults: watch::Sender::new(Faults::healthy_with_latency(config.latency)),
-            });
+                timing,
+                Faults::healthy_with_latency(config.latency),
+            ));
         }
         let admin = match config.admin_port {
             Some(port) => Some(bind(SocketAddr::new(config.bind, port)).await?),
             None => None,
         };
         let (stop, shutdown) = watch::channel(false);
-        let fleet = Arc::new(Fleet {
-            config,
-            hosts,
-            epoch: Instant::now(),
-            shutdown,
-            rotated_password: Mutex::new(None),
-        });
+        let fleet = Arc::new(Fleet::new(config, hosts, shutdown));
 
         let mut tasks = JoinSet::new();
         let app = redfish::router(fleet.clone()).into_make_service_with_connect_info::<HostConn>();
@@ -244,11 +172,7 @@ impl SimHandle {
     /// refused from now on, while sessions opened before stay valid (as on many BMCs) until
     /// logged out or expired.
     pub fn rotate_password(&self, password: &str) {
-        *self
-            .fleet
-            .rotated_password
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(password.to_owned());
+        self.fleet.rotate_password(password);
     }
 
     /// The CA certificate that signed every BMC's certificate, when TLS is on.
