@@ -213,9 +213,6 @@ pub struct PolicyConfig {
     /// Longest booking, extensions included (default 720h = 30 days).
     #[serde(with = "humantime_serde_compat")]
     pub max_duration: Duration,
-    /// Duration of a booking that gives neither duration nor end (default 72h).
-    #[serde(with = "humantime_serde_compat")]
-    pub default_duration: Duration,
     /// Total extension a booking may receive (default 168h = 7 days).
     #[serde(with = "humantime_serde_compat")]
     pub extension_budget: Duration,
@@ -232,22 +229,11 @@ impl Default for PolicyConfig {
     fn default() -> Self {
         Self {
             max_duration: Duration::from_secs(720 * 3600),
-            default_duration: Duration::from_secs(72 * 3600),
             extension_budget: Duration::from_secs(168 * 3600),
             namespace_host_quota: None,
             namespace_host_quotas: BTreeMap::new(),
             max_open_requests_per_namespace: 50,
         }
-    }
-}
-
-impl PolicyConfig {
-    /// The host quota of a namespace, if any.
-    pub fn quota_for(&self, namespace: &str) -> Option<u32> {
-        self.namespace_host_quotas
-            .get(namespace)
-            .copied()
-            .or(self.namespace_host_quota)
     }
 }
 
@@ -468,7 +454,6 @@ impl Config {
             ("provisioning.wipeTimeout", self.provisioning.wipe_timeout),
             ("provisioning.bootFallback", self.provisioning.boot_fallback),
             ("policy.maxDuration", self.policy.max_duration),
-            ("policy.defaultDuration", self.policy.default_duration),
             ("images.downloadTimeout", self.images.download_timeout),
             ("images.cacheTtl", self.images.cache_ttl),
             (
@@ -585,12 +570,6 @@ impl Config {
         }
         self.validate_images()?;
         self.validate_descriptor()?;
-        if self.policy.default_duration > self.policy.max_duration {
-            return Err(ConfigError::invalid(
-                "policy.defaultDuration",
-                "must not be longer than policy.maxDuration",
-            ));
-        }
         for (i, notice) in self.leases.expiry_notices.iter().enumerate() {
             if notice.is_zero() {
                 return Err(ConfigError::invalid(
@@ -774,8 +753,10 @@ mod tests {
             config.provisioning.boot_fallback_for("x86-small"),
             Duration::from_secs(600)
         );
-        assert_eq!(config.policy.quota_for("team-a"), Some(10));
-        assert_eq!(config.policy.quota_for("team-b"), Some(4));
+        // The quotas as the scheduler applies them.
+        let policy = crate::controllers::podrequest::snapshot::policy(&config);
+        assert_eq!(policy.quota("team-a"), Some(10));
+        assert_eq!(policy.quota("team-b"), Some(4));
     }
 
     #[test]
@@ -827,10 +808,6 @@ mod tests {
             (
                 "provisioning:\n  wipeImages:\n    x86-small: http://x/wipe.iso\n",
                 "provisioning.wipeImages.x86-small",
-            ),
-            (
-                "policy:\n  defaultDuration: 2000h\n",
-                "policy.defaultDuration",
             ),
             (
                 "leases:\n  expiryNotices: [1h, 0s]\n",
