@@ -38,33 +38,6 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that moves only when told to.
-#[derive(Debug)]
-pub struct ManualClock(Mutex<Timestamp>);
-
-impl ManualClock {
-    pub fn new(start: Timestamp) -> Self {
-        Self(Mutex::new(start))
-    }
-
-    pub fn advance(&self, by: Duration) {
-        if let Ok(mut now) = self.0.lock()
-            && let Ok(next) = now.checked_add(by)
-        {
-            *now = next;
-        }
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> Timestamp {
-        self.0
-            .lock()
-            .map(|t| *t)
-            .unwrap_or_else(|p| *p.into_inner())
-    }
-}
-
 /// Consecutive failures per object, for exponential backoff that survives between
 /// reconciles (a BMC down for hours is retried every few minutes, not every few seconds).
 #[derive(Debug, Default)]
@@ -277,14 +250,5 @@ mod tests {
         let invalid = Error::InvalidObject("bad".into());
         assert_eq!(b.retry_after("d", &invalid, &polling), None);
         assert_eq!(b.retry_after("d", &Error::NotLeader, &polling), None);
-    }
-
-    #[test]
-    fn manual_clock_moves_only_when_told() {
-        let start = Timestamp::from_second(1_800_000_000).unwrap();
-        let clock = ManualClock::new(start);
-        assert_eq!(clock.now(), start);
-        clock.advance(Duration::from_secs(90));
-        assert_eq!(clock.now().as_second(), 1_800_000_090);
     }
 }
