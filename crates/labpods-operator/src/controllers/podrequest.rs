@@ -25,6 +25,7 @@ pub mod binding;
 pub mod children;
 pub mod claim;
 pub mod descriptor;
+pub mod events;
 pub mod extension;
 pub mod hosts;
 pub mod limit;
@@ -45,11 +46,12 @@ use futures::{StreamExt, future, stream};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time as KubeTime;
 use kube::{
-    Api, ResourceExt,
+    Api, Resource, ResourceExt,
     api::{Patch, PatchParams},
     core::DeserializeGuard,
     runtime::{
         WatchStreamExt,
+        events::{Event as KubeEvent, EventType},
         reflector::{self, Store},
         watcher,
     },
@@ -506,11 +508,43 @@ impl<'a> Pass<'a> {
         };
         let desired = status::desired(pr, standing, &self.kube_now);
         match status::apply(self.ctx, pr, &desired).await {
-            Ok(_) => None,
+            Ok(written) => {
+                if written {
+                    for notice in events::changed(pr.status.as_ref(), &desired) {
+                        self.publish(pr, notice).await;
+                    }
+                }
+                None
+            }
             Err(e) => {
                 self.failed(pr, &e, "cannot write the request's status");
                 Some(retry_key(pr))
             }
+        }
+    }
+
+    /// An Event on the request (best effort: a lost Event must not fail the pass).
+    async fn publish(&self, pr: &PodRequest, notice: events::Notice) {
+        let event = KubeEvent {
+            type_: if notice.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: notice.reason,
+            note: Some(notice.note),
+            action: "Scheduling".into(),
+            secondary: None,
+        };
+        let regarding = pr.object_ref(&());
+        if let Err(e) = self
+            .ctx
+            .recorders
+            .podrequest
+            .publish(&event, &regarding)
+            .await
+        {
+            tracing::debug!(error = %e, "cannot publish event");
         }
     }
 
