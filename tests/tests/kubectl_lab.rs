@@ -688,3 +688,37 @@ async fn kubectl_lab_says_when_labpods_is_not_installed() -> Result<()> {
     );
     Ok(())
 }
+
+/// kubectl's own shell completion completes `kubectl lab <TAB>`: kubectl (1.26+) runs
+/// `kubectl_complete-lab`, shipped beside the plugin, and relays its candidates.
+#[tokio::test]
+async fn kubectl_completes_kubectl_lab_through_kubectl_complete_lab() -> Result<()> {
+    let plugin = kubectl_lab_support::plugin()?;
+    let dir = plugin.parent().context("the plugin's directory")?;
+    let mut path = std::ffi::OsString::from(dir);
+    path.push(":");
+    path.push(std::env::var_os("PATH").unwrap_or_default());
+    let kubectl = labpods_tests::binaries::kubectl()?;
+    let cases: [(&[&str], &str); 3] = [
+        (&["bo"], "book\tBook a pod"),
+        (&["book", "--ro"], "--role\t"),
+        (&["release", "ci-pod", "--wa"], "--wait\t"),
+    ];
+    for (words, want) in cases {
+        let output = tokio::process::Command::new(&kubectl)
+            .args(["__complete", "lab"])
+            .args(words)
+            .env("PATH", &path)
+            .output()
+            .await
+            .context("running kubectl __complete")?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && stdout.lines().any(|l| l.starts_with(want)),
+            "kubectl lab {words:?}<TAB> did not offer {want:?}: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(stdout.lines().last(), Some(":4"), "{stdout}");
+    }
+    Ok(())
+}

@@ -17,6 +17,31 @@ pub use cli::Cli;
 pub use error::{Error, Result};
 pub use session::Session;
 
+/// What kubectl (1.26 and later) asks of `kubectl_complete-lab` when a user presses TAB
+/// after `kubectl lab`: `args` are the words after `lab`, the last one the word being
+/// completed (maybe empty). Answers in cobra's `__complete` protocol, as kubectl expects:
+/// one candidate per line (a tab, then its help), then `:4` (no file completion).
+pub fn complete_for_kubectl(mut args: Vec<OsString>, out: &mut dyn Write) -> std::io::Result<()> {
+    if args.is_empty() {
+        args.push(OsString::new());
+    }
+    args.insert(0, OsString::from("kubectl-lab"));
+    let index = args.len() - 1;
+    let candidates =
+        clap_complete::engine::complete(&mut Cli::command(), args, index, None).unwrap_or_default();
+    for candidate in candidates.iter().filter(|c| !c.is_hide_set()) {
+        let value = candidate.get_value().to_string_lossy();
+        match candidate.get_help() {
+            Some(help) => {
+                let help = help.to_string();
+                writeln!(out, "{value}\t{}", help.lines().next().unwrap_or_default())?;
+            }
+            None => writeln!(out, "{value}")?,
+        }
+    }
+    writeln!(out, ":4")
+}
+
 /// Runs a parsed command line: reads the kubeconfig, then the command.
 pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
     if let cli::Command::Completion { shell } = cli.command {
