@@ -35,8 +35,8 @@ fn krew_manifest_names_the_plugin_lab_and_ships_the_built_binary() {
     }
 }
 
-/// The release job packs each archive from the repository root: every other file the
-/// manifest ships (LICENSE) must be there.
+/// The release job packs each archive from the built binaries and the repository root:
+/// every other file the manifest ships (LICENSE) must be there.
 #[test]
 fn krew_manifest_ships_only_files_the_repository_has() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -47,7 +47,13 @@ fn krew_manifest_ships_only_files_the_repository_has() {
     for platform in platforms {
         for file in platform["files"].as_sequence().expect("files") {
             let from = file["from"].as_str().expect("files[].from");
-            if from != "kubectl-lab" {
+            let built = [
+                env!("CARGO_BIN_EXE_kubectl-lab"),
+                env!("CARGO_BIN_EXE_kubectl_complete-lab"),
+            ]
+            .iter()
+            .any(|bin| Path::new(bin).file_name().is_some_and(|n| n == from));
+            if !built {
                 assert!(
                     root.join(from).is_file(),
                     "the manifest ships {from}, which the repository root does not have"
