@@ -4,6 +4,8 @@
 //! CRDs. The whole session with a running operator is `e2e_kubectl_lab_session` in
 //! kubectl_lab_e2e.rs.
 
+use std::time::Duration;
+
 use anyhow::{Context, Result};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
@@ -720,5 +722,65 @@ async fn kubectl_completes_kubectl_lab_through_kubectl_complete_lab() -> Result<
         );
         assert_eq!(stdout.lines().last(), Some(":4"), "{stdout}");
     }
+    Ok(())
+}
+
+/// `kubectl lab book --wait` tells a script how the wait ended by its exit code: 4 when the
+/// booking is not Ready in time (it goes on), 3 when it failed (with the operator's reason).
+/// No operator runs here: the test writes the Failed status the operator would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_lab_book_wait_exits_4_on_timeout_and_3_when_the_booking_fails() -> Result<()> {
+    let cluster = TestCluster::get()?;
+    let client = cluster.client().await?;
+    let ns = cluster.namespace("kubectl-lab-exit").await?;
+    let (kubeconfig, n) = (cluster.kubeconfig().to_path_buf(), ns.name().to_owned());
+    let book = |name: &'static str, timeout: &'static str| {
+        let (kubeconfig, n) = (kubeconfig.clone(), n.clone());
+        async move {
+            let args = [
+                "book",
+                name,
+                "-n",
+                &n,
+                "--role",
+                "node=1",
+                "--image",
+                "http://images.test/os.iso",
+                "--for",
+                "1d",
+                "--wait",
+                "--timeout",
+                timeout,
+            ];
+            lab(&kubeconfig, &args).await
+        }
+    };
+
+    let slow = book("slow", "2s").await?;
+    assert_eq!(slow.code, 4, "{}", slow.stderr);
+    assert!(
+        slow.stderr
+            .contains("slow is not Ready after 2s; it goes on"),
+        "{}",
+        slow.stderr
+    );
+
+    let waiting = tokio::spawn(book("doomed", "2m"));
+    let pods: Api<PodRequest> = Api::namespaced(client, &n);
+    let reason = "the booking ends before it starts: set the end after the start";
+    labpods_tests::eventually("the booking", Duration::from_secs(60), || async {
+        Ok(pods.get_opt("doomed").await?.map(|_| ()))
+    })
+    .await?;
+    let failed = json!({ "status": { "phase": "Failed", "message": reason } });
+    pods.patch_status("doomed", &PatchParams::default(), &Patch::Merge(&failed))
+        .await?;
+    let doomed = waiting.await??;
+    assert_eq!(doomed.code, 3, "{}", doomed.stderr);
+    assert!(
+        doomed.stderr.contains(&format!("doomed failed: {reason}")),
+        "{}",
+        doomed.stderr
+    );
     Ok(())
 }

@@ -212,7 +212,7 @@ pub struct BookArgs {
     /// Follow the booking with a progress bar per host until it is Ready or fails.
     #[arg(long)]
     pub wait: bool,
-    /// How long --wait waits.
+    /// How long --wait waits (`30s`, `10m`, `1h`).
     #[arg(long, value_name = "DURATION", default_value = "30m")]
     pub timeout: String,
 }
@@ -262,7 +262,7 @@ pub struct ReleaseArgs {
     /// Wait until every host is back in the pool.
     #[arg(long)]
     pub wait: bool,
-    /// How long --wait waits.
+    /// How long --wait waits (`30s`, `10m`, `1h`).
     #[arg(long, value_name = "DURATION", default_value = "30m")]
     pub timeout: String,
 }

@@ -188,6 +188,19 @@ pub fn parse_length(flag: &str, text: &str) -> Result<SignedDuration> {
     })
 }
 
+/// How long a command waits: a length, or seconds as kubectl's own `--timeout` takes them
+/// (`30s`).
+pub fn parse_timeout(flag: &str, text: &str) -> Result<SignedDuration> {
+    match text.strip_suffix('s').map(str::parse::<u32>) {
+        Some(Ok(secs)) => Ok(SignedDuration::from_secs(secs.into())),
+        _ => parse_length(flag, text).map_err(|_| {
+            Error::Usage(format!(
+                "{flag} {text:?}: expected seconds (30s) or a length in days, hours and minutes, largest first, e.g. 10m, 1h30m"
+            ))
+        }),
+    }
+}
+
 /// An instant: RFC 3339 (`2026-12-01T09:00:00Z`), `now`, or `+<length>` from now.
 pub fn parse_instant(flag: &str, text: &str, now: Timestamp) -> Result<Timestamp> {
     if text == "now" {

@@ -157,7 +157,7 @@ pub fn request(args: &BookArgs, keys: &[(String, String)], now: Timestamp) -> Re
 
 pub async fn book(session: &Session, args: &BookArgs, out: &mut dyn Write) -> Result<()> {
     let pr = request(args, &read_ssh_keys(args)?, session.now)?;
-    let timeout = output::parse_length("--timeout", &args.timeout)?;
+    let timeout = output::parse_timeout("--timeout", &args.timeout)?;
     let created = match session
         .podrequests()
         .create(&PostParams::default(), &pr)
@@ -443,7 +443,7 @@ fn reach(
 
 pub async fn extend(session: &Session, args: &ExtendArgs, out: &mut dyn Write) -> Result<()> {
     let by = output::parse_length("--by", &args.by)?;
-    let timeout = output::parse_length("--timeout", &args.timeout)?;
+    let timeout = output::parse_timeout("--timeout", &args.timeout)?;
     let pr = session.podrequest(&args.name).await?;
     let lease = session.lease(&args.name).await?;
     let Some(lease) = lease else {
@@ -530,7 +530,7 @@ async fn patch_request(
 }
 
 pub async fn release(session: &Session, args: &ReleaseArgs, out: &mut dyn Write) -> Result<()> {
-    let timeout = output::parse_length("--timeout", &args.timeout)?;
+    let timeout = output::parse_timeout("--timeout", &args.timeout)?;
     let pr = session.podrequest(&args.name).await?;
     let hosts = pr.status.as_ref().map_or(0, |s| s.hosts.len());
     match session
