@@ -9,6 +9,7 @@ use labpods_api::v1alpha1::{
     ImageSpec, PodRequest, PodRequestPhase, PodRequestSpec, PodRequestStatus, RoleSpec,
 };
 use labpods_operator::controllers::fenced_status;
+use labpods_operator::metrics::Metrics;
 use labpods_tests::TestCluster;
 use serde_json::json;
 
@@ -48,7 +49,8 @@ async fn a_late_status_write_never_overwrites_the_new_leaders() -> Result<()> {
     // The old leader read the object; the new leader reads it too and writes its status.
     let old_read = api.get("late").await?;
     let new_read = api.get("late").await?;
-    fenced_status::apply(
+    fenced_status::write(
+        &Metrics::new(),
         &api,
         MANAGER,
         &new_read,
@@ -58,7 +60,8 @@ async fn a_late_status_write_never_overwrites_the_new_leaders() -> Result<()> {
     .await?;
 
     // The old leader's write arrives: refused, and the new leader's status stands.
-    let late = fenced_status::apply(
+    let late = fenced_status::write(
+        &Metrics::new(),
         &api,
         MANAGER,
         &old_read,
@@ -92,7 +95,8 @@ async fn a_status_write_goes_through_a_change_elsewhere_in_the_object() -> Resul
     api.patch("moved", &PatchParams::default(), &Patch::Merge(&annotate))
         .await?;
 
-    fenced_status::apply(
+    fenced_status::write(
+        &Metrics::new(),
         &api,
         MANAGER,
         &read,

@@ -61,7 +61,7 @@ where
 /// Server-side applies `patch` (apiVersion, kind and status) to the status of `based_on`'s
 /// object, on `based_on`'s resourceVersion. `status` reads the status out of an object.
 /// Returns the object as written.
-pub async fn apply<K, S>(
+async fn apply<K, S>(
     api: &Api<K>,
     manager: &str,
     based_on: &K,
