@@ -35,6 +35,11 @@ impl SecretVersions {
         };
     }
 
+    fn version(&self, name: &str) -> Option<String> {
+        let versions = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        versions.get(name).cloned()
+    }
+
     /// The versions of the Secrets `bmc` names, in the order it names them.
     fn of(&self, bmc: &BmcSpec) -> Vec<Option<String>> {
         let versions = self.0.lock().unwrap_or_else(PoisonError::into_inner);
@@ -72,6 +77,50 @@ struct Connected {
 pub struct BmcClients {
     clients: Mutex<HashMap<String, Connected>>,
     versions: SecretVersions,
+    secrets: Secrets,
+}
+
+/// The Secrets read this term, kept while the watch shows no newer version: a lab of 10,000
+/// hosts sharing one credentials Secret reads it once at start-up, not once per host.
+#[derive(Debug, Default)]
+struct Secrets(std::sync::Mutex<HashMap<String, Arc<Secret>>>);
+
+impl Secrets {
+    /// `name` as last read, unless the watch has seen another version since.
+    fn current(&self, name: &str, versions: &SecretVersions) -> Option<Arc<Secret>> {
+        let cached = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let secret = cached.get(name)?;
+        let seen = versions.version(name);
+        (seen.is_none() || seen == secret.metadata.resource_version).then(|| secret.clone())
+    }
+
+    fn keep(&self, name: &str, secret: Arc<Secret>) {
+        let mut cached = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        cached.insert(name.to_owned(), secret);
+    }
+}
+
+/// How a pass reads the Secrets of one host.
+struct SecretReader<'a> {
+    ctx: &'a Context,
+    cache: &'a Secrets,
+    versions: &'a SecretVersions,
+    /// The BMC refused what was read: read again, whatever the cache holds.
+    again: bool,
+}
+
+impl SecretReader<'_> {
+    async fn read(&self, r: &SecretReference, field: &str) -> Result<Arc<Secret>> {
+        if !self.again
+            && r.namespace == self.ctx.config.leader_election.lease_namespace
+            && let Some(secret) = self.cache.current(&r.name, self.versions)
+        {
+            return Ok(secret);
+        }
+        let secret = Arc::new(read_secret(self.ctx, r, field).await?);
+        self.cache.keep(&r.name, secret.clone());
+        Ok(secret)
+    }
 }
 
 impl BmcClients {
@@ -79,6 +128,7 @@ impl BmcClients {
         Self {
             clients: Mutex::default(),
             versions,
+            secrets: Secrets::default(),
         }
     }
 
@@ -95,7 +145,13 @@ impl BmcClients {
                 _ => clients.remove(&name),
             }
         };
-        let target = match target(ctx, &host.spec.bmc).await {
+        let reader = SecretReader {
+            ctx,
+            cache: &self.secrets,
+            versions: &self.versions,
+            again: previous.as_ref().is_some_and(|c| c.stale),
+        };
+        let target = match target(&reader, &host.spec.bmc).await {
             Ok(target) => target,
             Err(e) => {
                 // Keep the old target, so that its session is still logged out later.
@@ -105,6 +161,21 @@ impl BmcClients {
                 }
                 return Err(e);
             }
+        };
+        let previous = match previous {
+            // Nothing that reaches the BMC changed (the watch saw a Secret's version for
+            // the first time, another spec field changed): the session goes on.
+            Some(old) if old.target == target && !old.stale => {
+                let client = old.client.clone();
+                let kept = Connected {
+                    spec: host.spec.bmc.clone(),
+                    versions,
+                    ..old
+                };
+                self.clients.lock().await.insert(name, kept);
+                return Ok(client);
+            }
+            other => other,
         };
         if let Some(old) = previous.filter(|old| old.target != target)
             && let Err(e) = ctx.bmc.disconnect(&old.target).await
@@ -141,14 +212,16 @@ impl BmcClients {
 const CREDENTIALS_FIELD: &str = "spec.bmc.credentialsSecretRef";
 const CA_BUNDLE_FIELD: &str = "spec.bmc.tls.caBundleSecretRef";
 
-async fn target(ctx: &Context, bmc: &BmcSpec) -> Result<BmcTarget> {
+async fn target(secrets: &SecretReader<'_>, bmc: &BmcSpec) -> Result<BmcTarget> {
     let endpoint = Url::parse(&bmc.address).map_err(|e| {
         Error::Bmc(labpods_redfish::Error::InvalidEndpoint(format!(
             "spec.bmc.address {}: {e}",
             bmc.address
         )))
     })?;
-    let secret = read_secret(ctx, &bmc.credentials_secret_ref, CREDENTIALS_FIELD).await?;
+    let secret = secrets
+        .read(&bmc.credentials_secret_ref, CREDENTIALS_FIELD)
+        .await?;
     let credentials = (&bmc.credentials_secret_ref, CREDENTIALS_FIELD);
     let username = secret_key(&secret, credentials, "username")?;
     let password = secret_key(&secret, credentials, "password")?;
@@ -167,7 +240,7 @@ async fn target(ctx: &Context, bmc: &BmcSpec) -> Result<BmcTarget> {
         .transpose()?;
     let ca_pem = match &bmc.tls.ca_bundle_secret_ref {
         Some(r) => {
-            let secret = read_secret(ctx, r, CA_BUNDLE_FIELD).await?;
+            let secret = secrets.read(r, CA_BUNDLE_FIELD).await?;
             Some(secret_key(&secret, (r, CA_BUNDLE_FIELD), "ca.crt")?)
         }
         None => None,
@@ -272,4 +345,37 @@ pub async fn reset(ctx: &Context, bmc: &dyn Bmc, kind: labpods_redfish::ResetKin
         () = leadership.lost() => return Err(Error::NotLeader),
     }
     call(ctx, "reset", bmc.reset(kind)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    use super::*;
+
+    fn secret(version: &str) -> Arc<Secret> {
+        Arc::new(Secret {
+            metadata: ObjectMeta {
+                name: Some("bmc".into()),
+                resource_version: Some(version.into()),
+                ..ObjectMeta::default()
+            },
+            ..Secret::default()
+        })
+    }
+
+    #[test]
+    fn a_read_secret_serves_until_the_watch_sees_another_version() {
+        let (cache, versions) = (Secrets::default(), SecretVersions::default());
+        assert!(cache.current("bmc", &versions).is_none(), "never read");
+        cache.keep("bmc", secret("7"));
+        // Before the watch listed it, and while it shows the version read: no new read.
+        assert!(cache.current("bmc", &versions).is_some());
+        versions.record("bmc", Some("7"));
+        assert!(cache.current("bmc", &versions).is_some());
+        // Rotated: read again.
+        versions.record("bmc", Some("8"));
+        assert!(cache.current("bmc", &versions).is_none());
+        assert!(cache.current("other", &versions).is_none());
+    }
 }
