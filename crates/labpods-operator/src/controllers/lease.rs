@@ -26,7 +26,7 @@ use kube::{
         watcher,
     },
 };
-use labpods_api::v1alpha1::{LabHost, Lease, LeasePhase, LeaseStatus, PodRequest};
+use labpods_api::v1alpha1::{LabHost, Lease, LeasePhase, LeaseStatus, PodRequest, PodRequestPhase};
 use serde_json::json;
 
 use self::{
@@ -206,6 +206,12 @@ impl LeaseController {
         let request_gone = request
             .as_ref()
             .is_none_or(|pr| pr.metadata.deletion_timestamp.is_some());
+        let request_told = request.as_ref().is_some_and(|pr| {
+            matches!(
+                pr.status.as_ref().and_then(|s| s.phase),
+                Some(PodRequestPhase::Released | PodRequestPhase::Failed)
+            )
+        });
 
         let mut unhealed = Vec::new();
         if !request_gone && lease.spec.end.0 > self.ctx.clock.now() {
@@ -257,6 +263,7 @@ impl LeaseController {
             lease,
             hosts: &hosts,
             request_gone,
+            request_told,
             unhealed: &unhealed,
             unreadable: &unreadable,
             now: self.ctx.clock.now(),

@@ -50,6 +50,9 @@ pub struct Facts<'a> {
     pub hosts: &'a [&'a LabHost],
     /// The PodRequest is gone, being deleted, or a newer one of the same name.
     pub request_gone: bool,
+    /// The request's status already shows how the booking ended (Released or Failed): the
+    /// Lease may go. Collected before that, the request could only say "released".
+    pub request_told: bool,
     /// Hosts that failed and could not be replaced, with why.
     pub unhealed: &'a [(String, String)],
     /// Listed hosts whose LabHost cannot be decoded, with the error: they may still run the
@@ -334,7 +337,9 @@ pub fn plan(f: &Facts<'_>) -> Plan {
         .released_at
         .as_ref()
         .and_then(|t| t.0.checked_add(retention).ok());
-    let delete = collect_at.is_some_and(|t| t <= f.now);
+    // Kept past its retention until the request has copied the outcome: the PodRequest
+    // controller (possibly another leader's) copies it on its next pass, and wakes this one.
+    let delete = collect_at.is_some_and(|t| t <= f.now) && (f.request_gone || f.request_told);
     let mut instants: Vec<Timestamp> = vec![start, end];
     instants.extend(
         f.notices
@@ -552,6 +557,7 @@ mod tests {
             lease,
             hosts,
             request_gone: false,
+            request_told: true,
             unhealed: &[],
             unreadable: &[],
             now: at(now),
@@ -738,6 +744,13 @@ mod tests {
             "kept, not moved"
         );
         assert!(p.delete);
+        // Not before the request says how the booking ended.
+        let both = [&h1, &h2];
+        let mut untold = facts(&released, &both, "2026-11-27T10:07:00Z");
+        untold.request_told = false;
+        assert!(!plan(&untold).delete);
+        untold.request_gone = true;
+        assert!(plan(&untold).delete, "nobody left to tell");
     }
 
     #[test]
