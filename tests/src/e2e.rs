@@ -937,6 +937,21 @@ impl E2e {
     }
 }
 
+/// The instant a waiting PodRequest's message gives as its "earliest start" (the scheduler
+/// writes it to the minute), if it gives one.
+pub fn earliest_start(message: &str) -> Option<Timestamp> {
+    let (_, after) = message.split_once("earliest start ")?;
+    let text = after.split([';', ' ', ',']).next()?;
+    let minute = text.strip_suffix('Z')?;
+    format!("{minute}:00Z").parse().ok()
+}
+
+/// `t` to the minute, rounded down: what an instant the scheduler prints can be compared to.
+pub fn to_minute(t: Timestamp) -> Result<Timestamp> {
+    let seconds = t.as_second();
+    Ok(Timestamp::from_second(seconds - seconds.rem_euclid(60))?)
+}
+
 /// An object's status as the operator wrote it.
 fn status_of<S: serde::Serialize>(kind: &str, meta: &ObjectMeta, status: &S) -> Result<Output> {
     let namespace = meta
@@ -1021,5 +1036,20 @@ impl Probe {
                 })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_earliest_start_is_read_from_a_waiting_message_to_the_minute() {
+        let at = |text: &str| text.parse::<Timestamp>().ok();
+        let message = "waiting for 1 hosts matching labpods.dev/lab=x; 0 free now; earliest start 2026-12-06T19:14Z";
+        assert_eq!(earliest_start(message), at("2026-12-06T19:14:00Z"));
+        assert_eq!(earliest_start("no window found in the calendar"), None);
+        let rounded = at("2026-12-06T19:14:59Z").map(to_minute);
+        assert_eq!(rounded.and_then(Result::ok), at("2026-12-06T19:14:00Z"));
     }
 }

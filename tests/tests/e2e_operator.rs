@@ -15,7 +15,9 @@ use labpods_api::v1alpha1::{
     HostState, ImageSpec, Lease, LeaseHost, LeasePhase, LeaseSpec, PodRequest, PodRequestPhase,
     PodRequestSpec, RequestRef,
 };
-use labpods_tests::e2e::{E2e, PROVISION_TIMEOUT, WIPE_IMAGE, WIPED_PROFILE, from_now};
+use labpods_tests::e2e::{
+    E2e, PROVISION_TIMEOUT, WIPE_IMAGE, WIPED_PROFILE, earliest_start, from_now, to_minute,
+};
 use labpods_tests::sim::HostGroup;
 
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -210,8 +212,19 @@ async fn e2e_maintenance_host_is_never_claimed() -> Result<()> {
     );
     e2e.book("one-more", vec![e2e.role("node", 1, None)], "1h")
         .await?;
+    // It waits for the booking's hosts, the maintenance host not counted as free.
     let message = e2e.wait_waiting("one-more", SCHEDULE_TIMEOUT).await?;
-    assert!(!message.is_empty());
+    let busy_until = e2e
+        .lease("two")
+        .await?
+        .context("Lease two is missing")?
+        .spec
+        .end;
+    let two_ends = to_minute(busy_until.0)?;
+    assert!(
+        message.contains("0 free now") && earliest_start(&message).is_some_and(|at| at >= two_ends),
+        "one-more should wait for the end of two ({busy_until:?}) with no free host: {message:?}"
+    );
     let labhost = e2e.labhost(&down).await?;
     assert_eq!(
         labhost.spec.claim_ref, None,
@@ -369,11 +382,12 @@ async fn e2e_future_booking_holds_its_host_and_binds_at_start() -> Result<()> {
     let mut e2e = E2e::start("e2e-future", &[HostGroup::new("small", 1)]).await?;
     let host = e2e.host_names()[0].clone();
     let start = from_now(40)?;
+    let end = from_now(600)?;
     e2e.book_window(
         "later",
         vec![e2e.role("node", 1, None)],
         Some(start.clone()),
-        from_now(600)?,
+        end.clone(),
     )
     .await?;
     e2e.wait_phase("later", PodRequestPhase::Scheduled, SCHEDULE_TIMEOUT)
@@ -382,7 +396,11 @@ async fn e2e_future_booking_holds_its_host_and_binds_at_start() -> Result<()> {
     e2e.book("now", vec![e2e.role("node", 1, None)], "1h")
         .await?;
     let message = e2e.wait_waiting("now", SCHEDULE_TIMEOUT).await?;
-    assert!(!message.is_empty());
+    let reserved_until = to_minute(end.0)?;
+    assert!(
+        earliest_start(&message).is_some_and(|at| at >= reserved_until),
+        "now should start no sooner than the reservation's end {end:?}: {message:?}"
+    );
     // Still before the start (40 s ahead): the host is held in the calendar, not provisioned.
     let boots = e2e.sim()?.bmc(&host)?.boots();
     assert!(
