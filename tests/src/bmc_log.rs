@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use labpods_sim::Call;
+use labpods_api::v1alpha1::ProvisioningStep;
+use labpods_sim::{Call, Event};
 
 /// The replica that sent a call: what the operator puts in its User-Agent after
 /// `(replica `; other clients (the tests' own probes) are not replicas.
@@ -119,6 +120,46 @@ pub fn concurrency_violations(
     violations
 }
 
+/// The provisioning step that makes a BMC event, where exactly one step makes it. Ejects
+/// are left out: EjectMedia and EjectAfterBoot both eject the CD.
+fn provisioning_step_of(event: &Event) -> Option<ProvisioningStep> {
+    match event {
+        Event::PowerAction { reset_type, .. } => match reset_type.as_str() {
+            "GracefulShutdown" => Some(ProvisioningStep::PowerOff),
+            "ForceOff" => Some(ProvisioningStep::WaitPoweredOff),
+            "On" => Some(ProvisioningStep::PowerOn),
+            _ => None,
+        },
+        Event::MediaInserted { .. } | Event::MediaRefused { .. } => {
+            Some(ProvisioningStep::InsertMedia)
+        }
+        Event::BootOverrideSet { .. } => Some(ProvisioningStep::SetBootOnce),
+        // The boot a power-on starts.
+        Event::Boot { .. } => Some(ProvisioningStep::PowerOn),
+        _ => None,
+    }
+}
+
+/// Resume, not restart: what a BMC saw since the operator restarted (`since`) that belongs
+/// to a step before `resumed_at`, the step the provisioning run had stored when its operator
+/// died. A run resumed where it stood redoes none of it (each handler skips an action whose
+/// effect is already there); a run started over powers the host off and inserts the image
+/// again. One line per such event. `ProvisioningStep` is declared in run order, so earlier
+/// steps compare lower.
+pub fn steps_redone(host: &str, resumed_at: ProvisioningStep, since: &[Event]) -> Vec<String> {
+    since
+        .iter()
+        .filter_map(|event| {
+            let step = provisioning_step_of(event)?;
+            (step < resumed_at).then(|| {
+                format!(
+                    "{host}: {event:?} is the work of step {step:?}, done again after a restart at step {resumed_at:?}"
+                )
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,6 +237,51 @@ mod tests {
             power_interval_violations("h", &[calls[0].clone(), refused], Duration::from_secs(2))
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn a_restart_from_the_first_step_is_told_from_a_resume_at_the_stored_one() {
+        use labpods_sim::Device;
+        let power = |reset_type: &str| Event::PowerAction {
+            at_ms: 0,
+            reset_type: reset_type.into(),
+            applied: true,
+        };
+        let ejected = Event::MediaEjected {
+            at_ms: 0,
+            device: Device::Cd,
+            image: Some("os.iso".into()),
+        };
+        // Resumed at WaitBooted: it only watched the boot, then ejected the CD.
+        let resumed = [ejected.clone()];
+        assert!(steps_redone("h", ProvisioningStep::WaitBooted, &resumed).is_empty());
+        // Started over: off, eject, insert, override, on, boot.
+        let restarted = [
+            power("GracefulShutdown"),
+            ejected,
+            Event::MediaInserted {
+                at_ms: 0,
+                device: Device::Cd,
+                image: "os.iso".into(),
+            },
+            Event::BootOverrideSet {
+                at_ms: 0,
+                target: "Cd".into(),
+                enabled: "Once".into(),
+                mode: "UEFI".into(),
+            },
+            power("On"),
+            Event::Boot {
+                at_ms: 0,
+                source: "Cd".into(),
+                image: Some("os.iso".into()),
+            },
+        ];
+        let found = steps_redone("h", ProvisioningStep::WaitBooted, &restarted);
+        assert_eq!(found.len(), 5, "{found:?}");
+        // The stored step itself may be run again (it had not completed).
+        let at_power_on = steps_redone("h", ProvisioningStep::PowerOn, &restarted[4..]);
+        assert!(at_power_on.is_empty(), "{at_power_on:?}");
     }
 
     #[test]

@@ -12,9 +12,10 @@ use kube::Api;
 use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use labpods_api::conditions::{EXTENSION_REJECTED, QUARANTINED, SCHEDULED, find_condition};
 use labpods_api::v1alpha1::{
-    HostState, ImageSpec, Lease, LeaseHost, LeasePhase, LeaseSpec, PodRequest, PodRequestPhase,
-    PodRequestSpec, RequestRef,
+    HostState, ImageSpec, LabHost, Lease, LeaseHost, LeasePhase, LeaseSpec, Operation, PodRequest,
+    PodRequestPhase, PodRequestSpec, ProvisioningStep, RequestRef,
 };
+use labpods_tests::bmc_log;
 use labpods_tests::e2e::{
     E2e, PROVISION_TIMEOUT, WIPE_IMAGE, WIPED_PROFILE, earliest_start, from_now, to_minute,
 };
@@ -243,46 +244,86 @@ async fn e2e_maintenance_host_is_never_claimed() -> Result<()> {
     Ok(())
 }
 
+/// The operator is SIGKILLed while it provisions, and a new replica finishes the job from
+/// the step each host's run had stored, not from the start. A run started over would show
+/// in the API (the run that booted the host would be a new one: LabHost status.bootedRun is
+/// the startedAt of the run that booted it) and on the BMCs (after the restart they would
+/// see the work of earlier steps again: a power-off, a second InsertMedia, ...; and the
+/// image booted twice, which `check_ready` counts).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e2e_operator_killed_mid_provisioning_resumes() -> Result<()> {
     let mut e2e = E2e::start("e2e-crash", &[HostGroup::new("small", 3)]).await?;
     e2e.book("crash", vec![e2e.role("node", 2, None)], "1h")
         .await?;
     let client = e2e.client();
-    e2e.wait("a host to be Provisioning", PROVISION_TIMEOUT, || {
-        let api: kube::Api<labpods_api::v1alpha1::LabHost> = kube::Api::all(client.clone());
-        async move {
-            let hosts = api.list(&Default::default()).await?;
-            let busy = hosts
-                .items
-                .iter()
-                .any(|h| h.status.as_ref().and_then(|s| s.state) == Some(HostState::Provisioning));
-            Ok(busy.then_some(()))
-        }
-    })
+    // Killed once a host has its image inserted: a restart would then redo BMC work a
+    // resume does not (with the host still at its first step, both would power it off).
+    e2e.wait(
+        "a host to be provisioning past InsertMedia",
+        PROVISION_TIMEOUT,
+        || {
+            let api: Api<LabHost> = Api::all(client.clone());
+            async move {
+                let hosts = api.list(&Default::default()).await?;
+                let past_insert = hosts.items.iter().any(|h| {
+                    h.status
+                        .as_ref()
+                        .and_then(|s| s.provisioning.as_ref())
+                        .is_some_and(|p| {
+                            p.operation == Operation::Provision
+                                && p.step > ProvisioningStep::InsertMedia
+                                && p.step < ProvisioningStep::Done
+                        })
+                });
+                Ok(past_insert.then_some(()))
+            }
+        },
+    )
     .await?;
     e2e.operator("a")?.kill()?;
+    // What the next replica finds: each run's stored step and start, and how far each
+    // BMC's history went before the kill (what comes after is the next replica's).
+    let mut stored = Vec::new();
+    for host in e2e.host_names() {
+        let status = e2e.labhost(&host).await?.status.unwrap_or_default();
+        if let Some(run) = status
+            .provisioning
+            .filter(|p| p.operation == Operation::Provision)
+        {
+            let seen = e2e.sim()?.bmc(&host)?.history().len();
+            stored.push((host, run, seen));
+        }
+    }
+    ensure!(
+        !stored.is_empty(),
+        "no host was being provisioned when the operator was killed"
+    );
     e2e.check_no_double_binding().await?;
     e2e.start_operator("b")?;
-    let request = e2e
-        .wait_phase("crash", PodRequestPhase::Ready, PROVISION_TIMEOUT)
-        .await?;
-    let hosts: Vec<String> = request
-        .status
-        .unwrap_or_default()
-        .hosts
-        .into_iter()
-        .map(|h| h.host)
-        .collect();
-    assert_eq!(hosts.len(), 2, "{hosts:?}");
+    let hosts = e2e.check_ready("crash", &[("node", 2)]).await?;
     e2e.check_no_double_binding().await?;
-    let lease = e2e.lease("crash").await?.context("Lease crash is gone")?;
-    assert_eq!(lease.status.and_then(|s| s.phase), Some(LeasePhase::Ready));
-    for host in &hosts {
-        let state = e2e.sim()?.bmc(host)?.state();
-        assert_eq!(state.power_state, labpods_sim::PowerState::On, "{host}");
-        assert_eq!(state.current_image.as_deref(), Some(e2e.image()), "{host}");
+    let mut redone = Vec::new();
+    for (host, run, seen) in &stored {
+        ensure!(
+            hosts.contains(host),
+            "{host} was provisioned for the booking, which now holds {hosts:?}"
+        );
+        let booted_run = e2e.labhost(host).await?.status.and_then(|s| s.booted_run);
+        ensure!(
+            booted_run.as_ref() == Some(&run.started_at),
+            "{host} was booted by the run started at {booted_run:?}, not by the run started at {:?} that was at step {:?} when the operator died: provisioning started over",
+            run.started_at,
+            run.step
+        );
+        let history = e2e.sim()?.bmc(host)?.history();
+        let since = history.get(*seen..).unwrap_or_default();
+        redone.extend(bmc_log::steps_redone(host, run.step, since));
     }
+    ensure!(
+        redone.is_empty(),
+        "after the restart the BMCs saw earlier steps again:\n{}",
+        redone.join("\n")
+    );
     e2e.shutdown().await?;
     Ok(())
 }
