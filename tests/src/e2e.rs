@@ -337,6 +337,39 @@ impl E2e {
             .collect()
     }
 
+    /// What the replica `<name>-<suffix>` has done so far, where its work would show: the
+    /// calls the BMCs recorded from it (the operator's User-Agent names its replica), the
+    /// Events it published (their reportingInstance is its identity) and its own /metrics.
+    /// The replica must be running.
+    pub async fn replica_activity(&mut self, suffix: &str) -> Result<ReplicaActivity> {
+        let identity = format!("{}-{suffix}", self.name);
+        let bmc_calls = self
+            .bmc_calls()?
+            .iter()
+            .flat_map(|(_, calls)| calls)
+            .filter(|call| crate::bmc_log::replica(call) == Some(identity.as_str()))
+            .count();
+        let events = Api::<Event>::all(self.client.clone())
+            .list(&Default::default())
+            .await?
+            .items
+            .iter()
+            .filter(|e| e.reporting_instance.as_deref() == Some(identity.as_str()))
+            .count();
+        let operator = self.operator(suffix)?;
+        operator.check_running()?;
+        let metrics = operator.scrape_metrics().await?;
+        let total = |name: &str| crate::operator::metric_total(&metrics, name);
+        Ok(ReplicaActivity {
+            bmc_calls,
+            events,
+            reconciles: total("labpods_reconcile_duration_seconds_count"),
+            status_writes: total("labpods_status_writes_total"),
+            redfish_requests: total("labpods_redfish_request_duration_seconds_count"),
+            leading: total("labpods_leader") > 0.0,
+        })
+    }
+
     /// Fencing and pacing as the BMCs saw them: no two replicas' calls interleave
     /// (`bmc_log::interleavings`) and no two power actions closer than the client's minimum
     /// interval. Fails with every violation.
@@ -934,6 +967,43 @@ impl E2e {
             }
         }
         Ok(outputs)
+    }
+}
+
+/// What one replica has done (see [`E2e::replica_activity`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplicaActivity {
+    /// Redfish calls the BMCs received from it.
+    pub bmc_calls: usize,
+    /// Events it published.
+    pub events: usize,
+    /// From its /metrics: reconciles of every controller, status writes of every outcome,
+    /// Redfish requests, and whether it says it leads.
+    pub reconciles: f64,
+    pub status_writes: f64,
+    pub redfish_requests: f64,
+    pub leading: bool,
+}
+
+impl ReplicaActivity {
+    /// Nothing at all: no BMC call, no Event, no reconcile, no status write, no Redfish
+    /// request, not leading.
+    pub fn is_idle(&self) -> bool {
+        self.bmc_calls == 0
+            && self.events == 0
+            && self.reconciles == 0.0
+            && self.status_writes == 0.0
+            && self.redfish_requests == 0.0
+            && !self.leading
+    }
+
+    /// Some of each: the checks of [`ReplicaActivity::is_idle`] can see this replica's work.
+    pub fn acted(&self) -> bool {
+        self.bmc_calls > 0
+            && self.events > 0
+            && self.reconciles > 0.0
+            && self.status_writes > 0.0
+            && self.redfish_requests > 0.0
     }
 }
 

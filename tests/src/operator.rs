@@ -233,6 +233,23 @@ impl Operator {
     }
 }
 
+/// The sum of every sample of the metric `name` in a Prometheus text exposition (a
+/// histogram's `<name>_count`, a counter's `<name>_total`), over all label sets; 0 when the
+/// metric has none (a family no code path has touched yet).
+pub fn metric_total(exposition: &str, name: &str) -> f64 {
+    exposition
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let metric = series.split_once('{').map_or(series, |(metric, _)| metric);
+            (metric == name)
+                .then(|| value.parse::<f64>().ok())
+                .flatten()
+        })
+        .sum()
+}
+
 /// The operator binary, built once per test process (`cargo build` is a no-op when fresh,
 /// and a test must never run a stale operator).
 pub fn operator_binary() -> Result<PathBuf> {
@@ -296,4 +313,28 @@ fn snapshot(built: &Path) -> Result<PathBuf> {
     std::fs::rename(&partial, &shared)
         .with_context(|| format!("renaming {} to {}", partial.display(), shared.display()))?;
     Ok(shared)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::metric_total;
+
+    #[test]
+    fn a_metric_is_summed_over_its_label_sets_and_other_metrics_are_ignored() {
+        let exposition = "\
+# HELP labpods_status_writes Status writes.
+# TYPE labpods_status_writes counter
+labpods_status_writes_total{kind=\"LabHost\",outcome=\"written\"} 3
+labpods_status_writes_total{kind=\"Lease\",outcome=\"written\"} 2
+labpods_status_writes_total_other 7
+labpods_leader 1
+# EOF
+";
+        assert_eq!(metric_total(exposition, "labpods_status_writes_total"), 5.0);
+        assert_eq!(metric_total(exposition, "labpods_leader"), 1.0);
+        assert_eq!(
+            metric_total(exposition, "labpods_reconcile_duration_seconds_count"),
+            0.0
+        );
+    }
 }

@@ -328,23 +328,35 @@ async fn e2e_operator_killed_mid_provisioning_resumes() -> Result<()> {
     Ok(())
 }
 
+/// Two replicas: one leads and acts, the other does nothing until the leader dies, then
+/// takes over and serves the next booking. "Nothing" is looked for where a follower's work
+/// would show: the BMCs' own call logs (the operator's User-Agent names its replica), the
+/// Events it would publish (reportingInstance) and its own /metrics (reconciles, status
+/// writes, Redfish requests, leadership). The same checks find the leader's work, so they
+/// are not blind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e2e_two_replicas_one_leader_acts() -> Result<()> {
     let mut e2e = E2e::start("e2e-replicas", &[HostGroup::new("small", 2)]).await?;
     e2e.start_operator("b")?;
     let leader = e2e.wait_leader(None, SCHEDULE_TIMEOUT).await?;
-    let (leader_suffix, follower_suffix) = if leader == "e2e-replicas-a" {
-        ("a", "b")
-    } else {
-        ("b", "a")
+    let (leader_suffix, follower_suffix) = match leader.strip_prefix("e2e-replicas-") {
+        Some("a") => ("a", "b"),
+        Some("b") => ("b", "a"),
+        _ => bail!("leader {leader:?} is neither replica"),
     };
-    assert!(
-        leader.ends_with(leader_suffix),
-        "leader {leader:?} is neither replica"
-    );
     e2e.book("first", vec![e2e.role("node", 1, None)], "1h")
         .await?;
     e2e.check_ready("first", &[("node", 1)]).await?;
+    let acted = e2e.replica_activity(leader_suffix).await?;
+    ensure!(
+        acted.acted() && acted.leading,
+        "the leader's work is not found: {acted:?}"
+    );
+    let follower = e2e.replica_activity(follower_suffix).await?;
+    ensure!(
+        follower.is_idle(),
+        "the follower acted while {leader} led: {follower:?}"
+    );
     // The leader dies: the follower takes over and serves the next booking.
     e2e.operator(leader_suffix)?.kill()?;
     e2e.book("second", vec![e2e.role("node", 1, None)], "1h")
@@ -354,6 +366,11 @@ async fn e2e_two_replicas_one_leader_acts() -> Result<()> {
     assert_eq!(
         now.as_deref(),
         Some(format!("e2e-replicas-{follower_suffix}").as_str())
+    );
+    let took_over = e2e.replica_activity(follower_suffix).await?;
+    ensure!(
+        took_over.acted() && took_over.leading,
+        "the new leader's work is not found: {took_over:?}"
     );
     e2e.check_no_double_binding().await?;
     e2e.shutdown().await?;
