@@ -218,6 +218,12 @@ impl Operator {
         std::fs::read_to_string(self.process.log()).unwrap_or_default()
     }
 
+    /// SIGTERM, as a rollout does: the replica drains, logs out of its BMCs and releases the
+    /// leader lease, so another replica takes over at once.
+    pub fn stop(&mut self) {
+        self.process.stop();
+    }
+
     /// SIGKILL, as a crash or an OOM kill: no draining, no lease release, no logout.
     pub fn kill(&mut self) -> Result<()> {
         let group = format!("-{}", self.process.id());

@@ -2,12 +2,13 @@
 //! driving simulated BMCs. Each test asserts what a user sees through the API and what the
 //! BMCs saw. They run one at a time (nextest test group `e2e`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
+use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use labpods_api::conditions::{EXTENSION_REJECTED, QUARANTINED, SCHEDULED, find_condition};
@@ -377,60 +378,121 @@ async fn e2e_two_replicas_one_leader_acts() -> Result<()> {
     Ok(())
 }
 
+/// Twenty bookings of one or two hosts compete for a lab of twelve, and are served first
+/// come, first served as the scheduler defines it (`scheduler/plan.rs` `order` with the
+/// operator's defaults: no fairness window, so by creationTimestamp, then name; conservative
+/// backfill, where a later request starts early only if that delays no earlier one). Every
+/// booking asks for the same hour from now and the first eight created ask for exactly the
+/// twelve hosts (1+2+1+2+1+2+1+2), so backfill has no gap to fill: exactly those eight are
+/// bound, and no later one is, not even for a moment (looked for on every poll).
+///
+/// The twenty are created while no operator runs, so they compete in one scheduling pass
+/// rather than being served one by one as they arrive, and named in reverse creation order,
+/// so an operator that went by name (its caches' order) would bind the other twelve.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e2e_twenty_requests_compete_for_twelve_hosts() -> Result<()> {
-    let mut e2e = E2e::start("e2e-contend", &[HostGroup::new("small", 12)]).await?;
-    let names: Vec<String> = (1..=20).map(|i| format!("req-{i:02}")).collect();
-    for (i, name) in names.iter().enumerate() {
-        let count = if i % 2 == 0 { 1 } else { 2 };
-        e2e.book(name, vec![e2e.role("node", count, None)], "1h")
+    const HOSTS: u32 = 12;
+    let mut e2e = E2e::start("e2e-contend", &[HostGroup::new("small", HOSTS as usize)]).await?;
+    // The operator registers the hosts (Available and off), then steps aside.
+    e2e.wait_hosts_free(&e2e.host_names(), PROVISION_TIMEOUT)
+        .await?;
+    e2e.operator("a")?.stop();
+
+    // In creation order: (name, hosts).
+    let queue: Vec<(String, u32)> = (0..20)
+        .map(|i| (format!("req-{:02}", 20 - i), if i % 2 == 0 { 1 } else { 2 }))
+        .collect();
+    let (first, later) = queue.split_at(8);
+    ensure!(first.iter().map(|(_, count)| count).sum::<u32>() == HOSTS);
+    let created = |request: &PodRequest| {
+        request
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0.as_second())
+            .context("a PodRequest without a creationTimestamp")
+    };
+    let mut last_first = 0;
+    for (name, count) in first {
+        let request = e2e
+            .book(name, vec![e2e.role("node", *count, None)], "1h")
             .await?;
+        last_first = created(&request)?;
     }
-    let client = e2e.client();
-    let namespace = e2e.namespace().to_string();
-    // Settled: all 12 hosts bound (30 asked for, and 1-host requests can fill any gap) and
-    // every other request waiting with a reason. Double assignment is looked for on every
-    // poll, not only at the end.
+    // The later twelve are created in a later second (creationTimestamps are to the
+    // second), so the name, which sorts them first, never breaks a tie with the first eight.
+    e2e.wait("the next second", SCHEDULE_TIMEOUT, || async move {
+        Ok((Timestamp::now().as_second() > last_first).then_some(()))
+    })
+    .await?;
+    for (name, count) in later {
+        let request = e2e
+            .book(name, vec![e2e.role("node", *count, None)], "1h")
+            .await?;
+        ensure!(
+            created(&request)? > last_first,
+            "{name} was created in the second of the first eight"
+        );
+    }
+    e2e.start_operator("b")?;
+
+    let first: BTreeSet<String> = first.iter().map(|(name, _)| name.clone()).collect();
+    let requests: Api<PodRequest> = Api::namespaced(e2e.client(), e2e.namespace());
+    let leases: Api<Lease> = Api::namespaced(e2e.client(), e2e.namespace());
     let settled = e2e
         .wait(
-            "all 12 hosts bound and every other request waiting with a reason",
+            "the first eight bound and the later twelve waiting with a reason",
             PROVISION_TIMEOUT,
             || {
-                let api: kube::Api<labpods_api::v1alpha1::PodRequest> =
-                    kube::Api::namespaced(client.clone(), &namespace);
+                let (requests, leases, first) = (requests.clone(), leases.clone(), first.clone());
                 async move {
-                    let mut seen = BTreeSet::new();
-                    let mut bound = 0usize;
-                    let mut waiting_with_reason = true;
-                    for request in api.list(&Default::default()).await?.items {
+                    let mut holders: BTreeMap<String, String> = BTreeMap::new();
+                    let (mut bound, mut waiting) = (0usize, 0usize);
+                    for request in requests.list(&Default::default()).await?.items {
+                        let name = request.metadata.name.unwrap_or_default();
                         let status = request.status.unwrap_or_default();
+                        let holds = !status.hosts.is_empty() || status.lease.is_some();
+                        if holds && !first.contains(&name) {
+                            return Ok(Some(Err(format!(
+                                "{name}, created after the first eight, overtook them: {status:?}"
+                            ))));
+                        }
                         for host in &status.hosts {
-                            if !seen.insert(host.host.clone()) {
-                                return Ok(Some(Err(format!("{} assigned twice", host.host))));
+                            if let Some(other) = holders.insert(host.host.clone(), name.clone()) {
+                                return Ok(Some(Err(format!(
+                                    "{} assigned to {other} and {name}",
+                                    host.host
+                                ))));
                             }
                         }
-                        if status.hosts.is_empty() {
-                            waiting_with_reason &= status.phase == Some(PodRequestPhase::Pending)
-                                && status.message.as_deref().is_some_and(|m| !m.is_empty());
-                        } else {
+                        if status.lease.is_some() {
                             bound += 1;
+                        } else if status.phase == Some(PodRequestPhase::Pending)
+                            && status.message.is_some_and(|m| !m.is_empty())
+                            && !first.contains(&name)
+                        {
+                            waiting += 1;
                         }
                     }
-                    Ok((seen.len() == 12 && waiting_with_reason).then_some(Ok(bound)))
+                    for lease in leases.list(&Default::default()).await?.items {
+                        let name = lease.metadata.name.unwrap_or_default();
+                        if !first.contains(&name) {
+                            return Ok(Some(Err(format!(
+                                "Lease {name}: a request created after the first eight was bound"
+                            ))));
+                        }
+                    }
+                    let settled =
+                        bound == first.len() && waiting == 12 && holders.len() == HOSTS as usize;
+                    Ok(settled.then_some(Ok(())))
                 }
             },
         )
         .await?;
-    let bound = match settled {
-        Ok(bound) => bound,
-        Err(double) => bail!("{double}"),
-    };
+    if let Err(broken) = settled {
+        bail!("{broken}\n{}", e2e.diagnostics().await);
+    }
     e2e.check_no_double_binding().await?;
-    // First come, first served: 1+2+1+2+1+2+1+2 hosts = the first 8 requests.
-    assert!(
-        (6..=12).contains(&bound),
-        "{bound} requests hold the 12 hosts"
-    );
     e2e.shutdown().await?;
     Ok(())
 }
