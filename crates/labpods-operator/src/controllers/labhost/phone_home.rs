@@ -238,30 +238,23 @@ impl PhoneHomeSink for StatusSink {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
-    use labpods_api::v1alpha1::{ClaimRef, LabHostSpec, ProvisioningStep, SecretReference};
+    use labpods_api::v1alpha1::{ClaimRef, ProvisioningStep};
 
     use super::*;
+    use crate::test_support;
 
     fn at(secs: i64) -> Time {
         Time(Timestamp::from_second(secs).unwrap())
     }
 
     fn host(status: LabHostStatus) -> LabHost {
-        let mut spec = LabHostSpec::new(
-            "https://bmc",
-            "small",
-            SecretReference {
-                namespace: "labpods-system".into(),
-                name: "bmc".into(),
-            },
-        );
-        spec.claim_ref = Some(ClaimRef {
+        let mut h = test_support::labhost("node-01", None);
+        h.spec.claim_ref = Some(ClaimRef {
             namespace: "team-a".into(),
             name: "ci-pod".into(),
             uid: "uid-1".into(),
             lease: "ci-pod-1".into(),
         });
-        let mut h = LabHost::new("node-01", spec);
         h.status = Some(status);
         h
     }

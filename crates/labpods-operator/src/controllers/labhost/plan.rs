@@ -201,17 +201,14 @@ pub fn plan(facts: HostFacts<'_>, view: &LeaseView, lease_name: Option<&str>) ->
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-    use labpods_api::v1alpha1::{
-        ImageSpec, LeaseHost, LeaseSpec, LeaseStatus, ProvisioningStep, RequestRef,
-    };
+    use labpods_api::v1alpha1::{LeaseStatus, ProvisioningStep};
 
     use super::*;
-
-    const IMAGE: &str = "http://images.lab/ubuntu.iso";
+    use crate::test_support::{self, IMAGE};
 
     fn claim() -> ClaimRef {
         ClaimRef {
-            namespace: "team-a".into(),
+            namespace: test_support::NAMESPACE.into(),
             name: "pod-1".into(),
             uid: "uid-1".into(),
             lease: "pod-1".into(),
@@ -219,26 +216,8 @@ mod tests {
     }
 
     fn lease(phase: Option<LeasePhase>, hosts: &[&str]) -> Lease {
-        let mut lease = Lease::new(
-            "pod-1",
-            LeaseSpec {
-                request_ref: RequestRef {
-                    name: "pod-1".into(),
-                    uid: "uid-1".into(),
-                },
-                hosts: hosts
-                    .iter()
-                    .map(|h| LeaseHost {
-                        host: (*h).into(),
-                        role: "node".into(),
-                        hostname: None,
-                    })
-                    .collect(),
-                start: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
-                end: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
-                image: ImageSpec::new(IMAGE),
-            },
-        );
+        let t = Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
+        let mut lease = test_support::lease("pod-1", "uid-1", hosts, t.clone(), t);
         lease.status = phase.map(|p| LeaseStatus {
             phase: Some(p),
             ..LeaseStatus::default()

@@ -498,11 +498,8 @@ fn progress(host: &str, labhost: Option<&LabHost>) -> HostProgress {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
-    use labpods_api::v1alpha1::{
-        ImageSpec, LabHostSpec, LabHostStatus, LeaseHost, LeaseSpec, RequestRef, SecretReference,
-    };
-
     use super::*;
+    use crate::test_support;
 
     const HOUR: Duration = Duration::from_secs(3600);
     const NOTICES: [Duration; 2] = [Duration::from_secs(24 * 3600), HOUR];
@@ -512,25 +509,13 @@ mod tests {
     }
 
     fn lease(phase: Option<LeasePhase>) -> Lease {
-        let host = |h: &str| LeaseHost {
-            host: h.into(),
-            role: "node".into(),
-            hostname: None,
-        };
-        let mut l = Lease::new(
+        let mut l = test_support::lease(
             "pod",
-            LeaseSpec::new(
-                RequestRef {
-                    name: "pod".into(),
-                    uid: "u1".into(),
-                },
-                [host("h1"), host("h2")],
-                Time(at("2026-11-24T10:00:00Z")),
-                Time(at("2026-11-26T10:00:00Z")),
-                ImageSpec::new("http://i.test/a.iso"),
-            ),
+            "u1",
+            &["h1", "h2"],
+            Time(at("2026-11-24T10:00:00Z")),
+            Time(at("2026-11-26T10:00:00Z")),
         );
-        l.metadata.namespace = Some("team".into());
         l.status = phase.map(|p| LeaseStatus {
             phase: Some(p),
             ..LeaseStatus::default()
@@ -539,16 +524,11 @@ mod tests {
     }
 
     fn host(name: &str, state: HostState, claimed: bool) -> LabHost {
-        let mut h = LabHost::new(
-            name,
-            LabHostSpec::new("http://127.0.0.1:1", "x86", SecretReference::default()),
-        );
+        let mut h = test_support::labhost(name, Some(state));
         h.spec.claim_ref = claimed.then(|| claim_of(&lease(None)));
-        h.status = Some(LabHostStatus {
-            state: Some(state),
-            last_error: Some("BMC answered 500".into()),
-            ..LabHostStatus::default()
-        });
+        if let Some(status) = h.status.as_mut() {
+            status.last_error = Some("BMC answered 500".into());
+        }
         h
     }
 
@@ -627,7 +607,7 @@ mod tests {
         let t = Time(at("2026-11-24T10:05:00Z"));
         let why = "spec.image.url http://x.invalid/a.iso cannot be used: unreachable";
         if let Some(s) = h2.status.as_mut() {
-            crate::test_support::image_refused(&mut s.conditions, why, &t);
+            test_support::image_refused(&mut s.conditions, why, &t);
         }
         let p = plan(&facts(&l, &[&h1, &h2], "2026-11-24T10:06:00Z"));
         assert_eq!(phase(&p), LeasePhase::Releasing);

@@ -250,22 +250,13 @@ async fn rollback(
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
-    use labpods_api::v1alpha1::{ImageSpec, PodRequestSpec, RoleSpec};
-
     use super::*;
     use crate::scheduler::Assignment;
+    use crate::test_support;
 
     #[test]
     fn lease_is_owned_by_the_request_and_remembers_its_first_end() {
-        let mut pr = PodRequest::new(
-            "pod",
-            PodRequestSpec::new(
-                [RoleSpec::new("node", 2)],
-                ImageSpec::new("http://i.test/a.iso"),
-                "1h",
-            ),
-        );
-        pr.metadata.namespace = Some("team".into());
+        let mut pr = test_support::podrequest("pod", 2);
         pr.metadata.uid = Some("u1".into());
         let p = Placement {
             start: "2026-11-24T10:00:00Z".parse().unwrap(),
@@ -300,17 +291,12 @@ mod tests {
 
     #[test]
     fn precheck_refuses_hosts_the_cache_shows_taken() {
-        use labpods_api::v1alpha1::{HostState, LabHostSpec, LabHostStatus, SecretReference};
+        use labpods_api::v1alpha1::HostState;
         let host = |name: &str, state: HostState| {
-            let mut h = LabHost::new(
-                name,
-                LabHostSpec::new("http://127.0.0.1:1", "x86", SecretReference::default()),
-            );
-            h.status = Some(LabHostStatus {
-                state: Some(state),
-                ..LabHostStatus::default()
-            });
-            (name.to_owned(), h.into())
+            (
+                name.to_owned(),
+                test_support::labhost(name, Some(state)).into(),
+            )
         };
         let hosts: LabHosts = [
             host("h1", HostState::Available),
@@ -318,7 +304,7 @@ mod tests {
         ]
         .into();
         let ours = ClaimRef {
-            namespace: "team".into(),
+            namespace: test_support::NAMESPACE.into(),
             name: "pod".into(),
             uid: "u1".into(),
             lease: "pod".into(),

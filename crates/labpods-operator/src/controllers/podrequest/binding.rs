@@ -47,47 +47,19 @@ pub fn lease_of(
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
-    use labpods_api::v1alpha1::{
-        ImageSpec, LeaseHost, LeaseSpec, PodRequestSpec, RequestRef, RoleSpec,
-    };
 
     use super::*;
+    use crate::test_support;
 
     fn request(uid: &str) -> PodRequest {
-        let mut pr = PodRequest::new(
-            "pod",
-            PodRequestSpec::new(
-                [RoleSpec::new("node", 1)],
-                ImageSpec::new("http://i.test/a.iso"),
-                "1h",
-            ),
-        );
-        pr.metadata.namespace = Some("team".into());
+        let mut pr = test_support::podrequest("pod", 1);
         pr.metadata.uid = Some(uid.into());
         pr
     }
 
     fn lease(request_uid: &str) -> Lease {
         let t = Time(Timestamp::UNIX_EPOCH);
-        let mut l = Lease::new(
-            "pod",
-            LeaseSpec::new(
-                RequestRef {
-                    name: "pod".into(),
-                    uid: request_uid.into(),
-                },
-                [LeaseHost {
-                    host: "h1".into(),
-                    role: "node".into(),
-                    hostname: None,
-                }],
-                t.clone(),
-                t,
-                ImageSpec::new("http://i.test/a.iso"),
-            ),
-        );
-        l.metadata.namespace = Some("team".into());
-        l
+        test_support::lease("pod", request_uid, &["h1"], t.clone(), t)
     }
 
     #[test]

@@ -131,13 +131,12 @@ pub async fn unclaim(ctx: &Context, host: &LabHost, claim: &ClaimRef) -> Result<
 
 #[cfg(test)]
 mod tests {
-    use labpods_api::v1alpha1::{LabHostSpec, LabHostStatus, SecretReference};
-
     use super::*;
+    use crate::test_support;
 
     fn claim_ref(uid: &str) -> ClaimRef {
         ClaimRef {
-            namespace: "team".into(),
+            namespace: test_support::NAMESPACE.into(),
             name: "pod".into(),
             uid: uid.into(),
             lease: "pod".into(),
@@ -145,16 +144,9 @@ mod tests {
     }
 
     fn host(state: Option<HostState>, maintenance: bool, claim: Option<ClaimRef>) -> LabHost {
-        let mut h = LabHost::new(
-            "h1",
-            LabHostSpec::new("http://127.0.0.1:1", "x86", SecretReference::default()),
-        );
+        let mut h = test_support::labhost("h1", state);
         h.spec.maintenance = maintenance;
         h.spec.claim_ref = claim;
-        h.status = Some(LabHostStatus {
-            state,
-            ..LabHostStatus::default()
-        });
         h
     }
 

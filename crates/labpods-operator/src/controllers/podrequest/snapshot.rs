@@ -171,55 +171,29 @@ pub fn plan_input(
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
-    use labpods_api::v1alpha1::{
-        AssignedHost, ClaimRef, HostState, ImageSpec, LabHostSpec, LabHostStatus, LeaseHost,
-        LeaseSpec, PodRequestSpec, PodRequestStatus, RequestRef, RoleSpec, SecretReference,
-    };
+    use labpods_api::v1alpha1::{AssignedHost, ClaimRef, HostState, PodRequestStatus};
 
     use super::*;
+    use crate::test_support;
 
     fn at(s: &str) -> Time {
         s.parse().unwrap()
     }
 
     fn labhost(name: &str, claim: Option<&str>) -> LabHost {
-        let mut h = LabHost::new(
-            name,
-            LabHostSpec::new("http://127.0.0.1:1", "x86", SecretReference::default()),
-        );
+        let mut h = test_support::labhost(name, Some(HostState::Available));
         h.spec.claim_ref = claim.map(|l| ClaimRef {
-            namespace: "team".into(),
+            namespace: test_support::NAMESPACE.into(),
             name: l.into(),
             uid: "u".into(),
             lease: l.into(),
-        });
-        h.status = Some(LabHostStatus {
-            state: Some(HostState::Available),
-            ..LabHostStatus::default()
         });
         h
     }
 
     fn lease(name: &str, end: &str) -> Lease {
-        let mut l = Lease::new(
-            name,
-            LeaseSpec::new(
-                RequestRef {
-                    name: name.into(),
-                    uid: "u".into(),
-                },
-                [LeaseHost {
-                    host: "h1".into(),
-                    role: "node".into(),
-                    hostname: None,
-                }],
-                kube_time(at("2026-11-24T00:00:00Z")),
-                kube_time(at(end)),
-                ImageSpec::new("http://images.test/a.iso"),
-            ),
-        );
-        l.metadata.namespace = Some("team".into());
-        l
+        let start = kube_time(at("2026-11-24T00:00:00Z"));
+        test_support::lease(name, "u", &["h1"], start, kube_time(at(end)))
     }
 
     #[test]
@@ -269,15 +243,7 @@ mod tests {
 
     #[test]
     fn only_scheduled_requests_hold_reservations() {
-        let mut pr = PodRequest::new(
-            "pod",
-            PodRequestSpec::new(
-                [RoleSpec::new("node", 1)],
-                ImageSpec::new("http://i.test/a.iso"),
-                "1h",
-            ),
-        );
-        pr.metadata.namespace = Some("team".into());
+        let mut pr = test_support::podrequest("pod", 1);
         pr.status = Some(PodRequestStatus {
             phase: Some(PodRequestPhase::Scheduled),
             hosts: vec![AssignedHost {

@@ -396,13 +396,11 @@ pub async fn apply(ctx: &Context, pr: &PodRequest, desired: &PodRequestStatus) -
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use k8s_openapi::jiff::Timestamp;
-    use labpods_api::v1alpha1::{
-        HostProgress, ImageSpec, LeaseHost, LeaseSpec, LeaseStatus, PodRequestSpec, RequestRef,
-        RoleSpec,
-    };
+    use labpods_api::v1alpha1::{HostProgress, LeaseStatus};
 
     use super::*;
     use crate::scheduler::{Assignment, Time};
+    use crate::test_support;
 
     fn at(s: &str) -> Time {
         s.parse().unwrap()
@@ -413,37 +411,18 @@ mod tests {
     }
 
     fn request() -> PodRequest {
-        let mut pr = PodRequest::new(
-            "pod",
-            PodRequestSpec::new(
-                [RoleSpec::new("node", 2)],
-                ImageSpec::new("http://i.test/a.iso"),
-                "1h",
-            ),
-        );
-        pr.metadata.namespace = Some("team".into());
+        let mut pr = test_support::podrequest("pod", 2);
         pr.metadata.generation = Some(3);
         pr
     }
 
     fn lease(phase: LeasePhase, provisioned: usize) -> Lease {
-        let host = |h: &str| LeaseHost {
-            host: h.into(),
-            role: "node".into(),
-            hostname: None,
-        };
-        let mut l = Lease::new(
+        let mut l = test_support::lease(
             "pod",
-            LeaseSpec::new(
-                RequestRef {
-                    name: "pod".into(),
-                    uid: "u".into(),
-                },
-                [host("h2"), host("h1")],
-                kube_time(at("2026-11-24T10:00:00Z")),
-                kube_time(at("2026-11-24T11:00:00Z")),
-                ImageSpec::new("http://i.test/a.iso"),
-            ),
+            "u",
+            &["h2", "h1"],
+            kube_time(at("2026-11-24T10:00:00Z")),
+            kube_time(at("2026-11-24T11:00:00Z")),
         );
         l.status = Some(LeaseStatus {
             phase: Some(phase),
@@ -636,7 +615,7 @@ mod tests {
         let mut l = lease(LeasePhase::Releasing, 0);
         let why = "host h1: spec.image.url http://x.invalid/a.iso cannot be used";
         if let Some(s) = l.status.as_mut() {
-            crate::test_support::image_refused(&mut s.conditions, why, &now(1));
+            test_support::image_refused(&mut s.conditions, why, &now(1));
         }
         let s = desired(
             &pr,
@@ -661,14 +640,7 @@ mod tests {
     #[test]
     fn a_refused_lease_tells_the_user_what_happened_and_what_to_do() {
         let now = KubeTime(Timestamp::UNIX_EPOCH);
-        let mut pr = PodRequest::new(
-            "ci-pod",
-            PodRequestSpec::new(
-                [RoleSpec::new("node", 1)],
-                ImageSpec::new("http://i.test/a.iso"),
-                "1h",
-            ),
-        );
+        let mut pr = test_support::podrequest("ci-pod", 1);
         pr.metadata.namespace = Some("team-a".into());
         let why = "its signature does not match its content";
         let status = desired(
