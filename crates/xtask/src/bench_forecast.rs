@@ -4,7 +4,7 @@
 //! Each trace is one profile of HOSTS hosts whose offered load grows linearly from U0 (30 to
 //! 60%) so that demand reaches capacity a known number of days (60 to 240) after the
 //! observed 90 days. The observed history is not the line itself: the scheduler's own
-//! simulation (`labpods_operator::scheduler::simulate`) replays each 15-day window at that
+//! simulation (`labpods_scheduler_sim::simulate`) replays each 15-day window at that
 //! window's load (45 simulated days, so an empty lab's first days weigh little), and the host-hours it served per day are what the forecast is fitted to
 //! (so the bookings' randomness, sizes and crunches are in the data). Reported: the error of
 //! the day demand exceeds capacity, and of the hosts needed for a p95 wait under 24 h at a
@@ -12,7 +12,7 @@
 
 use anyhow::{Context as _, Result, bail};
 use kubectl_lab::commands::forecast::{crossing, fit, hosts_needed};
-use labpods_operator::scheduler::{SimulationConfig, simulate};
+use labpods_scheduler_sim::{SimulationConfig, simulate};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

@@ -5,7 +5,7 @@
 //! them), fitted by least squares to a straight line over the observed period. It exceeds
 //! capacity on the first day the line reaches the profile's hosts (not in maintenance) x
 //! 24 h. The hosts needed at the horizon come from the scheduler's own simulation
-//! (`labpods_operator::scheduler::simulate`): the fewest hosts whose simulated p95 wait, at
+//! (`labpods_scheduler_sim::simulate`): the fewest hosts whose simulated p95 wait, at
 //! the demand the line gives for the horizon's end, is at most the target.
 
 use std::collections::BTreeMap;
@@ -15,7 +15,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use labpods_operator::history::record::{aggregate, day};
 use labpods_operator::history::shards::{self, Contents};
 use labpods_operator::history::{ConfigMapStore, Usage};
-use labpods_operator::scheduler::{SimulationConfig, simulate};
+use labpods_scheduler_sim::{SimulationConfig, simulate};
 use serde::Serialize;
 
 use crate::cli::ForecastArgs;

@@ -14,8 +14,10 @@ use labpods_api::validation::parse_duration;
 
 use chrono::{DateTime, TimeDelta};
 
-use super::model::{Claim, Host, Length, Policy, Request, RequestKey, Reservation, Role, Time};
-use super::selector::{Operator, Requirement, Selector};
+use super::{
+    Claim, Host, Length, Operator, Policy, Request, RequestKey, Requirement, Reservation, Role,
+    Selector, Time,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FromApiError {

@@ -4,22 +4,21 @@
 //!   FCFS with conservative backfill (see `plan.rs` for the exact rules).
 //! - [`check_extension`]: may a running booking end later?
 //! - [`find_spare`]: a replacement for a failed host.
-//! - [`synthetic_workload`] / [`bench_plan`] and [`simulate_year`]: the benchmark and the
-//!   scheduling-quality simulation behind `cargo xtask bench scheduler`.
 //!
-//! The types are the scheduler's own (`model.rs`); [`from_api`] adapts the CRDs.
+//! The types are the scheduler's own (`model.rs`). This crate depends on chrono alone, so
+//! that the compiler, not review, keeps it free of IO: the operator's `scheduler::from_api`
+//! adapts the CRDs to these types, and `labpods-scheduler-sim` replays synthetic workloads
+//! against [`plan`] (the simulation behind `kubectl lab forecast` and
+//! `cargo xtask bench scheduler`).
 
 mod calendar;
 mod extension;
-pub mod from_api;
 mod lab;
 mod model;
 mod plan;
 mod quota;
 mod selector;
-mod simulation;
 mod spare;
-mod synthetic;
 
 pub use extension::{Extension, ExtensionDecision, check_extension};
 pub use model::{
@@ -28,9 +27,7 @@ pub use model::{
 };
 pub use plan::plan;
 pub use selector::{Operator, Requirement, Selector};
-pub use simulation::{PolicyOutcome, SimulationConfig, SimulationReport, simulate, simulate_year};
 pub use spare::{SpareQuery, find_spare};
-pub use synthetic::{PlanSummary, bench_plan, synthetic_workload};
 
 #[cfg(test)]
 mod tests;

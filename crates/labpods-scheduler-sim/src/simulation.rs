@@ -15,11 +15,12 @@ use chrono::TimeDelta;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::model::{
+use labpods_scheduler::{
     Claim, Decision, Host, Length, PlanInput, Policy, Request, RequestKey, Reservation, Role, Time,
+    plan,
 };
-use super::plan::plan;
-use super::synthetic::epoch;
+
+use crate::synthetic::epoch;
 
 /// The simulated lab and its demand.
 #[derive(Debug, Clone, PartialEq)]

@@ -934,51 +934,6 @@ fn later_requests_never_change_earlier_decisions() {
     }
 }
 
-/// The benchmark's workload plans into valid, non-overlapping placements.
-#[test]
-fn synthetic_workload_plans_without_double_booking() {
-    let input = synthetic_workload(3, 600, 150);
-    assert_eq!(
-        input,
-        synthetic_workload(3, 600, 150),
-        "deterministic for a seed"
-    );
-    let out = plan(&input);
-    assert_eq!(out.len(), 150);
-    let mut windows: Vec<(String, Time, Time)> = input
-        .hosts
-        .iter()
-        .filter_map(|h| {
-            h.claim
-                .as_ref()
-                .map(|c| (h.name.clone(), input.now, c.until + ALLOW))
-        })
-        .collect();
-    for p in &out {
-        match &p.decision {
-            Decision::Bind(pl) | Decision::Reserve(pl) => {
-                windows.extend(
-                    pl.assignments
-                        .iter()
-                        .map(|a| (a.host.clone(), pl.start, pl.end + ALLOW)),
-                );
-            }
-            Decision::Wait { message, .. } | Decision::Unsatisfiable { message } => {
-                assert!(!message.is_empty())
-            }
-        }
-    }
-    windows.sort();
-    for pair in windows.windows(2) {
-        assert!(pair[0].0 != pair[1].0 || pair[0].2 <= pair[1].1, "{pair:?}");
-    }
-    let summary = PlanSummary::of(&out);
-    assert!(
-        summary.bind > 0 && summary.wait + summary.reserve > 0,
-        "{summary:?}"
-    );
-}
-
 /// `spec.end` is when the booking ends, however late it starts: a Lease given a later end
 /// was shortened again by the next pass (an extra sealed write, and a booking released
 /// mid-provisioning when the start had slipped a lot).

@@ -10,11 +10,10 @@ use chrono::{TimeDelta, TimeZone, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::model::{
-    Claim, Decision, Host, Length, PlanInput, Policy, Request, RequestKey, RequestPlan, Role, Time,
+use labpods_scheduler::{
+    Claim, Decision, Host, Length, Operator, PlanInput, Policy, Request, RequestKey, RequestPlan,
+    Requirement, Role, Selector, Time, plan,
 };
-use super::plan::plan;
-use super::selector::{Operator, Requirement, Selector};
 
 const PROFILES: [&str; 5] = ["x86-small", "x86-large", "arm-large", "gpu", "storage"];
 const HOSTS_PER_RACK: usize = 40;
@@ -144,4 +143,55 @@ pub fn bench_plan(seed: u64, hosts: usize, requests: usize) -> (PlanSummary, Dur
     let plans = plan(&input);
     let elapsed = started.elapsed();
     (PlanSummary::of(&plans), elapsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The benchmark's workload plans into valid, non-overlapping placements.
+    #[test]
+    fn synthetic_workload_plans_without_double_booking() {
+        let input = synthetic_workload(3, 600, 150);
+        assert_eq!(
+            input,
+            synthetic_workload(3, 600, 150),
+            "deterministic for a seed"
+        );
+        let out = plan(&input);
+        let allow = input.policy.release_allowance;
+        assert_eq!(out.len(), 150);
+        let mut windows: Vec<(String, Time, Time)> = input
+            .hosts
+            .iter()
+            .filter_map(|h| {
+                h.claim
+                    .as_ref()
+                    .map(|c| (h.name.clone(), input.now, c.until + allow))
+            })
+            .collect();
+        for p in &out {
+            match &p.decision {
+                Decision::Bind(pl) | Decision::Reserve(pl) => {
+                    windows.extend(
+                        pl.assignments
+                            .iter()
+                            .map(|a| (a.host.clone(), pl.start, pl.end + allow)),
+                    );
+                }
+                Decision::Wait { message, .. } | Decision::Unsatisfiable { message } => {
+                    assert!(!message.is_empty())
+                }
+            }
+        }
+        windows.sort();
+        for pair in windows.windows(2) {
+            assert!(pair[0].0 != pair[1].0 || pair[0].2 <= pair[1].1, "{pair:?}");
+        }
+        let summary = PlanSummary::of(&out);
+        assert!(
+            summary.bind > 0 && summary.wait + summary.reserve > 0,
+            "{summary:?}"
+        );
+    }
 }
