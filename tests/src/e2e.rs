@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -31,6 +31,7 @@ use crate::crds::labpods_crds;
 use crate::kubeconfig::client_for;
 use crate::kubectl::Kubectl;
 use crate::leaks::{self, Confidential, Output};
+use crate::namespace::create_namespace;
 use crate::operator::{Operator, OperatorSettings};
 use crate::sim::{HostGroup, SimLab};
 use crate::sushy::{SUSHY_PROFILE, SushyLab};
@@ -172,15 +173,7 @@ impl E2e {
             .context("starting the control plane")?;
         let client = client_for(plane.kubeconfig()).await?;
         let kubectl = Kubectl::new(plane.kubeconfig())?;
-        let namespace = Namespace {
-            metadata: ObjectMeta {
-                name: Some(name.to_string()),
-                ..ObjectMeta::default()
-            },
-            ..Namespace::default()
-        };
-        Api::<Namespace>::all(client.clone())
-            .create(&PostParams::default(), &namespace)
+        create_namespace(&client, name, &[])
             .await
             .context("creating the test namespace")?;
         let logs = workspace_root().join("target/e2e-logs").join(name);

@@ -16,6 +16,7 @@
 //! Under `cargo xtask test` every test shares one control plane (named by
 //! [`KUBECONFIG_ENV`]); otherwise each test process starts its own on first use.
 
+pub mod bench_lab;
 pub mod binaries;
 pub mod bmc_log;
 pub mod chaos;
@@ -51,7 +52,7 @@ pub use crds::{install_crds, labpods_crds};
 pub use error::{Error, INSTALL_HINT, Result};
 pub use kubeconfig::{client_for, config_for};
 pub use kubectl::{Kubectl, KubectlOutput};
-pub use namespace::{TEST_NAMESPACE_LABEL, TestNamespace};
+pub use namespace::{TEST_NAMESPACE_LABEL, TestNamespace, create_namespace};
 pub use wait::eventually;
 
 /// The repository root (examples/, crds/, charts/ are beneath it).

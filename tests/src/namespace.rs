@@ -1,5 +1,6 @@
 //! A fresh namespace per test, deleted when the test ends (passing or not).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use k8s_openapi::api::core::v1::Namespace;
@@ -23,17 +24,7 @@ impl TestNamespace {
     /// Creates `<prefix>-<random suffix>`.
     pub(crate) async fn create(client: &Client, kubeconfig: PathBuf, prefix: &str) -> Result<Self> {
         let name = namespace_name(prefix);
-        let namespace = Namespace {
-            metadata: ObjectMeta {
-                name: Some(name.clone()),
-                labels: Some([(TEST_NAMESPACE_LABEL.to_string(), "true".to_string())].into()),
-                ..ObjectMeta::default()
-            },
-            ..Namespace::default()
-        };
-        Api::<Namespace>::all(client.clone())
-            .create(&PostParams::default(), &namespace)
-            .await?;
+        create_namespace(client, &name, &[(TEST_NAMESPACE_LABEL, "true")]).await?;
         let delete = DeleteOnDrop::new(kubeconfig, format!("namespace/{name}"));
         Ok(Self {
             name,
@@ -44,6 +35,25 @@ impl TestNamespace {
     pub fn name(&self) -> &str {
         &self.name
     }
+}
+
+/// Creates namespace `name` with `labels`.
+pub async fn create_namespace(client: &Client, name: &str, labels: &[(&str, &str)]) -> Result<()> {
+    let labels = labels
+        .iter()
+        .map(|(key, value)| (key.to_string(), value.to_string()));
+    let namespace = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            labels: Some(labels.collect()).filter(|l: &BTreeMap<_, _>| !l.is_empty()),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    };
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &namespace)
+        .await?;
+    Ok(())
 }
 
 /// A DNS label: the prefix cut to leave room for the suffix, lowercase, with a random suffix.

@@ -132,6 +132,8 @@ pub struct Operator {
     process: Supervised,
     /// Where it serves /metrics.
     metrics: SocketAddr,
+    /// The executable it runs (to tell it from its wrapper in /proc).
+    binary: PathBuf,
 }
 
 impl Operator {
@@ -143,18 +145,38 @@ impl Operator {
         identity: &str,
         dir: &Path,
     ) -> Result<Self> {
-        let binary = operator_binary()?;
+        Self::start_binary(
+            &operator_binary()?,
+            kubeconfig,
+            |metrics| settings.to_yaml(metrics),
+            identity,
+            dir,
+        )
+    }
+
+    /// The same with another build of the operator (a release build, for benchmarks) and a
+    /// config of the caller's: `config` gets the /metrics address and returns the file's text.
+    pub fn start_binary(
+        binary: &Path,
+        kubeconfig: &Path,
+        render_config: impl FnOnce(SocketAddr) -> String,
+        identity: &str,
+        dir: &Path,
+    ) -> Result<Self> {
+        // As /proc/<pid>/exe names it.
+        let binary = binary
+            .canonicalize()
+            .unwrap_or_else(|_| binary.to_path_buf());
         let config = dir.join(format!("{identity}.yaml"));
         // A port known in advance, so a test can scrape it (the config's `:0` would hide it).
         let metrics = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .and_then(|l| l.local_addr())
             .context("finding a free port for /metrics")?;
-        std::fs::write(&config, settings.to_yaml(metrics))
-            .context("writing the operator config")?;
+        std::fs::write(&config, render_config(metrics)).context("writing the operator config")?;
         // `env` sets KUBECONFIG for the operator alone (the wrapper passes no environment).
         let args: Vec<OsString> = vec![
             format!("KUBECONFIG={}", kubeconfig.display()).into(),
-            binary.into_os_string(),
+            binary.clone().into_os_string(),
             "run".into(),
             "--config".into(),
             config.into_os_string(),
@@ -167,7 +189,22 @@ impl Operator {
             identity: identity.to_string(),
             process,
             metrics,
+            binary,
         })
+    }
+
+    /// The operator's own process id (not its wrapper's), once it runs: what /proc tells its
+    /// memory and CPU time by. None before `env` has become the operator, or after it exited.
+    pub fn pid(&self) -> Option<u32> {
+        let wrapper = self.process.id();
+        let children =
+            std::fs::read_to_string(format!("/proc/{wrapper}/task/{wrapper}/children")).ok()?;
+        children
+            .split_whitespace()
+            .filter_map(|pid| pid.parse::<u32>().ok())
+            .find(|pid| {
+                std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == self.binary)
+            })
     }
 
     /// Its /metrics exposition, as Prometheus scrapes it.
@@ -264,6 +301,21 @@ pub fn operator_binary() -> Result<PathBuf> {
         .get_or_init(|| build_operator().map_err(|err| format!("{err:#}")))
         .clone()
         .map_err(anyhow::Error::msg)
+}
+
+/// The operator built beside the running executable by the same `cargo build` (a benchmark
+/// harness built with `--release` gets the release operator), snapshotted like
+/// [`operator_binary`]'s.
+pub fn sibling_operator_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("finding the running executable")?;
+    let built = exe.with_file_name(BINARY);
+    if !built.is_file() {
+        bail!(
+            "no {BINARY} beside {}: build it with the same cargo build (--package {PACKAGE} --bin {BINARY})",
+            exe.display()
+        );
+    }
+    snapshot(&built)
 }
 
 fn build_operator() -> Result<PathBuf> {

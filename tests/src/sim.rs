@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use futures::{StreamExt as _, TryStreamExt as _};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
@@ -26,21 +27,54 @@ const SECRET_NAME: &str = "bmc-credentials";
 pub struct HostGroup {
     pub profile: &'static str,
     pub count: usize,
+    /// Their `labpods.dev/lab` label; None: the lab's name.
+    pub lab: Option<&'static str>,
 }
 
 impl HostGroup {
     pub const fn new(profile: &'static str, count: usize) -> Self {
-        Self { profile, count }
+        Self {
+            profile,
+            count,
+            lab: None,
+        }
+    }
+
+    /// The same hosts labelled `labpods.dev/lab: <lab>` (a fleet spread over several labs).
+    pub const fn in_lab(mut self, lab: &'static str) -> Self {
+        self.lab = Some(lab);
+        self
     }
 }
 
-/// One registered host: its LabHost name and profile, and its BMC in the fleet.
+/// How fast the simulated hardware is.
+#[derive(Debug, Clone, Copy)]
+pub struct FleetTiming {
+    /// From power-on to BootProgress `OSRunning`.
+    pub boot_time: Duration,
+    /// PoweringOn / PoweringOff.
+    pub power_delay: Duration,
+}
+
+impl FleetTiming {
+    /// Fast boots: tests wait on them.
+    pub const TESTS: Self = Self {
+        boot_time: Duration::from_secs(1),
+        power_delay: Duration::from_millis(200),
+    };
+}
+
+/// One registered host: its LabHost name, profile and lab label, and its BMC in the fleet.
 #[derive(Debug, Clone)]
 pub struct SimHost {
     pub name: String,
     pub profile: String,
+    pub lab: String,
     index: usize,
 }
+
+/// LabHosts created at once while a lab registers (a 10,000-host lab one by one takes minutes).
+const REGISTER_CONCURRENCY: usize = 16;
 
 #[derive(Debug)]
 pub struct SimLab {
@@ -51,19 +85,30 @@ pub struct SimLab {
 
 impl SimLab {
     /// Starts a fleet (fast boots: tests wait on them) and registers one LabHost per BMC,
-    /// named `<lab>-<nn>` and labelled `labpods.dev/lab: <lab>`, with the Secret in
-    /// `secret_namespace`.
+    /// named `<lab>-<nn>` and labelled `labpods.dev/lab: <lab>` (or its group's lab), with the
+    /// Secret in `secret_namespace`.
     pub async fn start(
         client: &Client,
         lab: &str,
         secret_namespace: &str,
         groups: &[HostGroup],
     ) -> Result<Self> {
+        Self::start_timed(client, lab, secret_namespace, groups, FleetTiming::TESTS).await
+    }
+
+    /// The same with hardware as fast as `timing`.
+    pub async fn start_timed(
+        client: &Client,
+        lab: &str,
+        secret_namespace: &str,
+        groups: &[HostGroup],
+        timing: FleetTiming,
+    ) -> Result<Self> {
         let total = groups.iter().map(|g| g.count).sum();
         let sim = Sim::start(SimConfig {
             hosts: total,
-            boot_time: Duration::from_secs(1),
-            power_delay: Duration::from_millis(200),
+            boot_time: timing.boot_time,
+            power_delay: timing.power_delay,
             password: crate::leaks::unique_password(),
             ..SimConfig::default()
         })
@@ -71,11 +116,12 @@ impl SimLab {
         .context("starting the simulated BMCs")?;
         let hosts: Vec<SimHost> = groups
             .iter()
-            .flat_map(|group| std::iter::repeat_n(group.profile, group.count))
+            .flat_map(|group| std::iter::repeat_n(group, group.count))
             .enumerate()
-            .map(|(i, profile)| SimHost {
+            .map(|(i, group)| SimHost {
                 name: format!("{lab}-{:02}", i + 1),
-                profile: profile.to_string(),
+                profile: group.profile.to_string(),
+                lab: group.lab.unwrap_or(lab).to_string(),
                 index: i + 1,
             })
             .collect();
@@ -106,7 +152,7 @@ impl SimLab {
             .await
             .context("creating the BMC credentials Secret")?;
         let api: Api<LabHost> = Api::all(client.clone());
-        for host in &self.hosts {
+        let creates = self.hosts.iter().map(|host| {
             let spec = LabHostSpec::new(
                 self.sim.endpoint(host.index).as_str(),
                 host.profile.clone(),
@@ -115,15 +161,21 @@ impl SimLab {
             .with_system_id(self.sim.system_id(host.index));
             let mut labhost = LabHost::new(&host.name, spec);
             labhost.metadata.labels = Some(BTreeMap::from([
-                (LABEL_LAB.to_string(), self.lab.clone()),
+                (LABEL_LAB.to_string(), host.lab.clone()),
                 (LABEL_PROFILE.to_string(), host.profile.clone()),
                 (LABEL_ARCH.to_string(), "x86_64".to_string()),
             ]));
-            api.create(&PostParams::default(), &labhost)
-                .await
-                .with_context(|| format!("registering LabHost {}", host.name))?;
-        }
-        Ok(())
+            let api = api.clone();
+            async move {
+                api.create(&PostParams::default(), &labhost)
+                    .await
+                    .with_context(|| format!("registering LabHost {}", host.name))
+            }
+        });
+        futures::stream::iter(creates)
+            .buffer_unordered(REGISTER_CONCURRENCY)
+            .try_for_each(|_| futures::future::ready(Ok(())))
+            .await
     }
 
     /// The BMC login of every host, as something that must never leak.
@@ -149,7 +201,7 @@ impl SimLab {
         self.sim.rotate_password(password);
     }
 
-    /// The `labpods.dev/lab` label value of every host.
+    /// The lab's name: every host's `labpods.dev/lab` label, unless its group names another.
     pub fn lab(&self) -> &str {
         &self.lab
     }
@@ -170,6 +222,11 @@ impl SimLab {
             .find(|h| h.name == host)
             .with_context(|| format!("{host} is not a host of lab {}", self.lab))?;
         Ok(self.sim.host(found.index))
+    }
+
+    /// The BMC of one of [`SimLab::hosts`], without a search by name.
+    pub fn bmc_of(&self, host: &SimHost) -> HostHandle {
+        self.sim.host(host.index)
     }
 
     /// What a wipe image does when it is done: the OS powers the machine off. Sent over
