@@ -24,7 +24,8 @@ use tokio::task::JoinSet;
 const USAGE: &str =
     "usage: cargo xtask bench redfish [--hosts N] [--latency 200ms] [--concurrency N] [--runs N]
        cargo xtask bench history [--hosts N] [--days N]
-       cargo xtask bench forecast [--traces N] [--hosts N]";
+       cargo xtask bench forecast [--traces N] [--hosts N]
+       cargo xtask bench lab [--hosts 1000,3000,10000] [--requests N] [--arrival SECS] [--boot SECS] [--timeout SECS] [--seed N]";
 
 /// Loopback load: clients x requests per run.
 const CLIENTS: usize = 32;
@@ -44,6 +45,7 @@ pub fn run(args: &[String]) -> Result<()> {
         Some((what, rest)) if what == "redfish" => redfish(rest),
         Some((what, rest)) if what == "history" => crate::bench_history::run(rest),
         Some((what, rest)) if what == "forecast" => crate::bench_forecast::run(rest),
+        Some((what, rest)) if what == "lab" => crate::bench_lab::run(rest),
         _ => bail!("{USAGE}"),
     }
 }

@@ -4,36 +4,10 @@
 //! `labpods-chaos`, which prints a summary table: leases, kills, failovers, violations per
 //! invariant, median convergence.
 
-use std::process::Command;
-
-use anyhow::{Context, Result, bail};
-
-use crate::kube_binaries::{ALL_COMPONENTS, KubeBinaries};
-use crate::testenv::{cargo, debug_bin};
-use crate::workspace_root;
+use anyhow::{Result, bail};
 
 pub fn run(args: &[String]) -> Result<()> {
-    let root = workspace_root();
-    let binaries = KubeBinaries::install(&root, "newest", ALL_COMPONENTS)?;
-    let status = Command::new(cargo())
-        .args([
-            "build",
-            "--package",
-            "labpods-tests",
-            "--bin",
-            "labpods-chaos",
-        ])
-        .args(["--package", "labpods-operator", "--bin", "labpods"])
-        .current_dir(&root)
-        .status()
-        .context("running cargo build")?;
-    if !status.success() {
-        bail!("building labpods-chaos failed ({status})");
-    }
-    let mut command = Command::new(debug_bin(&root).join("labpods-chaos"));
-    command.args(args).current_dir(&root);
-    binaries.apply_env(&mut command);
-    let status = command.status().context("running labpods-chaos")?;
+    let status = crate::harness::run("labpods-chaos", false, args)?;
     if !status.success() {
         bail!("chaos run failed ({status}); operator logs are in target/e2e-logs/chaos-*/");
     }

@@ -3,10 +3,12 @@
 mod bench;
 mod bench_forecast;
 mod bench_history;
+mod bench_lab;
 mod chaos;
 mod crds;
 mod demo;
 mod fuzz;
+mod harness;
 mod image;
 mod kube_binaries;
 mod render;
@@ -24,6 +26,11 @@ tasks:
                    the allocation history's size and writes at 10,000 hosts, 400 days
   bench forecast [--traces N] [--hosts N]
                    kubectl lab forecast's error on synthetic growth traces
+  bench lab [--hosts 1000,3000,10000] [--requests N] [--arrival SECS] [--boot SECS]
+            [--timeout SECS] [--seed N]
+                   the whole operator (release) at each lab size: a control plane, simulated
+                   LabHosts, bookings arriving over minutes; bind/Ready latency, memory, CPU,
+                   API requests and writes, reconciles, Redfish calls (BENCHMARKS.md)
   demo [--exit-when-ready]
                    a local lab: control plane, 8 simulated BMCs, the operator, a booking
   chaos [crash|faults] [--leases N] [--hosts N] [--kills N]

@@ -62,10 +62,15 @@ fn testenv_command(root: &Path) -> Command {
 /// Where cargo puts debug binaries: `$CARGO_TARGET_DIR/debug` (CI keeps one across clones),
 /// else `target/debug`.
 pub fn debug_bin(root: &Path) -> PathBuf {
+    target_bin(root, "debug")
+}
+
+/// Where cargo puts the binaries of `profile` (`debug`, `release`).
+pub fn target_bin(root: &Path, profile: &str) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))
-        .join("debug")
+        .join(profile)
 }
 
 /// A running `labpods-testenv`. It stops when its stdin closes: on [`SharedControlPlane::stop`],

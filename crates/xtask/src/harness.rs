@@ -1,0 +1,37 @@
+//! The long-running harnesses of the tests crate (`labpods-chaos`, `labpods-bench-lab`):
+//! built together with the operator they start, then run with the newest control plane's
+//! binaries named in their environment.
+
+use std::process::{Command, ExitStatus};
+
+use anyhow::{Context, Result, bail};
+
+use crate::kube_binaries::{ALL_COMPONENTS, KubeBinaries};
+use crate::testenv::{cargo, target_bin};
+use crate::workspace_root;
+
+/// Builds (cargo's progress shown) and runs `bin` of labpods-tests with `args`, the operator
+/// built beside it; `release` for both. Returns how the harness exited.
+pub fn run(bin: &str, release: bool, args: &[String]) -> Result<ExitStatus> {
+    let root = workspace_root();
+    let binaries = KubeBinaries::install(&root, "newest", ALL_COMPONENTS)?;
+    let mut build = Command::new(cargo());
+    build.arg("build");
+    if release {
+        build.arg("--release");
+    }
+    let status = build
+        .args(["--package", "labpods-tests", "--bin", bin])
+        .args(["--package", "labpods-operator", "--bin", "labpods"])
+        .current_dir(&root)
+        .status()
+        .context("running cargo build")?;
+    if !status.success() {
+        bail!("building {bin} failed ({status})");
+    }
+    let profile = if release { "release" } else { "debug" };
+    let mut command = Command::new(target_bin(&root, profile).join(bin));
+    command.args(args).current_dir(&root);
+    binaries.apply_env(&mut command);
+    command.status().with_context(|| format!("running {bin}"))
+}

@@ -1,0 +1,131 @@
+//! Issue 12's benchmark 1, run by `cargo xtask bench lab` (which builds it and the operator
+//! with --release and points it at the newest control plane): the whole operator at each lab
+//! size, a table per size and the scaling of each figure across sizes. Exits 1 when a size
+//! could not be carried out or ran out of time (the tables still say what was reached);
+//! missed targets are reported, not failures.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use labpods_tests::bench_lab::{self, Bench, Report};
+
+const USAGE: &str = "usage: labpods-bench-lab [--hosts 1000,3000,10000] [--requests N] [--arrival SECS] [--boot SECS] [--timeout SECS] [--seed N]";
+
+/// Open files per simulated BMC in this process and the operator (which inherits the
+/// limit): a listener, the connection it accepted, the operator's end of it.
+const FILES_PER_HOST: u64 = 3;
+const FILES_HEADROOM: u64 = 4096;
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    if cfg!(debug_assertions) {
+        bail!("a debug build measures the compiler's settings: run `cargo xtask bench lab`");
+    }
+    let (sizes, template) = parse()?;
+    let largest = sizes.iter().copied().max().unwrap_or(0);
+    let needed = u64::try_from(largest)? * FILES_PER_HOST + FILES_HEADROOM;
+    let open_files = bench_lab::raise_open_files(needed)?;
+    if open_files < needed {
+        eprintln!(
+            "warning: {open_files} open files allowed, {largest} hosts need about {needed}: raise `ulimit -n` (or run as root, which raises it itself)"
+        );
+    }
+    println!(
+        "# Whole lab benchmark, {} (release operator; {} CPUs, {} GiB RAM; open files {open_files})\n",
+        k8s_openapi::jiff::Timestamp::now(),
+        std::thread::available_parallelism().map_or(0, usize::from),
+        memory_gib()
+    );
+    let mut reports: Vec<Report> = Vec::new();
+    let mut not_carried_out = 0;
+    for hosts in sizes {
+        let bench = Bench {
+            hosts,
+            requests: template
+                .requests
+                .unwrap_or_else(|| Bench::new(hosts).requests),
+            ..template.bench.clone()
+        };
+        eprintln!(
+            "==> {hosts} hosts, {} bookings over {} s, {} s boots",
+            bench.requests,
+            bench.arrival.as_secs(),
+            bench.boot.as_secs()
+        );
+        match bench_lab::run(&bench).await {
+            Ok(report) => {
+                println!("{}", report.table());
+                reports.push(report);
+            }
+            Err(err) => {
+                not_carried_out += 1;
+                eprintln!("{hosts} hosts: the run could not be carried out: {err:#}");
+            }
+        }
+    }
+    if reports.len() > 1 {
+        println!("## Scaling\n\n{}", bench_lab::scaling_table(&reports));
+    }
+    let timed_out = reports.iter().filter(|r| r.failure.is_some()).count();
+    if not_carried_out + timed_out > 0 {
+        bail!("{not_carried_out} sizes could not be carried out, {timed_out} ran out of time");
+    }
+    Ok(())
+}
+
+/// The sizes, and the rest of a [`Bench`] (the requests, when given, apply to every size).
+struct Template {
+    bench: Bench,
+    requests: Option<usize>,
+}
+
+fn parse() -> Result<(Vec<usize>, Template)> {
+    let mut sizes = vec![1_000, 3_000, 10_000];
+    let mut template = Template {
+        bench: Bench::new(0),
+        requests: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args
+            .next()
+            .with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
+        let number = || -> Result<u64> {
+            value
+                .parse()
+                .with_context(|| format!("{flag} {value:?} is not a number\n{USAGE}"))
+        };
+        let bench = &mut template.bench;
+        match flag.as_str() {
+            "--hosts" => {
+                sizes = value
+                    .split(',')
+                    .map(|n| n.trim().parse::<usize>())
+                    .collect::<Result<_, _>>()
+                    .with_context(|| format!("--hosts {value:?}: sizes like 1000,3000\n{USAGE}"))?;
+            }
+            "--requests" => template.requests = Some(usize::try_from(number()?)?),
+            "--arrival" => bench.arrival = Duration::from_secs(number()?),
+            "--boot" => bench.boot = Duration::from_secs(number()?),
+            "--timeout" => bench.timeout = Duration::from_secs(number()?),
+            "--seed" => bench.seed = number()?,
+            other => bail!("unknown argument {other:?}\n{USAGE}"),
+        }
+    }
+    if sizes.is_empty() || sizes.contains(&0) || template.requests == Some(0) {
+        bail!("sizes and requests must be positive\n{USAGE}");
+    }
+    Ok((sizes, template))
+}
+
+/// MemTotal, in GiB.
+fn memory_gib() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib / 1024 / 1024)
+}
