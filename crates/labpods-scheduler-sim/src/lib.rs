@@ -16,5 +16,8 @@
 mod simulation;
 mod synthetic;
 
-pub use simulation::{PolicyOutcome, SimulationConfig, SimulationReport, simulate, simulate_year};
+pub use simulation::{
+    Discipline, PolicyOutcome, Progress, SimulationConfig, SimulationReport, simulate,
+    simulate_with_progress, simulate_year,
+};
 pub use synthetic::{PlanSummary, bench_plan, synthetic_workload};
