@@ -1,5 +1,6 @@
 //! `cargo xtask bench redfish`: Redfish numbers for BENCHMARKS.md, measured on the simulator
-//! (release build; a debug xtask re-runs itself with `--release`).
+//! (release build; a debug xtask re-runs itself with `--release`: [`reran_in_release`], which
+//! `bench history`, `forecast` and `scheduler` use too).
 //!
 //! - simulator requests/s: a bounded loopback load (CLIENTS keep-alive clients, REQUESTS GETs
 //!   of a ComputerSystem each), median over runs;
@@ -25,7 +26,8 @@ const USAGE: &str =
     "usage: cargo xtask bench redfish [--hosts N] [--latency 200ms] [--concurrency N] [--runs N]
        cargo xtask bench history [--hosts N] [--days N]
        cargo xtask bench forecast [--traces N] [--hosts N]
-       cargo xtask bench lab [--hosts 1000,3000,10000] [--requests N] [--arrival SECS] [--boot SECS] [--timeout SECS] [--seed N]";
+       cargo xtask bench lab [--hosts 1000,3000,10000] [--requests N] [--arrival SECS] [--boot SECS] [--timeout SECS] [--seed N]
+       cargo xtask bench scheduler [--hosts N[,N...]] [--days N] [--seed N]";
 
 /// Loopback load: clients x requests per run.
 const CLIENTS: usize = 32;
@@ -46,29 +48,68 @@ pub fn run(args: &[String]) -> Result<()> {
         Some((what, rest)) if what == "history" => crate::bench_history::run(rest),
         Some((what, rest)) if what == "forecast" => crate::bench_forecast::run(rest),
         Some((what, rest)) if what == "lab" => crate::bench_lab::run(rest),
+        Some((what, rest)) if what == "scheduler" => crate::bench_scheduler::run(rest),
         _ => bail!("{USAGE}"),
     }
 }
 
+/// Numbers from a debug build would measure the compiler's settings, not the code: a debug
+/// xtask runs `cargo run --release -p xtask -- bench <what> <args>` instead and returns
+/// true (the benchmark ran); a release one returns false (run it here).
+pub fn reran_in_release(what: &str, args: &[String]) -> Result<bool> {
+    if !cfg!(debug_assertions) {
+        return Ok(false);
+    }
+    let mut command = Command::new(crate::testenv::cargo());
+    // What cargo set for this xtask (CARGO_PKG_NAME=xtask, ...): build scripts that track
+    // these (ring's) would see them changed from a build started in a shell, and the release
+    // build would be redone each time the two alternate.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+            ]
+            .contains(&name.as_ref())
+        {
+            command.env_remove(name.as_ref());
+        }
+    }
+    let status = command
+        .args([
+            "run",
+            "--release",
+            "--quiet",
+            "--package",
+            "xtask",
+            "--",
+            "bench",
+            what,
+        ])
+        .args(args)
+        .status()
+        .context("running the release build of xtask")?;
+    ensure!(status.success(), "the release benchmark failed ({status})");
+    Ok(true)
+}
+
+/// A benchmark's arguments as (flag, value) pairs: every flag takes a value.
+pub fn flag_values<'a>(args: &'a [String], usage: &str) -> Result<Vec<(&'a str, &'a str)>> {
+    args.chunks(2)
+        .map(|pair| match pair {
+            [flag, value] => Ok((flag.as_str(), value.as_str())),
+            [flag, ..] => bail!("{flag} needs a value\n{usage}"),
+            [] => bail!("{usage}"),
+        })
+        .collect()
+}
+
 fn redfish(args: &[String]) -> Result<()> {
-    if cfg!(debug_assertions) {
-        // Numbers from a debug build would measure the compiler's settings, not the code.
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let status = Command::new(cargo)
-            .args([
-                "run",
-                "--release",
-                "--quiet",
-                "--package",
-                "xtask",
-                "--",
-                "bench",
-                "redfish",
-            ])
-            .args(args)
-            .status()
-            .context("running the release build of xtask")?;
-        ensure!(status.success(), "the release benchmark failed ({status})");
+    if reran_in_release("redfish", args)? {
         return Ok(());
     }
     let options = parse(args)?;
@@ -86,12 +127,8 @@ fn parse(args: &[String]) -> Result<Options> {
         concurrency: default_concurrency()?,
         runs: 3,
     };
-    let mut args = args.iter();
-    while let Some(flag) = args.next() {
-        let value = args
-            .next()
-            .with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
-        match flag.as_str() {
+    for (flag, value) in flag_values(args, USAGE)? {
+        match flag {
             "--hosts" => options.hosts = value.parse()?,
             "--latency" => options.latency = humantime::parse_duration(value)?,
             "--concurrency" => options.concurrency = value.parse()?,

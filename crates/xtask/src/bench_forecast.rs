@@ -1,5 +1,5 @@
 //! `cargo xtask bench forecast`: the error of `kubectl lab forecast` on synthetic growth
-//! traces with a known answer.
+//! traces with a known answer (release build: a debug xtask re-runs itself with `--release`).
 //!
 //! Each trace is one profile of HOSTS hosts whose offered load grows linearly from U0 (30 to
 //! 60%) so that demand reaches capacity a known number of days (60 to 240) after the
@@ -25,13 +25,12 @@ const HORIZON_DAYS: f64 = 180.0;
 const TARGET_P95_HOURS: f64 = 24.0;
 
 pub fn run(args: &[String]) -> Result<()> {
+    if crate::bench::reran_in_release("forecast", args)? {
+        return Ok(());
+    }
     let (mut traces, mut hosts) = (20u64, 100usize);
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let value = it
-            .next()
-            .with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
-        match flag.as_str() {
+    for (flag, value) in crate::bench::flag_values(args, USAGE)? {
+        match flag {
             "--traces" => traces = value.parse().context("--traces")?,
             "--hosts" => hosts = value.parse().context("--hosts")?,
             _ => bail!("{USAGE}"),

@@ -1,6 +1,6 @@
 //! `cargo xtask bench history`: the allocation history's size and write load at a lab's
 //! busiest, through the operator's own code (`labpods_operator::history`) on an in-memory
-//! store that counts every write.
+//! store that counts every write. Release build: a debug xtask re-runs itself with `--release`.
 //!
 //! The lab: HOSTS hosts (default 10,000) in 3 labs, 10 profiles, 300 namespaces, every host
 //! booked back to back all day with bookings of 1 to 8 hosts lasting 1 to 16 hours (mean
@@ -34,12 +34,8 @@ fn parse(args: &[String]) -> Result<Options> {
         hosts: 10_000,
         days: 400,
     };
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let value = it
-            .next()
-            .with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
-        match flag.as_str() {
+    for (flag, value) in crate::bench::flag_values(args, USAGE)? {
+        match flag {
             "--hosts" => o.hosts = value.parse().context("--hosts")?,
             "--days" => o.days = value.parse().context("--days")?,
             _ => bail!("{USAGE}"),
@@ -49,6 +45,9 @@ fn parse(args: &[String]) -> Result<Options> {
 }
 
 pub fn run(args: &[String]) -> Result<()> {
+    if crate::bench::reran_in_release("history", args)? {
+        return Ok(());
+    }
     let options = parse(args)?;
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

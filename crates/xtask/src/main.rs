@@ -4,6 +4,7 @@ mod bench;
 mod bench_forecast;
 mod bench_history;
 mod bench_lab;
+mod bench_scheduler;
 mod chaos;
 mod crds;
 mod demo;
@@ -31,6 +32,10 @@ tasks:
                    the whole operator (release) at each lab size: a control plane, simulated
                    LabHosts, bookings arriving over minutes; bind/Ready latency, memory, CPU,
                    API requests and writes, reconciles, Redfish calls (BENCHMARKS.md)
+  bench scheduler [--hosts N[,N...]] [--days N] [--seed N]
+                   the scheduler on a synthetic year of bookings at 1,000, 3,000 and
+                   10,000 hosts (release build): utilization against FCFS and an offline
+                   bound, waits, passes and time per size
   demo [--exit-when-ready]
                    a local lab: control plane, 8 simulated BMCs, the operator, a booking
   chaos [crash|faults] [--leases N] [--hosts N] [--kills N]
