@@ -22,8 +22,7 @@ use kube::{
         Controller, WatchStreamExt,
         controller::Action,
         events::{Event, EventType},
-        reflector::{self, ObjectRef, Store},
-        watcher,
+        reflector::{ObjectRef, Store},
     },
 };
 use labpods_api::v1alpha1::{LabHost, Lease, LeasePhase, LeaseStatus, PodRequest, PodRequestPhase};
@@ -34,6 +33,7 @@ use self::{
     plan::{Facts, Unheld, claim_of, failed_hosts, new_notice, unheld},
 };
 use super::podrequest::snapshot;
+use super::{watches::Subscription, written::Written};
 use crate::{
     context::Context,
     error::{Error, Result},
@@ -52,35 +52,21 @@ struct LeaseController {
     hosts: Store<DeserializeGuard<LabHost>>,
     requests: Store<DeserializeGuard<PodRequest>>,
     leases: Store<DeserializeGuard<Lease>>,
+    written: Written,
 }
 
-/// Runs the controller until `stop` resolves. Returns when it has drained.
-pub async fn run(ctx: Arc<Context>, stop: impl Future<Output = ()> + Send + Sync + 'static) {
-    let client = ctx.client.clone();
-    let (hosts, host_writer) = reflector::store();
-    let host_events = reflector::reflector(
-        host_writer,
-        watcher(
-            Api::<DeserializeGuard<LabHost>>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .default_backoff(),
-    )
-    .touched_objects();
-    let (requests, request_writer) = reflector::store();
-    let request_events = reflector::reflector(
-        request_writer,
-        watcher(
-            Api::<DeserializeGuard<PodRequest>>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .default_backoff(),
-    )
-    .touched_objects();
-    let controller = Controller::new(
-        Api::<DeserializeGuard<Lease>>::all(client),
-        watcher::Config::default(),
-    );
+/// Runs the controller on its own Lease events and the LabHost and PodRequest events until
+/// `stop` resolves. Returns when it has drained.
+pub async fn run(
+    ctx: Arc<Context>,
+    leases: Subscription<DeserializeGuard<Lease>>,
+    hosts: Subscription<DeserializeGuard<LabHost>>,
+    requests: Subscription<DeserializeGuard<PodRequest>>,
+    stop: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let controller = Controller::for_stream(leases.events.applied_objects(), leases.store);
+    let (host_events, hosts) = (hosts.events.touched_objects(), hosts.store);
+    let (request_events, requests) = (requests.events.touched_objects(), requests.store);
     let leases = controller.store();
     let listing = leases.clone();
     let this = Arc::new(LeaseController {
@@ -88,6 +74,7 @@ pub async fn run(ctx: Arc<Context>, stop: impl Future<Output = ()> + Send + Sync
         hosts,
         requests,
         leases,
+        written: Written::default(),
     });
     // A host concerns the Lease its claim names and the Leases that list it (a cleared
     // claim names none); a request concerns its Lease (same name).
@@ -149,7 +136,16 @@ async fn reconcile(
         return Ok(Action::requeue(STALE_RETRY));
     }
     let started = Instant::now();
-    let result = this.reconcile(lease).await;
+    let api: Api<Lease> = Api::namespaced(
+        this.ctx.client.clone(),
+        &lease.namespace().unwrap_or_default(),
+    );
+    // Never plan from a copy older than our own last status write (see [`Written`]).
+    let result = match this.written.latest(&api, lease).await {
+        Ok(Some(lease)) => this.reconcile(&lease).await,
+        Ok(None) => Ok(Action::await_change()),
+        Err(e) => Err(e.into()),
+    };
     this.ctx
         .metrics
         .observe_reconcile(CONTROLLER, started.elapsed());
@@ -171,6 +167,7 @@ impl LeaseController {
     async fn reconcile(&self, lease: &Lease) -> Result<Action> {
         if lease.metadata.deletion_timestamp.is_some() {
             // The LabHost controller releases the hosts of a Lease that is gone.
+            self.written.forget(lease);
             return Ok(Action::await_change());
         }
         match self.ctx.signer.verify(lease) {
@@ -401,7 +398,7 @@ impl LeaseController {
         );
         let patch =
             json!({ "apiVersion": "labpods.dev/v1alpha1", "kind": "Lease", "status": desired });
-        match crate::controllers::fenced_status::write(
+        let written = crate::controllers::fenced_status::write(
             &self.ctx.metrics,
             &api,
             FIELD_MANAGER,
@@ -409,12 +406,23 @@ impl LeaseController {
             |l: &Lease| l.status.as_ref(),
             &patch,
         )
-        .await
-        {
-            Ok(_) => Ok(true),
+        .await;
+        match written {
+            Ok(written) => {
+                self.written.record(lease, Some(&written));
+                Ok(true)
+            }
             // Deleted meanwhile (a rolled-back binding): nothing to report to.
-            Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
-            Err(e) => Err(e.into()),
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                self.written.forget(lease);
+                Ok(false)
+            }
+            // Refused: someone else wrote since (their event brings the next reconcile);
+            // otherwise it may have landed (a timeout): read the Lease next time.
+            Err(e) => {
+                self.written.record(lease, None);
+                Err(e.into())
+            }
         }
     }
 

@@ -65,18 +65,22 @@
 //!
 //! [`run`] waits for leadership, then runs every controller until leadership is lost or the
 //! process shuts down; a new term starts with fresh caches and a fresh [`Context`]. The
-//! LabHost, PodRequest (scheduler) and Lease controllers run side by side in [`run_term`].
+//! LabHost, PodRequest (scheduler) and Lease controllers run side by side in [`run_term`],
+//! on one watch of each kind ([`watches`]).
 
+pub mod changes;
 pub mod fenced_status;
 pub mod labhost;
 pub mod lease;
 pub mod podrequest;
 pub mod sealed;
+pub mod watches;
+pub mod written;
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use kube::{Client, core::DeserializeGuard, runtime::reflector::Store};
-use labpods_api::v1alpha1::LabHost;
+use kube::{Api, Client, core::DeserializeGuard, runtime::reflector::Store};
+use labpods_api::v1alpha1::{LabHost, Lease, PodRequest};
 use tokio::sync::{Semaphore, watch};
 
 use crate::{
@@ -87,6 +91,7 @@ use crate::{
     metrics::{Metrics, ObjectCounts},
     signing::LeaseSigner,
 };
+use watches::Watch;
 
 /// The error policy of the per-object controllers (LabHost, Lease): count the failure, then
 /// retry after `key`'s own backoff, or wait for a change when only a change can help
@@ -232,9 +237,15 @@ async fn run_term(
         stop.await;
         let _ = stopped_tx.send(true);
     };
+    let client = &shared.client;
+    let mut hosts = Watch::new(Api::<DeserializeGuard<LabHost>>::all(client.clone()));
+    let mut leases = Watch::new(Api::<DeserializeGuard<Lease>>::all(client.clone()));
+    let mut requests = Watch::new(Api::<DeserializeGuard<PodRequest>>::all(client.clone()));
     let (caches_tx, caches_rx) = tokio::sync::oneshot::channel();
-    let labhosts = labhost::run(
+    let labhost_controller = labhost::run(
         ctx.clone(),
+        hosts.subscribe(),
+        leases.subscribe(),
         shutting_down(stopped_rx.clone()),
         move |hosts| {
             let booking = caches_rx;
@@ -248,13 +259,36 @@ async fn run_term(
     );
     let scheduler = podrequest::run(
         ctx.clone(),
+        podrequest::Watched {
+            requests: requests.subscribe(),
+            hosts: hosts.subscribe(),
+            leases: leases.subscribe(),
+        },
         shutting_down(stopped_rx.clone()),
         move |caches| {
             let _ = caches_tx.send(caches);
         },
     );
-    let leases = lease::run(ctx, shutting_down(stopped_rx));
-    tokio::join!(stop_all, labhosts, scheduler, leases);
+    let lease_controller = lease::run(
+        ctx,
+        leases.subscribe(),
+        hosts.subscribe(),
+        requests.subscribe(),
+        shutting_down(stopped_rx),
+    );
+    let controllers = async {
+        tokio::join!(labhost_controller, scheduler, lease_controller);
+    };
+    // The watches end with the controllers (which stop polling their events as they drain).
+    let watches = async {
+        tokio::join!(hosts.run(), leases.run(), requests.run());
+    };
+    tokio::join!(stop_all, async {
+        tokio::select! {
+            () = controllers => {}
+            () = watches => {}
+        }
+    });
 }
 
 /// Hosts by state from the cache, for /metrics. Unreadable objects count as "Invalid" and

@@ -27,6 +27,7 @@ pub mod claim;
 pub mod descriptor;
 pub mod events;
 pub mod extension;
+pub mod host_changes;
 pub mod hosts;
 pub mod limit;
 pub mod snapshot;
@@ -50,10 +51,8 @@ use kube::{
     api::{Patch, PatchParams},
     core::DeserializeGuard,
     runtime::{
-        WatchStreamExt,
         events::{Event as KubeEvent, EventType},
-        reflector::{self, Store},
-        watcher,
+        reflector::Store,
     },
 };
 use labpods_api::{
@@ -70,6 +69,7 @@ use self::{
     status::{Handed, Standing},
 };
 use super::sealed::{self, Changed};
+use super::watches::Subscription;
 use crate::{
     context::Context,
     error::{Error, Result},
@@ -104,7 +104,7 @@ impl std::fmt::Debug for Caches {
 }
 
 /// A spawned task that ends with its owner: the scheduler is dropped mid-pass when
-/// leadership is lost, and its watches must not outlive it.
+/// leadership is lost, and its subscriptions must not outlive it.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
@@ -113,48 +113,48 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Starts a reflector for `K` whose every event pokes `notify`.
-fn reflect<K>(
-    api: Api<DeserializeGuard<K>>,
-    notify: Arc<Notify>,
-) -> (Store<DeserializeGuard<K>>, AbortOnDrop)
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    let (store, writer) = reflector::store();
-    let stream = reflector::reflector(
-        writer,
-        watcher(api, watcher::Config::default()).default_backoff(),
-    );
-    let task = tokio::spawn(stream.for_each(move |_| {
-        notify.notify_one();
-        futures::future::ready(())
-    }));
-    (store, AbortOnDrop(task))
+/// The scheduler's subscriptions to the term's watches.
+#[derive(Debug)]
+pub struct Watched {
+    pub requests: Subscription<DeserializeGuard<PodRequest>>,
+    pub hosts: Subscription<DeserializeGuard<LabHost>>,
+    pub leases: Subscription<DeserializeGuard<Lease>>,
 }
 
-/// Runs scheduling passes until `stop` resolves. `on_ready` gets the caches once synced.
+/// Runs scheduling passes, one after changes of `watched` (debounced) or when one is due,
+/// until `stop` resolves. `on_ready` gets the caches once synced.
 pub async fn run(
     ctx: Arc<Context>,
+    watched: Watched,
     stop: impl Future<Output = ()> + Send + 'static,
     on_ready: impl FnOnce(Caches) + Send + 'static,
 ) {
-    let notify = Arc::new(Notify::new());
-    let client = ctx.client.clone();
-    let (requests, _t1) = reflect::<PodRequest>(Api::all(client.clone()), notify.clone());
-    let (hosts, _t2) = reflect::<LabHost>(Api::all(client.clone()), notify.clone());
-    let (leases, _t3) = reflect::<Lease>(Api::all(client), notify.clone());
-    let caches = Caches {
+    let Watched {
         requests,
         hosts,
         leases,
+    } = watched;
+    let caches = Caches {
+        requests: requests.store,
+        hosts: hosts.store,
+        leases: leases.store,
     };
+    // Every event that can change a pass wakes the loop below; the events must be taken
+    // however long a pass runs.
+    let notify = Arc::new(Notify::new());
+    let poke = notify.clone();
+    let wake = stream::select(
+        requests.events.map(drop),
+        stream::select(
+            host_changes::relevant(hosts.events).map(drop),
+            leases.events.map(drop),
+        ),
+    )
+    .for_each(move |()| {
+        poke.notify_one();
+        future::ready(())
+    });
+    let _wake = AbortOnDrop(tokio::spawn(wake));
     let applied = children::Applied::default();
     tokio::pin!(stop);
     let synced = async {

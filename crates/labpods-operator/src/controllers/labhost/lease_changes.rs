@@ -4,12 +4,9 @@
 //! only what [`plan::lease_view`](super::plan::lease_view) reads: the spec, the seal, the
 //! deletion and the phase's stage, so only a change there is passed on.
 
-use std::{
-    collections::HashMap,
-    hash::{DefaultHasher, Hash, Hasher},
-};
+use std::hash::{DefaultHasher, Hash, Hasher};
 
-use futures::{Stream, StreamExt, future};
+use futures::Stream;
 use kube::{ResourceExt, core::DeserializeGuard, runtime::watcher};
 use labpods_api::v1alpha1::{Lease, LeasePhase};
 
@@ -45,34 +42,13 @@ pub fn relevant<S>(
 where
     S: Stream<Item = Result<watcher::Event<DeserializeGuard<Lease>>, watcher::Error>>,
 {
-    let mut seen: HashMap<(Option<String>, String), u64> = HashMap::new();
-    events.filter_map(move |event| {
-        let passed = match event {
-            Err(e) => Some(Err(e)),
-            Ok(watcher::Event::Delete(lease)) => {
-                seen.remove(&(lease.namespace(), lease.name_any()));
-                Some(Ok(lease))
-            }
-            Ok(watcher::Event::Apply(lease) | watcher::Event::InitApply(lease)) => {
-                let changed = match &lease.0 {
-                    Ok(l) => {
-                        let now = fingerprint(l, &signer);
-                        seen.insert((lease.namespace(), lease.name_any()), now) != Some(now)
-                    }
-                    Err(_) => true,
-                };
-                changed.then_some(Ok(lease))
-            }
-            Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
-        };
-        future::ready(passed)
-    })
+    crate::controllers::changes::relevant(events, move |lease| fingerprint(lease, &signer))
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
-    use futures::stream;
+    use futures::{StreamExt, stream};
     use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
     use labpods_api::v1alpha1::{ImageSpec, LeaseHost, LeaseSpec, LeaseStatus, RequestRef};
 

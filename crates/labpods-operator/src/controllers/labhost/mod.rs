@@ -32,7 +32,7 @@ use kube::{
         controller::Action,
         events::{Event as KubeEvent, EventType},
         finalizer::{Error as FinalizerError, Event, finalizer},
-        reflector::{self, ObjectRef, Store},
+        reflector::{ObjectRef, Store},
         watcher,
     },
 };
@@ -46,6 +46,7 @@ use self::{
     bmc::{BmcClients, SecretVersions, call, secret_names},
     plan::{HostFacts, LeaseView, Plan},
 };
+use super::{watches::Subscription, written::Written};
 use crate::{
     context::Context,
     error::{Error, Result},
@@ -64,65 +65,25 @@ pub struct LabHostController {
     written: Written,
 }
 
-/// The resourceVersion of this term's last write to each host. The cache can lag those
-/// writes, and planning from a copy older than our own last write restarted finished
-/// provisioning runs; a GET per reconcile avoided that at the price of one read per host per
-/// pass. Now the cache is trusted when it holds our last write (or we wrote nothing yet:
-/// then every change it lacks is someone else's, and its watch event triggers a reconcile
-/// of its own), and the host is read only when it does not.
-#[derive(Default)]
-struct Written(std::sync::Mutex<std::collections::HashMap<String, Option<String>>>);
-
-impl Written {
-    fn map(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Option<String>>> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Whether `cached` holds this term's last write to it.
-    fn current(&self, cached: &LabHost) -> bool {
-        self.map()
-            .get(&cached.name_any())
-            .is_none_or(|written| written.is_some() && *written == cached.metadata.resource_version)
-    }
-
-    /// A write that returned `written` (None: a write whose result is unknown, so the next
-    /// pass reads the host).
-    fn record(&self, name: &str, written: Option<&LabHost>) {
-        let version = written.and_then(|h| h.metadata.resource_version.clone());
-        self.map().insert(name.to_owned(), version);
-    }
-
-    fn forget(&self, name: &str) {
-        self.map().remove(name);
-    }
-}
-
 impl std::fmt::Debug for LabHostController {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LabHostController").finish_non_exhaustive()
     }
 }
 
-/// Runs the controller until `stop` resolves. `on_ready` is called once both caches (LabHosts
-/// and Leases) are synced, with the LabHost cache (e.g. for the metrics' counts).
+/// Runs the controller on its LabHost and Lease events until `stop` resolves. `on_ready` is
+/// called once both caches are synced, with the LabHost cache (e.g. for the metrics' counts).
 pub async fn run(
     ctx: Arc<Context>,
+    hosts: Subscription<DeserializeGuard<LabHost>>,
+    leases: Subscription<DeserializeGuard<Lease>>,
     stop: impl Future<Output = ()> + Send + Sync + 'static,
     on_ready: impl FnOnce(Store<DeserializeGuard<LabHost>>) + Send + 'static,
 ) {
-    let client = ctx.client.clone();
-    let hosts: Api<DeserializeGuard<LabHost>> = Api::all(client.clone());
-    let leases: Api<DeserializeGuard<Lease>> = Api::all(client);
-    let (lease_store, lease_writer) = reflector::store();
-    let lease_events = lease_changes::relevant(
-        reflector::reflector(lease_writer, watcher(leases, watcher::Config::default())),
-        ctx.signer.clone(),
-    );
-
-    let controller = Controller::new(hosts, watcher::Config::default());
-    let host_store = controller.store();
+    let lease_store = leases.store;
+    let lease_events = lease_changes::relevant(leases.events, ctx.signer.clone());
+    let host_store = hosts.store.clone();
+    let controller = Controller::for_stream(hosts.events.applied_objects(), hosts.store);
     // A Lease change concerns the hosts it lists and the hosts that claim it (a host a spare
     // replaced is no longer listed but still claims the Lease).
     // Only a sealed Lease's list counts: anyone's Lease listing every host must not make the
@@ -274,18 +235,11 @@ impl LabHostController {
         let ctx = &self.ctx;
         let name = cached.name_any();
         // Never plan from a copy older than our own last write (see [`Written`]).
-        let fresh;
-        let host = if self.written.current(cached) {
-            cached
-        } else {
-            let api: Api<LabHost> = Api::all(ctx.client.clone());
-            let Some(read) = api.get_opt(&name).await? else {
-                self.written.forget(&name);
-                return Ok(None);
-            };
-            fresh = read;
-            &fresh
+        let api: Api<LabHost> = Api::all(ctx.client.clone());
+        let Some(host) = self.written.latest(&api, cached).await? else {
+            return Ok(None);
         };
+        let host = host.as_ref();
         let claim = host.spec.claim_ref.as_ref();
         let view = if leaving {
             LeaseView::Ending
@@ -315,10 +269,10 @@ impl LabHostController {
         status::finish(&mut status, host.metadata.generation, &now);
         let applied = status::apply(ctx, host, current.as_ref(), &status).await;
         match &applied {
-            Ok(Some(written)) => self.written.record(&name, Some(written)),
+            Ok(Some(written)) => self.written.record(host, Some(written)),
             Ok(None) => {}
             // It may have landed (a timeout): read the host next time.
-            Err(_) => self.written.record(&name, None),
+            Err(_) => self.written.record(host, None),
         }
         if applied?.is_some() {
             self.publish_transition(host, current.as_ref(), &status)
@@ -520,7 +474,7 @@ impl LabHostController {
                 &Patch::Merge(&patch),
             )
             .await;
-        self.written.record(&host.name_any(), written.as_ref().ok());
+        self.written.record(host, written.as_ref().ok());
         written?;
         tracing::info!("released the claim");
         Ok(())
@@ -559,7 +513,7 @@ impl LabHostController {
     /// it first): end the BMC session.
     async fn cleanup(&self, host: &LabHost) -> Result<Action> {
         let name = host.name_any();
-        self.written.forget(&name);
+        self.written.forget(host);
         if let Some(bmc) = self.clients.forget(&name).await
             && let Err(e) = bmc.logout().await
         {
