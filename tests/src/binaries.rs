@@ -87,6 +87,20 @@ fn build(minor: &str) -> Result<PathBuf> {
     }
 }
 
+/// `name`, built beside the running executable by the same `cargo build` (with the same
+/// profile): what a harness binary runs of the workspace's other binaries.
+pub fn beside_this_executable(name: &str) -> anyhow::Result<PathBuf> {
+    use anyhow::Context as _;
+    let exe = std::env::current_exe().context("finding the running executable")?;
+    let built = exe.with_file_name(name);
+    anyhow::ensure!(
+        built.is_file(),
+        "no {name} beside {}: build it with the same cargo build",
+        exe.display()
+    );
+    Ok(built)
+}
+
 fn in_dir(dir: &Path, binary: &'static str) -> Result<PathBuf> {
     let path = dir.join(binary);
     if is_executable(&path) {

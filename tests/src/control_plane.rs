@@ -413,7 +413,7 @@ fn http_get(path: &str) -> Result<http::Request<Vec<u8>>, http::Error> {
 
 /// A port that was free a moment ago. Another process may take it before the component
 /// binds it; the component then exits and startup fails with its log.
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     std::net::TcpListener::bind(("127.0.0.1", 0))
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())

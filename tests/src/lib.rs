@@ -39,6 +39,7 @@ pub mod operator;
 pub mod pharos;
 mod pki;
 pub mod sim;
+pub mod sim_processes;
 mod supervised;
 pub mod sushy;
 pub mod tcp_proxy;

@@ -307,15 +307,7 @@ pub fn operator_binary() -> Result<PathBuf> {
 /// harness built with `--release` gets the release operator), snapshotted like
 /// [`operator_binary`]'s.
 pub fn sibling_operator_binary() -> Result<PathBuf> {
-    let exe = std::env::current_exe().context("finding the running executable")?;
-    let built = exe.with_file_name(BINARY);
-    if !built.is_file() {
-        bail!(
-            "no {BINARY} beside {}: build it with the same cargo build (--package {PACKAGE} --bin {BINARY})",
-            exe.display()
-        );
-    }
-    snapshot(&built)
+    snapshot(&crate::binaries::beside_this_executable(BINARY)?)
 }
 
 fn build_operator() -> Result<PathBuf> {

@@ -47,34 +47,88 @@ impl HostGroup {
     }
 }
 
-/// How fast the simulated hardware is.
-#[derive(Debug, Clone, Copy)]
-pub struct FleetTiming {
-    /// From power-on to BootProgress `OSRunning`.
-    pub boot_time: Duration,
-    /// PoweringOn / PoweringOff.
-    pub power_delay: Duration,
-}
-
-impl FleetTiming {
-    /// Fast boots: tests wait on them.
-    pub const TESTS: Self = Self {
-        boot_time: Duration::from_secs(1),
-        power_delay: Duration::from_millis(200),
-    };
-}
-
 /// One registered host: its LabHost name, profile and lab label, and its BMC in the fleet.
 #[derive(Debug, Clone)]
 pub struct SimHost {
     pub name: String,
     pub profile: String,
     pub lab: String,
-    index: usize,
+    /// 1-based, in the order of the groups.
+    pub(crate) index: usize,
 }
 
-/// LabHosts created at once while a lab registers (a 10,000-host lab one by one takes minutes).
+/// The hosts of `groups`, named `<lab>-<nn>` in order and labelled with their group's lab
+/// (else `lab`).
+pub(crate) fn name_hosts(lab: &str, groups: &[HostGroup]) -> Vec<SimHost> {
+    groups
+        .iter()
+        .flat_map(|group| std::iter::repeat_n(group, group.count))
+        .enumerate()
+        .map(|(i, group)| SimHost {
+            name: format!("{lab}-{:02}", i + 1),
+            profile: group.profile.to_string(),
+            lab: group.lab.unwrap_or(lab).to_string(),
+            index: i + 1,
+        })
+        .collect()
+}
+
+/// LabHosts created at once while a lab registers (one by one, a 10,000-host lab waits on
+/// 10,000 round trips in a row).
 const REGISTER_CONCURRENCY: usize = 16;
+
+/// Creates the credentials Secret (`username`, `password`) in `secret_namespace` and one
+/// LabHost per host, whose BMC `endpoint` gives (with its system id).
+pub(crate) async fn register_labhosts(
+    client: &Client,
+    secret_namespace: &str,
+    (username, password): (&str, &str),
+    hosts: &[SimHost],
+    endpoint: impl Fn(&SimHost) -> (String, String),
+) -> Result<()> {
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(SECRET_NAME.to_string()),
+            namespace: Some(secret_namespace.to_string()),
+            ..ObjectMeta::default()
+        },
+        string_data: Some(BTreeMap::from([
+            ("username".to_string(), username.to_string()),
+            ("password".to_string(), password.to_string()),
+        ])),
+        ..Secret::default()
+    };
+    Api::<Secret>::namespaced(client.clone(), secret_namespace)
+        .create(&PostParams::default(), &secret)
+        .await
+        .context("creating the BMC credentials Secret")?;
+    let api: Api<LabHost> = Api::all(client.clone());
+    let creates = hosts.iter().map(|host| {
+        let (url, system_id) = endpoint(host);
+        let spec = LabHostSpec::new(
+            url.as_str(),
+            host.profile.clone(),
+            SecretReference::new(secret_namespace, SECRET_NAME),
+        )
+        .with_system_id(system_id);
+        let mut labhost = LabHost::new(&host.name, spec);
+        labhost.metadata.labels = Some(BTreeMap::from([
+            (LABEL_LAB.to_string(), host.lab.clone()),
+            (LABEL_PROFILE.to_string(), host.profile.clone()),
+            (LABEL_ARCH.to_string(), "x86_64".to_string()),
+        ]));
+        let api = api.clone();
+        async move {
+            api.create(&PostParams::default(), &labhost)
+                .await
+                .with_context(|| format!("registering LabHost {}", host.name))
+        }
+    });
+    futures::stream::iter(creates)
+        .buffer_unordered(REGISTER_CONCURRENCY)
+        .try_for_each(|_| futures::future::ready(Ok(())))
+        .await
+}
 
 #[derive(Debug)]
 pub struct SimLab {
@@ -93,89 +147,33 @@ impl SimLab {
         secret_namespace: &str,
         groups: &[HostGroup],
     ) -> Result<Self> {
-        Self::start_timed(client, lab, secret_namespace, groups, FleetTiming::TESTS).await
-    }
-
-    /// The same with hardware as fast as `timing`.
-    pub async fn start_timed(
-        client: &Client,
-        lab: &str,
-        secret_namespace: &str,
-        groups: &[HostGroup],
-        timing: FleetTiming,
-    ) -> Result<Self> {
         let total = groups.iter().map(|g| g.count).sum();
         let sim = Sim::start(SimConfig {
             hosts: total,
-            boot_time: timing.boot_time,
-            power_delay: timing.power_delay,
+            boot_time: Duration::from_secs(1),
+            power_delay: Duration::from_millis(200),
             password: crate::leaks::unique_password(),
             ..SimConfig::default()
         })
         .await
         .context("starting the simulated BMCs")?;
-        let hosts: Vec<SimHost> = groups
-            .iter()
-            .flat_map(|group| std::iter::repeat_n(group, group.count))
-            .enumerate()
-            .map(|(i, group)| SimHost {
-                name: format!("{lab}-{:02}", i + 1),
-                profile: group.profile.to_string(),
-                lab: group.lab.unwrap_or(lab).to_string(),
-                index: i + 1,
-            })
-            .collect();
-        let lab = Self {
+        let hosts = name_hosts(lab, groups);
+        register_labhosts(
+            client,
+            secret_namespace,
+            (sim.username(), sim.password()),
+            &hosts,
+            |host| {
+                let url = sim.endpoint(host.index).to_string();
+                (url, sim.system_id(host.index).to_string())
+            },
+        )
+        .await?;
+        Ok(Self {
             sim,
             lab: lab.to_string(),
             hosts,
-        };
-        lab.register(client, secret_namespace).await?;
-        Ok(lab)
-    }
-
-    async fn register(&self, client: &Client, secret_namespace: &str) -> Result<()> {
-        let secret = Secret {
-            metadata: ObjectMeta {
-                name: Some(SECRET_NAME.to_string()),
-                namespace: Some(secret_namespace.to_string()),
-                ..ObjectMeta::default()
-            },
-            string_data: Some(BTreeMap::from([
-                ("username".to_string(), self.sim.username().to_string()),
-                ("password".to_string(), self.sim.password().to_string()),
-            ])),
-            ..Secret::default()
-        };
-        Api::<Secret>::namespaced(client.clone(), secret_namespace)
-            .create(&PostParams::default(), &secret)
-            .await
-            .context("creating the BMC credentials Secret")?;
-        let api: Api<LabHost> = Api::all(client.clone());
-        let creates = self.hosts.iter().map(|host| {
-            let spec = LabHostSpec::new(
-                self.sim.endpoint(host.index).as_str(),
-                host.profile.clone(),
-                SecretReference::new(secret_namespace, SECRET_NAME),
-            )
-            .with_system_id(self.sim.system_id(host.index));
-            let mut labhost = LabHost::new(&host.name, spec);
-            labhost.metadata.labels = Some(BTreeMap::from([
-                (LABEL_LAB.to_string(), host.lab.clone()),
-                (LABEL_PROFILE.to_string(), host.profile.clone()),
-                (LABEL_ARCH.to_string(), "x86_64".to_string()),
-            ]));
-            let api = api.clone();
-            async move {
-                api.create(&PostParams::default(), &labhost)
-                    .await
-                    .with_context(|| format!("registering LabHost {}", host.name))
-            }
-        });
-        futures::stream::iter(creates)
-            .buffer_unordered(REGISTER_CONCURRENCY)
-            .try_for_each(|_| futures::future::ready(Ok(())))
-            .await
+        })
     }
 
     /// The BMC login of every host, as something that must never leak.
@@ -222,11 +220,6 @@ impl SimLab {
             .find(|h| h.name == host)
             .with_context(|| format!("{host} is not a host of lab {}", self.lab))?;
         Ok(self.sim.host(found.index))
-    }
-
-    /// The BMC of one of [`SimLab::hosts`], without a search by name.
-    pub fn bmc_of(&self, host: &SimHost) -> HostHandle {
-        self.sim.host(host.index)
     }
 
     /// What a wipe image does when it is done: the OS powers the machine off. Sent over

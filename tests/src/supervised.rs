@@ -129,6 +129,28 @@ impl Supervised {
         &self.log
     }
 
+    /// Waits until something accepts connections on 127.0.0.1:`port`; fails with the log's
+    /// end if the component exits or `timeout` passes first.
+    pub async fn wait_listening(&mut self, port: u16, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            self.check_running()?;
+            if Instant::now() > deadline {
+                return Err(Error::NotReady {
+                    component: self.name.clone(),
+                    seconds: timeout.as_secs(),
+                    log: self.log.clone(),
+                    tail: log_tail(&self.log),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    }
+
     /// Stops the component and waits for it; kills its process group if it lingers.
     pub fn stop(&mut self) {
         self.lifeline = None;

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::core::v1::Secret;
@@ -17,6 +17,7 @@ use labpods_redfish::{
     Bmc, BmcConnector, BmcTarget, ClientPolicy, Credentials, RedfishConnector, TlsOptions, Url,
 };
 
+use crate::control_plane::free_port;
 use crate::leaks::Confidential;
 use crate::supervised::{Supervised, log_tail};
 
@@ -105,7 +106,9 @@ impl SushyLab {
             &emulator_args,
             &dir.path().join("sushy.log"),
         )?;
-        wait_listening(&mut emulator, port).await?;
+        emulator
+            .wait_listening(port, Duration::from_secs(60))
+            .await?;
 
         let endpoint =
             Url::parse(&format!("http://127.0.0.1:{port}/")).context("the emulator URL")?;
@@ -216,27 +219,4 @@ pub fn venv() -> Result<PathBuf> {
              (or `cargo xtask test`, which runs it)"
         ),
     }
-}
-
-fn free_port() -> Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(listener.local_addr().context("finding a free port")?.port())
-}
-
-async fn wait_listening(process: &mut Supervised, port: u16) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        process.check_running()?;
-        if Instant::now() > deadline {
-            bail!(
-                "sushy-emulator is not listening on {port} after 60 s:\n{}",
-                log_tail(process.log())
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(())
 }

@@ -8,6 +8,9 @@
 //! - `POST /admin/hosts/{i}/faults`  <- `Faults` JSON (replaces; absent fields are healthy)
 //! - `DELETE /admin/hosts/{i}/history`
 //! - `POST /admin/faults`            <- `Faults` JSON for every host
+//! - `GET  /admin/requests`          -> `[n, ...]`: Redfish requests each BMC received, host 1
+//!   first (cheap enough to poll a 5,000-BMC fleet: no state or history is copied)
+//! - `GET  /admin/hosts/{i}/requests` -> `n`: the same for one host
 
 use std::sync::Arc;
 
@@ -27,6 +30,8 @@ pub(crate) fn router(fleet: Arc<Fleet>) -> Router {
         .route("/admin/hosts/{i}/faults", post(set_faults))
         .route("/admin/hosts/{i}/history", delete(clear_history))
         .route("/admin/faults", post(set_all_faults))
+        .route("/admin/requests", get(requests))
+        .route("/admin/hosts/{i}/requests", get(host_requests))
         .with_state(fleet)
 }
 
@@ -65,6 +70,17 @@ async fn show(
         "state": bmc.state(fleet.now()),
         "history": bmc.history(),
     })))
+}
+
+async fn requests(State(fleet): State<Arc<Fleet>>) -> Json<Vec<u64>> {
+    Json(fleet.hosts.iter().map(|h| h.bmc().requests()).collect())
+}
+
+async fn host_requests(
+    State(fleet): State<Arc<Fleet>>,
+    Path(i): Path<usize>,
+) -> Result<Json<u64>, (StatusCode, String)> {
+    Ok(Json(find(&fleet, i)?.bmc().requests()))
 }
 
 async fn set_faults(

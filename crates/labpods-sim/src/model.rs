@@ -702,6 +702,12 @@ impl Bmc {
         self.requests += 1;
     }
 
+    /// Redfish requests received so far (what [`HostState::requests`] reports), read
+    /// without settling anything.
+    pub fn requests(&self) -> u64 {
+        self.requests
+    }
+
     /// Records a request as received; returns its index for [`Bmc::call_answered`].
     pub fn call_received(
         &mut self,

@@ -113,7 +113,7 @@ async fn a_hanging_boot_stays_at_os_boot_started() {
 }
 
 #[tokio::test]
-async fn the_admin_endpoint_shows_history_and_sets_faults() {
+async fn the_admin_endpoint_shows_history_and_request_counts_and_sets_faults() {
     let sim = start(SimConfig {
         hosts: 2,
         admin_port: Some(0),
@@ -184,5 +184,27 @@ async fn the_admin_endpoint_shows_history_and_sets_faults() {
         .await
         .unwrap();
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+
+    // The request counters alone, for every host and for one.
+    let counted: Vec<u64> = c
+        .get(admin.join("admin/requests").unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let expected = [sim.host(1).state().requests, sim.host(2).state().requests];
+    assert_eq!(counted, expected);
+    assert!(counted[1] >= 3, "insert, reset, a refused GET: {counted:?}");
+    let one: u64 = c
+        .get(admin.join("admin/hosts/2/requests").unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one, counted[1]);
     sim.shutdown().await;
 }

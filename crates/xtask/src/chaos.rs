@@ -6,8 +6,10 @@
 
 use anyhow::{Result, bail};
 
+use crate::harness::OPERATOR;
+
 pub fn run(args: &[String]) -> Result<()> {
-    let status = crate::harness::run("labpods-chaos", false, args)?;
+    let status = crate::harness::run("labpods-chaos", false, &[OPERATOR], args)?;
     if !status.success() {
         bail!("chaos run failed ({status}); operator logs are in target/e2e-logs/chaos-*/");
     }

@@ -1,6 +1,6 @@
 //! The long-running harnesses of the tests crate (`labpods-chaos`, `labpods-bench-lab`):
-//! built together with the operator they start, then run with the newest control plane's
-//! binaries named in their environment.
+//! built together with the binaries they start (the operator, the simulator), then run with
+//! the newest control plane's binaries named in their environment.
 
 use std::process::{Command, ExitStatus};
 
@@ -10,9 +10,20 @@ use crate::kube_binaries::{ALL_COMPONENTS, KubeBinaries};
 use crate::testenv::{cargo, target_bin};
 use crate::workspace_root;
 
-/// Builds (cargo's progress shown) and runs `bin` of labpods-tests with `args`, the operator
-/// built beside it; `release` for both. Returns how the harness exited.
-pub fn run(bin: &str, release: bool, args: &[String]) -> Result<ExitStatus> {
+/// The operator's binary, which every harness starts.
+pub const OPERATOR: (&str, &str) = ("labpods-operator", "labpods");
+/// The simulator as a process of its own (labs too big for one process's open files).
+pub const SIMULATOR: (&str, &str) = ("labpods-sim", "labpods-sim");
+
+/// Builds (cargo's progress shown) and runs `bin` of labpods-tests with `args`, the
+/// (package, binary) pairs it starts built beside it; `release` for all. Returns how the
+/// harness exited.
+pub fn run(
+    bin: &str,
+    release: bool,
+    starts: &[(&str, &str)],
+    args: &[String],
+) -> Result<ExitStatus> {
     let root = workspace_root();
     let binaries = KubeBinaries::install(&root, "newest", ALL_COMPONENTS)?;
     let mut build = Command::new(cargo());
@@ -20,9 +31,11 @@ pub fn run(bin: &str, release: bool, args: &[String]) -> Result<ExitStatus> {
     if release {
         build.arg("--release");
     }
+    build.args(["--package", "labpods-tests", "--bin", bin]);
+    for (package, binary) in starts {
+        build.args(["--package", package, "--bin", binary]);
+    }
     let status = build
-        .args(["--package", "labpods-tests", "--bin", bin])
-        .args(["--package", "labpods-operator", "--bin", "labpods"])
         .current_dir(&root)
         .status()
         .context("running cargo build")?;

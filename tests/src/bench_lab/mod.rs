@@ -7,7 +7,9 @@
 //! Everything is measured from outside the operator: latencies from a client-side watch on
 //! PodRequests, memory and CPU time from /proc, API requests from the apiserver's own
 //! /metrics, Redfish calls from the simulated BMCs' request counters, reconciles from the
-//! operator's /metrics. The phases:
+//! operator's /metrics. The BMCs are `labpods-sim` processes of at most 5,000 each
+//! ([`ProcessLab`]): 10,000 of them in this process would need more open files than a
+//! process may have here. The phases:
 //!
 //! 1. setup: control plane, namespaces, fleet and LabHosts, the operator;
 //! 2. settle: until every LabHost reports `Available` (the operator's start-up);
@@ -34,7 +36,6 @@ use kube::{Api, Client};
 use labpods_api::v1alpha1::{
     HostState, ImageSpec, LABEL_LAB, LabHost, PodRequest, PodRequestPhase, PodRequestSpec, RoleSpec,
 };
-use labpods_sim::HostHandle;
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 use tokio::task::JoinSet;
@@ -42,11 +43,13 @@ use tokio::task::JoinSet;
 use crate::control_plane::{ControlPlane, ControlPlaneConfig};
 use crate::crds::labpods_crds;
 // The image the e2e tests book: one the simulated BMCs accept (they fetch nothing).
+use crate::binaries::beside_this_executable;
 use crate::e2e::IMAGE;
 use crate::kubeconfig::client_for;
 use crate::namespace::create_namespace;
 use crate::operator::{Operator, sibling_operator_binary};
-use crate::sim::{FleetTiming, HostGroup, SimLab};
+use crate::sim::HostGroup;
+use crate::sim_processes::{ProcessLab, Timing};
 use crate::workspace_root;
 
 pub use measure::Quantile;
@@ -261,21 +264,30 @@ pub async fn run(bench: &Bench) -> Result<Report> {
 
     let registering = Instant::now();
     let name = format!("bench-{}", bench.hosts);
-    let timing = FleetTiming {
+    let timing = Timing {
         boot_time: bench.boot,
         power_delay: POWER_DELAY,
     };
-    let lab = SimLab::start_timed(&client, &name, OPERATOR_NAMESPACE, &groups, timing).await?;
+    let logs = logs_dir(bench.hosts)?;
+    let lab = ProcessLab::start(
+        &beside_this_executable("labpods-sim")?,
+        &client,
+        &name,
+        OPERATOR_NAMESPACE,
+        &groups,
+        timing,
+        &logs,
+    )
+    .await?;
     report.registration = registering.elapsed();
     eprintln!(
-        "{label} control plane {} up in {:.1} s; {} LabHosts registered in {:.1} s",
+        "{label} control plane {} up in {:.1} s; {} simulated BMCs started and registered as LabHosts in {:.1} s",
         report.kubernetes,
         report.control_plane_start.as_secs_f64(),
         bench.hosts,
         report.registration.as_secs_f64()
     );
 
-    let logs = logs_dir(bench.hosts)?;
     let operator = Operator::start_binary(
         &sibling_operator_binary()?,
         plane.kubeconfig(),
@@ -290,28 +302,27 @@ pub async fn run(bench: &Bench) -> Result<Report> {
         operator,
         ticks_per_second: measure::clock_ticks_per_second(),
         usage: measure::ProcSample::default(),
-        bmcs: lab
-            .hosts()
-            .iter()
-            .map(|host| (host.name.clone(), lab.bmc_of(host)))
-            .collect(),
+        lab,
         report,
     };
     let outcome = run.phases(&planned).await;
     let Run {
         mut report,
         operator,
+        lab,
         ..
     } = run;
     report.load_after = load_average();
     report.logs = operator.log_path().to_path_buf();
+    // The operator first, so it never sees its BMCs or the apiserver vanish.
     drop(operator);
-    lab.shutdown().await;
+    drop(lab);
     drop(plane);
     outcome.map(|()| report)
 }
 
-/// target/bench-lab/<hosts>: the operator's config and log, kept after the run.
+/// target/bench-lab/<hosts>: the operator's config and log, the simulators' logs, kept after
+/// the run.
 fn logs_dir(hosts: usize) -> Result<PathBuf> {
     let dir = workspace_root()
         .join("target/bench-lab")
@@ -338,8 +349,7 @@ struct Run {
     ticks_per_second: f64,
     /// The operator's latest /proc sample (kept once it has exited).
     usage: measure::ProcSample,
-    /// Every host's BMC by LabHost name.
-    bmcs: HashMap<String, HostHandle>,
+    lab: ProcessLab,
     report: Report,
 }
 
@@ -360,10 +370,19 @@ struct Tracked {
     bound: Option<Instant>,
     ready: Option<Instant>,
     failed: bool,
-    /// Its hosts and each BMC's request count when they first showed in its status.
+    /// Its hosts, as they showed in its status.
+    hosts: BTreeSet<String>,
+    /// Each host's BMC request count when it first showed in the status.
     calls_at_bound: BTreeMap<String, u64>,
-    /// Each BMC's request count when the booking was first seen Ready.
+    /// Each host's BMC request count when the booking was first seen Ready.
     calls_at_ready: BTreeMap<String, u64>,
+}
+
+/// When a BMC's request count was asked for.
+#[derive(Debug, Clone, Copy)]
+enum Mark {
+    Bound,
+    Ready,
 }
 
 impl Run {
@@ -394,7 +413,8 @@ impl Run {
         let result = self.bookings(planned).await;
         let end = self.snapshot().await?;
         let tracked = result?;
-        self.report.bookings(&baseline, &end, &tracked, &self.bmcs);
+        self.report
+            .bookings(&baseline, &end, &tracked, self.lab.hosts());
         Ok(())
     }
 
@@ -430,11 +450,7 @@ impl Run {
             .await
             .context("scraping the apiserver's /metrics")?;
         let operator = self.operator.scrape_metrics().await?;
-        let calls = self
-            .bmcs
-            .iter()
-            .map(|(name, bmc)| (name.clone(), bmc.state().requests))
-            .collect();
+        let calls = self.lab.requests().await?;
         Ok(Snapshot {
             at: Instant::now(),
             apiserver,
@@ -498,13 +514,19 @@ impl Run {
         let mut events = watch(api);
         let mut tracked: BTreeMap<String, Tracked> = BTreeMap::new();
         let mut creates: JoinSet<Result<()>> = JoinSet::new();
+        // BMC request counts asked for as bookings bind and get Ready.
+        let mut counters: JoinSet<(String, Mark, String, Result<u64>)> = JoinSet::new();
         let mut next = 0;
         let spacing = self.bench.arrival.div_f64(planned.len().max(1) as f64);
         let mut ticks = tokio::time::interval(SAMPLE_EVERY);
         let mut progress_at = started + PROGRESS_EVERY;
         loop {
             let done = tracked.values().filter(|t| t.ready.is_some() || t.failed);
-            if next == planned.len() && creates.is_empty() && done.count() == planned.len() {
+            if next == planned.len()
+                && creates.is_empty()
+                && counters.is_empty()
+                && done.count() == planned.len()
+            {
                 return Ok(tracked);
             }
             let due = started + spacing.mul_f64(next as f64);
@@ -526,10 +548,27 @@ impl Run {
                 Some(created) = creates.join_next(), if !creates.is_empty() => {
                     created.context("a create task panicked")??;
                 }
+                Some(counted) = counters.join_next(), if !counters.is_empty() => {
+                    let (key, mark, host, count) = counted.context("a counter task panicked")?;
+                    // A count not read leaves the host out of the calls per booking.
+                    let Ok(count) = count else {
+                        self.report.counters_unread += 1;
+                        continue;
+                    };
+                    if let Some(booking) = tracked.get_mut(&key) {
+                        match mark {
+                            Mark::Bound => booking.calls_at_bound.insert(host, count),
+                            Mark::Ready => booking.calls_at_ready.insert(host, count),
+                        };
+                    }
+                }
                 event = events.next() => {
                     let Some(event) = event else { bail!("the PodRequest watch ended") };
                     if let Some((request, false)) = applied(event) {
-                        self.follow(&request, &mut tracked);
+                        for (key, mark, host) in follow(&request, &mut tracked) {
+                            let Some(count) = self.lab.requests_of(&host) else { continue };
+                            counters.spawn(async move { (key, mark, host, count.await) });
+                        }
                     }
                 }
                 _ = ticks.tick() => {
@@ -550,49 +589,44 @@ impl Run {
             }
         }
     }
+}
 
-    /// Notes when a booking was first seen bound (its status names a Lease), its hosts and
-    /// their BMCs' counters then, and when it was first seen Ready (or Failed).
-    fn follow(&self, request: &PodRequest, tracked: &mut BTreeMap<String, Tracked>) {
-        let key = format!(
-            "{}/{}",
-            request.metadata.namespace.as_deref().unwrap_or_default(),
-            request.metadata.name.as_deref().unwrap_or_default()
-        );
-        let Some(booking) = tracked.get_mut(&key) else {
-            return;
-        };
-        let Some(status) = &request.status else {
-            return;
-        };
-        let now = Instant::now();
-        if status.lease.is_some() && booking.bound.is_none() {
-            booking.bound = Some(now);
-        }
-        for host in &status.hosts {
-            if !booking.calls_at_bound.contains_key(&host.host)
-                && let Some(bmc) = self.bmcs.get(&host.host)
-            {
-                booking
-                    .calls_at_bound
-                    .insert(host.host.clone(), bmc.state().requests);
-            }
-        }
-        match status.phase {
-            Some(PodRequestPhase::Ready) if booking.ready.is_none() => {
-                booking.ready = Some(now);
-                for host in booking.calls_at_bound.keys() {
-                    if let Some(bmc) = self.bmcs.get(host) {
-                        booking
-                            .calls_at_ready
-                            .insert(host.clone(), bmc.state().requests);
-                    }
-                }
-            }
-            Some(PodRequestPhase::Failed) => booking.failed = true,
-            _ => {}
+/// Notes when a booking was first seen bound (its status names a Lease) and Ready (or
+/// Failed), and returns the hosts whose BMC request counts to read: each host when it first
+/// shows in the status, and every host when the booking is first seen Ready.
+fn follow(
+    request: &PodRequest,
+    tracked: &mut BTreeMap<String, Tracked>,
+) -> Vec<(String, Mark, String)> {
+    let key = format!(
+        "{}/{}",
+        request.metadata.namespace.as_deref().unwrap_or_default(),
+        request.metadata.name.as_deref().unwrap_or_default()
+    );
+    let mut read = Vec::new();
+    let (Some(booking), Some(status)) = (tracked.get_mut(&key), &request.status) else {
+        return read;
+    };
+    let now = Instant::now();
+    if status.lease.is_some() && booking.bound.is_none() {
+        booking.bound = Some(now);
+    }
+    for host in &status.hosts {
+        if booking.hosts.insert(host.host.clone()) {
+            read.push((key.clone(), Mark::Bound, host.host.clone()));
         }
     }
+    match status.phase {
+        Some(PodRequestPhase::Ready) if booking.ready.is_none() => {
+            booking.ready = Some(now);
+            for host in &booking.hosts {
+                read.push((key.clone(), Mark::Ready, host.clone()));
+            }
+        }
+        Some(PodRequestPhase::Failed) => booking.failed = true,
+        _ => {}
+    }
+    read
 }
 
 impl Tracked {
@@ -602,6 +636,7 @@ impl Tracked {
             bound: None,
             ready: None,
             failed: false,
+            hosts: BTreeSet::new(),
             calls_at_bound: BTreeMap::new(),
             calls_at_ready: BTreeMap::new(),
         }
@@ -644,9 +679,9 @@ fn applied<K>(event: watcher::Result<watcher::Event<K>>) -> Option<(K, bool)> {
 }
 
 /// Raises this process's open-file limit (inherited by the operator it starts) to `needed`
-/// when it is lower: a simulated BMC is a listener plus the operator's connection to it, on
-/// both ends. Uses `prlimit` (util-linux) on itself, as the workspace forbids the unsafe
-/// setrlimit; the hard limit rises only for root. Returns the soft limit in force.
+/// when it is lower. Uses `prlimit` (util-linux) on itself, as the workspace forbids the
+/// unsafe setrlimit; past the hard limit only with CAP_SYS_RESOURCE, else up to the hard
+/// limit. Returns the soft limit in force.
 pub fn raise_open_files(needed: u64) -> Result<u64> {
     let (soft, hard) = open_files_limit().context("reading /proc/self/limits")?;
     if soft >= needed {

@@ -1,12 +1,12 @@
 //! What one size of the lab benchmark measured, its targets (issue 12), and the tables:
 //! one per size, and each figure across sizes.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use labpods_sim::HostHandle;
+use crate::sim::SimHost;
 
 use super::measure::{Quantile, counter_delta, quantile, seconds};
 use super::{Bench, IDLE_INTERVAL, Snapshot, Tracked};
@@ -58,6 +58,9 @@ pub struct Report {
     pub load_after: String,
     /// The operator's log.
     pub logs: PathBuf,
+    /// BMC request counts that could not be read as bookings bound or got Ready (their hosts
+    /// are left out of the calls per booking).
+    pub counters_unread: usize,
 }
 
 /// The idle window: nothing asked, every host Available.
@@ -65,8 +68,9 @@ pub struct Report {
 pub struct Idle {
     pub seconds: f64,
     pub calls_per_host: f64,
-    /// The operator's API writes (elections aside).
+    /// The operator's API writes (elections aside), and by (resource, verb).
     pub writes: f64,
+    pub writes_by: BTreeMap<(String, String), f64>,
     pub cpu: f64,
 }
 
@@ -114,6 +118,10 @@ impl Report {
             seconds: after.at.duration_since(before.at).as_secs_f64(),
             calls_per_host: calls_between(before, after, None) as f64 / hosts.max(1) as f64,
             writes: booking_writes(&requests),
+            writes_by: requests
+                .into_iter()
+                .filter(|((resource, verb), _)| is_booking_write(resource, verb))
+                .collect(),
             cpu: after.cpu_seconds - before.cpu_seconds,
         });
     }
@@ -123,13 +131,10 @@ impl Report {
         baseline: &Snapshot,
         end: &Snapshot,
         tracked: &BTreeMap<String, Tracked>,
-        bmcs: &HashMap<String, HostHandle>,
+        hosts: &[SimHost],
     ) {
         let seconds = end.at.duration_since(baseline.at).as_secs_f64();
-        let booked: BTreeSet<&String> = tracked
-            .values()
-            .flat_map(|t| t.calls_at_bound.keys())
-            .collect();
+        let booked: BTreeSet<&String> = tracked.values().flat_map(|t| &t.hosts).collect();
         let mut to_ready = (0u64, 0usize);
         for t in tracked.values().filter(|t| t.ready.is_some()) {
             for (host, at_bound) in &t.calls_at_bound {
@@ -139,7 +144,11 @@ impl Report {
                 }
             }
         }
-        let idle_hosts: BTreeSet<&String> = bmcs.keys().filter(|h| !booked.contains(h)).collect();
+        let idle_hosts: BTreeSet<&String> = hosts
+            .iter()
+            .map(|h| &h.name)
+            .filter(|h| !booked.contains(h))
+            .collect();
         let idle_calls = calls_between(baseline, end, Some(&idle_hosts));
         let count = |f: fn(&Tracked) -> bool| tracked.values().filter(|t| f(t)).count();
         let metric = "labpods_reconcile_duration_seconds_count";
@@ -337,9 +346,18 @@ impl Report {
                 "",
             ),
         );
+        let idle_writes: Vec<String> = idle
+            .writes_by
+            .iter()
+            .map(|((resource, verb), n)| format!("{verb} {resource} {n:.0}"))
+            .collect();
         row(
             "operator API writes in the idle window",
-            format!("{:.0}", idle.writes),
+            if idle_writes.is_empty() {
+                format!("{:.0}", idle.writes)
+            } else {
+                format!("{:.0}: {}", idle.writes, idle_writes.join(", "))
+            },
             String::new(),
         );
         let reconciles = b
@@ -387,6 +405,13 @@ impl Report {
                 );
             }
         }
+        if self.counters_unread > 0 {
+            let _ = writeln!(
+                out,
+                "\n{} BMC request counts could not be read (hosts left out of the calls per booking)",
+                self.counters_unread
+            );
+        }
         let _ = writeln!(out, "\noperator log: {}", self.logs.display());
         out
     }
@@ -413,13 +438,15 @@ fn api_requests(before: &Snapshot, after: &Snapshot) -> BTreeMap<(String, String
     )
 }
 
+fn is_booking_write(resource: &str, verb: &str) -> bool {
+    WRITE_VERBS.contains(&verb) && !not_booking_work(resource, verb)
+}
+
 /// The operator's writes among `requests`.
 fn booking_writes(requests: &BTreeMap<(String, String), f64>) -> f64 {
     requests
         .iter()
-        .filter(|((resource, verb), _)| {
-            WRITE_VERBS.contains(&verb.as_str()) && !not_booking_work(resource, verb)
-        })
+        .filter(|((resource, verb), _)| is_booking_write(resource, verb))
         .map(|(_, n)| n)
         .sum::<f64>()
         + 0.0 // an empty sum is -0.0, which prints as "-0"
