@@ -7,14 +7,13 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use kube::Client;
 
-use crate::control_plane::free_port;
 use crate::http_get;
 use crate::sim::{HostGroup, SimHost, name_hosts, register_labhosts};
 use crate::supervised::Supervised;
@@ -107,7 +106,9 @@ impl ProcessLab {
     pub async fn requests(&self) -> Result<HashMap<String, u64>> {
         let mut counts = Vec::with_capacity(self.shards.len());
         for shard in &self.shards {
-            let (status, body) = http_get::get(shard.admin, "/admin/requests").await?;
+            let (status, body) = http_get::get(shard.admin, "/admin/requests")
+                .await
+                .with_context(|| format!("reading labpods-sim's counters at {}", shard.admin))?;
             if status != 200 {
                 bail!(
                     "labpods-sim at {} answered {status} to /admin/requests",
@@ -135,8 +136,9 @@ impl ProcessLab {
         let (shard, i) = *self.by_name.get(host)?;
         let admin = self.shards[shard].admin;
         Some(async move {
-            let (status, body) =
-                http_get::get(admin, &format!("/admin/hosts/{i}/requests")).await?;
+            let (status, body) = http_get::get(admin, &format!("/admin/hosts/{i}/requests"))
+                .await
+                .with_context(|| format!("reading host {i}'s counter at {admin}"))?;
             if status != 200 {
                 bail!("labpods-sim at {admin} answered {status} for host {i}");
             }
@@ -154,15 +156,15 @@ impl Shard {
         password: &str,
         logs: &Path,
     ) -> Result<Self> {
-        let admin_port = free_port()?;
         let duration = |d: Duration| format!("{}ms", d.as_millis());
         // `env` hands the password over outside the command line.
         let args: Vec<OsString> = [
             format!("LABPODS_SIM_PASSWORD={password}"),
             binary.display().to_string(),
             format!("--hosts={hosts}"),
+            // Every port, the admin endpoint's too, from the kernel: a port picked free
+            // beforehand may be handed to one of the 5,000 listeners in between.
             "--port-base=0".to_string(),
-            format!("--admin-port={admin_port}"),
             format!("--boot-time={}", duration(timing.boot_time)),
             format!("--power-delay={}", duration(timing.power_delay)),
             format!("--username={USERNAME}"),
@@ -173,16 +175,18 @@ impl Shard {
         let name = format!("labpods-sim-{n}");
         let log = logs.join(format!("{name}.log"));
         let mut process = Supervised::spawn(&name, Path::new("/usr/bin/env"), &args, &log)?;
-        process.wait_listening(admin_port, START_TIMEOUT).await?;
+        let admin = admin_address(&mut process).await?;
         Ok(Self {
-            admin: SocketAddr::from((Ipv4Addr::LOCALHOST, admin_port)),
+            admin,
             _process: process,
         })
     }
 
     /// Each host's Redfish base URL, host 1 first.
     async fn endpoints(&self) -> Result<Vec<String>> {
-        let (status, body) = http_get::get(self.admin, "/admin/hosts").await?;
+        let (status, body) = http_get::get(self.admin, "/admin/hosts")
+            .await
+            .with_context(|| format!("listing labpods-sim's hosts at {}", self.admin))?;
         if status != 200 {
             bail!(
                 "labpods-sim at {} answered {status} to /admin/hosts",
@@ -199,5 +203,33 @@ impl Shard {
                     .context("a host without an endpoint in /admin/hosts")
             })
             .collect()
+    }
+}
+
+/// The admin endpoint a starting labpods-sim prints (`  admin: http://127.0.0.1:PORT/...`)
+/// once every listener is bound.
+async fn admin_address(process: &mut Supervised) -> Result<SocketAddr> {
+    let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+    loop {
+        process.check_running()?;
+        let log = std::fs::read_to_string(process.log()).unwrap_or_default();
+        if let Some(address) = log
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("admin: http://"))
+            .and_then(|rest| rest.split('/').next())
+        {
+            return address
+                .parse()
+                .with_context(|| format!("labpods-sim printed an admin address {address:?}"));
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!(
+                "{} printed no admin endpoint within {} s (log: {})",
+                process.name(),
+                START_TIMEOUT.as_secs(),
+                process.log().display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -395,13 +395,27 @@ impl Report {
                 out,
                 "\napiserver requests in the bookings window (apiserver_request_total), per bound booking:\n\n| resource | verb | requests | per booking |\n|---|---|---|---|"
             );
+            let bookings = b.bound.max(1) as f64;
             let mut rows: Vec<_> = b.requests.iter().collect();
             rows.sort_by(|a, b| b.1.total_cmp(a.1));
+            // Under one per hundred bookings: watches ending (the controller-manager's
+            // among them), one-off reads; summed in one row.
+            let (rows, rare): (Vec<_>, Vec<_>) =
+                rows.into_iter().partition(|(_, n)| **n / bookings >= 0.01);
             for ((resource, verb), n) in rows {
                 let _ = writeln!(
                     out,
                     "| {resource} | {verb} | {n:.0} | {:.2} |",
-                    n / b.bound.max(1) as f64
+                    n / bookings
+                );
+            }
+            if !rare.is_empty() {
+                let n: f64 = rare.iter().map(|(_, n)| **n).sum();
+                let _ = writeln!(
+                    out,
+                    "| {} others, each under 0.01 per booking | | {n:.0} | {:.2} |",
+                    rare.len(),
+                    n / bookings
                 );
             }
         }
