@@ -32,6 +32,8 @@ pub struct Timing {
     pub boot_time: Duration,
     /// PoweringOn / PoweringOff.
     pub power_delay: Duration,
+    /// Added to every Redfish response (a real BMC's answer time).
+    pub latency: Duration,
 }
 
 #[derive(Debug)]
@@ -167,6 +169,7 @@ impl Shard {
             "--port-base=0".to_string(),
             format!("--boot-time={}", duration(timing.boot_time)),
             format!("--power-delay={}", duration(timing.power_delay)),
+            format!("--latency={}", duration(timing.latency)),
             format!("--username={USERNAME}"),
         ]
         .into_iter()

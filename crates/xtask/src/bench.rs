@@ -27,7 +27,8 @@ const USAGE: &str =
        cargo xtask bench history [--hosts N] [--days N]
        cargo xtask bench forecast [--traces N] [--hosts N]
        cargo xtask bench lab [--hosts 1000,3000,10000] [--requests N] [--arrival SECS] [--boot SECS] [--timeout SECS] [--seed N]
-       cargo xtask bench scheduler [--hosts N[,N...]] [--days N] [--seed N]";
+       cargo xtask bench scheduler [--hosts N[,N...]] [--days N] [--seed N]
+       cargo xtask bench reimage [--hosts N] [--latency MS] [--boot SECS] [--limits GLOBAL/PER_BMC,...] [--timeout SECS]";
 
 /// Loopback load: clients x requests per run.
 const CLIENTS: usize = 32;
@@ -47,8 +48,11 @@ pub fn run(args: &[String]) -> Result<()> {
         Some((what, rest)) if what == "redfish" => redfish(rest),
         Some((what, rest)) if what == "history" => crate::bench_history::run(rest),
         Some((what, rest)) if what == "forecast" => crate::bench_forecast::run(rest),
-        Some((what, rest)) if what == "lab" => crate::bench_lab::run(rest),
         Some((what, rest)) if what == "scheduler" => crate::bench_scheduler::run(rest),
+        Some((what, rest)) if what == "lab" => crate::bench_lab::run("labpods-bench-lab", rest),
+        Some((what, rest)) if what == "reimage" => {
+            crate::bench_lab::run("labpods-bench-reimage", rest)
+        }
         _ => bail!("{USAGE}"),
     }
 }

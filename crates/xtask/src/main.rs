@@ -36,6 +36,10 @@ tasks:
                    the scheduler on a synthetic year of bookings at 1,000, 3,000 and
                    10,000 hosts (release build): utilization against FCFS and an offline
                    bound, waits, passes and time per size
+  bench reimage [--hosts N] [--latency MS] [--boot SECS] [--limits GLOBAL/PER_BMC,...]
+                   1,000 hosts reimaged through the operator (release) at 200 ms per Redfish
+                   call and 60 s boots, per pair of limits (64/2,128/2,128/1,256/2): hosts
+                   per minute against the bound the limits allow (BMCs in labpods-sim)
   demo [--exit-when-ready]
                    a local lab: control plane, 8 simulated BMCs, the operator, a booking
   chaos [crash|faults] [--leases N] [--hosts N] [--kills N]

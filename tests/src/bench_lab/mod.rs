@@ -17,10 +17,16 @@
 //! 4. bookings: the PodRequests, created evenly over `arrival`, until every one is Ready
 //!    (or Failed), or `timeout` after the first.
 //!
+//! Benchmark 2 (`cargo xtask bench reimage`, [`Workload::Reimage`]) is the same run with
+//! slow BMCs and the bookings of phase 4 replaced: one booking of [`REIMAGE_SIZE`] hosts
+//! alone (how long one reimage takes), then the rest of the lab in bookings of that size all
+//! at once, with no idle window.
+//!
 //! An error is a run that could not be carried out; a phase that ran out of time is in the
 //! report ([`Report::failure`]) with what was reached.
 
 mod measure;
+mod reimage;
 mod report;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -53,6 +59,7 @@ use crate::sim_processes::{ProcessLab, Timing};
 use crate::workspace_root;
 
 pub use measure::Quantile;
+pub use reimage::reimage_table;
 pub use report::{Report, scaling_table};
 
 /// The labs (`labpods.dev/lab`) and their share of the hosts, in percent.
@@ -80,6 +87,8 @@ const IDLE_JITTER: f64 = 0.2;
 pub const IDLE_WINDOW: Duration = Duration::from_secs(72);
 /// The simulated hosts' PoweringOn / PoweringOff.
 const POWER_DELAY: Duration = Duration::from_millis(500);
+/// Hosts per booking of the reimage benchmark (the largest booking of benchmark 1).
+pub const REIMAGE_SIZE: u32 = 8;
 /// Progress lines at least this often.
 const PROGRESS_EVERY: Duration = Duration::from_secs(30);
 /// /proc is read this often.
@@ -98,6 +107,50 @@ pub struct Bench {
     pub timeout: Duration,
     /// Of the random sizes and pools of the bookings (the same seed, the same bookings).
     pub seed: u64,
+    /// Added by the simulated BMCs to every Redfish response.
+    pub latency: Duration,
+    /// The operator's Redfish concurrency limits.
+    pub limits: Limits,
+    pub workload: Workload,
+}
+
+/// The operator's `bmc.globalConcurrency` and `bmc.perBmcConcurrency`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub global: usize,
+    pub per_bmc: usize,
+}
+
+impl Limits {
+    /// The documented defaults (examples/operator-config.yaml).
+    pub const DEFAULT: Self = Self {
+        global: 64,
+        per_bmc: 2,
+    };
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+impl std::fmt::Display for Limits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.global, self.per_bmc)
+    }
+}
+
+/// What phase 4 books.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Workload {
+    /// Benchmark 1: `requests` bookings of 1 to 8 hosts arriving evenly over `arrival`,
+    /// after an idle window.
+    #[default]
+    Mixed,
+    /// Benchmark 2: one booking of [`REIMAGE_SIZE`] hosts alone, then every host left in
+    /// bookings of that size at once.
+    Reimage,
 }
 
 impl Bench {
@@ -111,7 +164,30 @@ impl Bench {
             boot: Duration::from_secs(30),
             timeout: Duration::from_secs(1200),
             seed: 12,
+            latency: Duration::ZERO,
+            limits: Limits::DEFAULT,
+            workload: Workload::Mixed,
         }
+    }
+
+    /// Benchmark 2 on `hosts` hosts under `limits`: BMCs answering in `latency`, hosts
+    /// booting in `boot`, the whole lab in bookings of [`REIMAGE_SIZE`] (the pools' remainders
+    /// left free).
+    pub fn reimage(hosts: usize, limits: Limits, latency: Duration, boot: Duration) -> Self {
+        let mut bench = Self {
+            arrival: Duration::ZERO,
+            boot,
+            latency,
+            limits,
+            workload: Workload::Reimage,
+            ..Self::new(hosts)
+        };
+        bench.requests = bench
+            .groups()
+            .iter()
+            .map(|g| g.count / REIMAGE_SIZE as usize)
+            .sum();
+        bench
     }
 
     /// The host groups: every lab x profile, by their shares; rounding goes to the first.
@@ -143,10 +219,36 @@ struct Planned {
     size: u32,
 }
 
+/// The bookings of `bench.workload`.
+fn plan(bench: &Bench, groups: &[HostGroup]) -> Result<Vec<Planned>> {
+    match bench.workload {
+        Workload::Mixed => plan_mixed(bench, groups),
+        Workload::Reimage => Ok(plan_reimage(groups)),
+    }
+}
+
+/// Every pool in bookings of [`REIMAGE_SIZE`], the largest pool's first.
+fn plan_reimage(groups: &[HostGroup]) -> Vec<Planned> {
+    let mut pools: Vec<&HostGroup> = groups.iter().collect();
+    pools.sort_by_key(|g| std::cmp::Reverse(g.count));
+    pools
+        .iter()
+        .flat_map(|g| std::iter::repeat_n(g, g.count / REIMAGE_SIZE as usize))
+        .enumerate()
+        .map(|(i, g)| Planned {
+            namespace: format!("team-{:03}", i / REQUESTS_PER_NAMESPACE),
+            name: format!("pod-{i:05}"),
+            lab: g.lab.unwrap_or_default(),
+            profile: g.profile,
+            size: REIMAGE_SIZE,
+        })
+        .collect()
+}
+
 /// The bookings, drawn from `seed`: sizes 1 to 8 weighted 1/n (small bookings are the most
 /// common), each in a (lab, profile) pool drawn by its free hosts among those it fits in, so
 /// every booking can be served at once.
-fn plan(bench: &Bench, groups: &[HostGroup]) -> Result<Vec<Planned>> {
+fn plan_mixed(bench: &Bench, groups: &[HostGroup]) -> Result<Vec<Planned>> {
     let mut rng = StdRng::seed_from_u64(bench.seed);
     let mut free: Vec<(&'static str, &'static str, usize)> = groups
         .iter()
@@ -223,16 +325,20 @@ impl Planned {
 }
 
 /// The operator's config: the documented defaults but for where it listens and keeps its
-/// election Lease (the namespace the bench made), with the idle interval written out.
-fn operator_config(metrics: SocketAddr) -> String {
+/// election Lease (the namespace the bench made) and the Redfish limits, with the idle
+/// interval written out.
+fn operator_config(limits: Limits, metrics: SocketAddr) -> String {
     format!(
-        "# cargo xtask bench lab: the defaults of examples/operator-config.yaml but for these\n\
+        "# cargo xtask bench: the defaults of examples/operator-config.yaml but for these\n\
+         bmc:\n  globalConcurrency: {global}\n  perBmcConcurrency: {per_bmc}\n\
          polling:\n  idleInterval: {idle}s\n  idleJitter: {IDLE_JITTER}\n\
          http:\n  metricsAddress: {metrics}\n\
          phoneHome:\n  listenAddress: 127.0.0.1:0\n\
          leaderElection:\n  leaseNamespace: {OPERATOR_NAMESPACE}\n\
          logging:\n  filter: info\n",
         idle = IDLE_INTERVAL.as_secs(),
+        global = limits.global,
+        per_bmc = limits.per_bmc,
     )
 }
 
@@ -240,7 +346,10 @@ fn operator_config(metrics: SocketAddr) -> String {
 pub async fn run(bench: &Bench) -> Result<Report> {
     let groups = bench.groups();
     let planned = plan(bench, &groups)?;
-    let label = format!("[{} hosts]", bench.hosts);
+    let label = match bench.workload {
+        Workload::Mixed => format!("[{} hosts]", bench.hosts),
+        Workload::Reimage => format!("[{} hosts, limits {}]", bench.hosts, bench.limits),
+    };
     let mut report = Report::new(bench);
     report.load_before = load_average();
 
@@ -267,8 +376,9 @@ pub async fn run(bench: &Bench) -> Result<Report> {
     let timing = Timing {
         boot_time: bench.boot,
         power_delay: POWER_DELAY,
+        latency: bench.latency,
     };
-    let logs = logs_dir(bench.hosts)?;
+    let logs = logs_dir(bench)?;
     let lab = ProcessLab::start(
         &beside_this_executable("labpods-sim")?,
         &client,
@@ -291,7 +401,7 @@ pub async fn run(bench: &Bench) -> Result<Report> {
     let operator = Operator::start_binary(
         &sibling_operator_binary()?,
         plane.kubeconfig(),
-        operator_config,
+        |metrics| operator_config(bench.limits, metrics),
         "bench-lab",
         &logs,
     )?;
@@ -321,12 +431,17 @@ pub async fn run(bench: &Bench) -> Result<Report> {
     outcome.map(|()| report)
 }
 
-/// target/bench-lab/<hosts>: the operator's config and log, the simulators' logs, kept after
-/// the run.
-fn logs_dir(hosts: usize) -> Result<PathBuf> {
-    let dir = workspace_root()
-        .join("target/bench-lab")
-        .join(format!("{hosts}-hosts"));
+/// target/bench-lab/<hosts>-hosts (benchmark 2: reimage-<hosts>-<global>-<per BMC>): the
+/// operator's config and log, the simulators' logs, kept after the run.
+fn logs_dir(bench: &Bench) -> Result<PathBuf> {
+    let name = match bench.workload {
+        Workload::Mixed => format!("{}-hosts", bench.hosts),
+        Workload::Reimage => format!(
+            "reimage-{}-{}-{}",
+            bench.hosts, bench.limits.global, bench.limits.per_bmc
+        ),
+    };
+    let dir = workspace_root().join("target/bench-lab").join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)
@@ -396,6 +511,9 @@ impl Run {
             None => self.report.settle = Some(settle_started.elapsed()),
         }
         self.report.cpu_settle = self.usage.cpu_seconds;
+        if self.bench.workload == Workload::Reimage {
+            return self.reimage(planned).await;
+        }
         eprintln!(
             "{} every host Available {:.1} s after the operator started; {} s idle",
             self.label,
@@ -415,6 +533,37 @@ impl Run {
         let tracked = result?;
         self.report
             .bookings(&baseline, &end, &tracked, self.lab.hosts());
+        Ok(())
+    }
+
+    /// Benchmark 2's phase 4: the first booking alone, then the rest at once (measured as
+    /// benchmark 1's bookings).
+    async fn reimage(&mut self, planned: &[Planned]) -> Result<()> {
+        let Some((first, rest)) = planned.split_first() else {
+            bail!("no booking of {REIMAGE_SIZE} hosts fits in the lab");
+        };
+        eprintln!(
+            "{} every host Available; one booking of {} hosts alone",
+            self.label, first.size
+        );
+        let alone = self.bookings(std::slice::from_ref(first)).await?;
+        self.report.alone = alone.values().find_map(|t| t.ready.map(|r| r - t.sent));
+        if self.report.alone.is_none() {
+            self.report.failure = Some("the booking alone did not get Ready".to_string());
+            return Ok(());
+        }
+        eprintln!(
+            "{} alone: Ready in {:.1} s; now {} bookings of {} at once",
+            self.label,
+            self.report.alone.unwrap_or_default().as_secs_f64(),
+            rest.len(),
+            first.size
+        );
+        let baseline = self.snapshot().await?;
+        let result = self.bookings(rest).await;
+        let end = self.snapshot().await?;
+        self.report
+            .bookings(&baseline, &end, &result?, self.lab.hosts());
         Ok(())
     }
 
@@ -795,10 +944,11 @@ mod tests {
 
     #[test]
     fn the_operator_config_is_the_defaults_but_addresses() -> Result<()> {
-        let config = operator_config("127.0.0.1:9000".parse()?);
+        let config = operator_config(Limits::DEFAULT, "127.0.0.1:9000".parse()?);
         assert!(config.contains("metricsAddress: 127.0.0.1:9000"));
         assert!(config.contains("idleInterval: 60s"));
         assert!(config.contains("leaseNamespace: labpods-system"));
+        assert!(config.contains("globalConcurrency: 64\n  perBmcConcurrency: 2"));
         Ok(())
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::sim::SimHost;
 
 use super::measure::{Quantile, counter_delta, quantile, seconds};
-use super::{Bench, IDLE_INTERVAL, Snapshot, Tracked};
+use super::{Bench, IDLE_INTERVAL, Limits, Snapshot, Tracked, Workload};
 
 /// Target: created -> bound, p99.
 pub const BIND_P99_TARGET: Duration = Duration::from_secs(1);
@@ -39,6 +39,11 @@ pub struct Report {
     pub requests: usize,
     pub arrival: Duration,
     pub boot: Duration,
+    pub latency: Duration,
+    pub limits: Limits,
+    pub workload: Workload,
+    /// Benchmark 2: created -> Ready of the first booking, made alone.
+    pub alone: Option<Duration>,
     /// The apiserver's git version.
     pub kubernetes: String,
     pub control_plane_start: Duration,
@@ -87,6 +92,10 @@ pub struct Bookings {
     pub bind: Vec<Option<Duration>>,
     /// Created -> phase Ready.
     pub ready_latency: Vec<Option<Duration>>,
+    /// Hosts of the Ready bookings.
+    pub ready_hosts: usize,
+    /// The first create -> the last Ready, when every booking got Ready.
+    pub all_ready: Option<Duration>,
     /// apiserver_request_total in the window by (resource, verb).
     pub requests: BTreeMap<(String, String), f64>,
     /// The operator's reconciles in the window by controller.
@@ -108,6 +117,9 @@ impl Report {
             requests: bench.requests,
             arrival: bench.arrival,
             boot: bench.boot,
+            latency: bench.latency,
+            limits: bench.limits,
+            workload: bench.workload,
             ..Self::default()
         }
     }
@@ -151,6 +163,11 @@ impl Report {
             .collect();
         let idle_calls = calls_between(baseline, end, Some(&idle_hosts));
         let count = |f: fn(&Tracked) -> bool| tracked.values().filter(|t| f(t)).count();
+        let ready: Vec<&Tracked> = tracked.values().filter(|t| t.ready.is_some()).collect();
+        let first_sent = tracked.values().map(|t| t.sent).min();
+        let all_ready = (ready.len() == tracked.len())
+            .then(|| Some(ready.iter().filter_map(|t| t.ready).max()? - first_sent?))
+            .flatten();
         let metric = "labpods_reconcile_duration_seconds_count";
         self.bookings = Some(Bookings {
             seconds,
@@ -167,6 +184,8 @@ impl Report {
                 .values()
                 .map(|t| t.ready.map(|r| r.duration_since(t.sent)))
                 .collect(),
+            ready_hosts: ready.iter().map(|t| t.hosts.len()).sum(),
+            all_ready,
             requests: api_requests(baseline, end),
             reconciles: counter_delta(&baseline.operator, &end.operator, metric, |l| {
                 l.get("controller").cloned()
@@ -233,12 +252,24 @@ impl Report {
     /// One size: setup, the figures against their targets, the API requests.
     pub fn table(&self) -> String {
         let mut out = String::new();
+        let bookings = match self.workload {
+            Workload::Mixed => format!(
+                "{} bookings of 1-8 hosts over {} s",
+                self.requests,
+                self.arrival.as_secs()
+            ),
+            Workload::Reimage => format!(
+                "{} bookings of {} hosts, one alone then the rest at once, BMCs answering in {} ms, limits {}",
+                self.requests,
+                super::REIMAGE_SIZE,
+                self.latency.as_millis(),
+                self.limits
+            ),
+        };
         let _ = writeln!(
             out,
-            "## {} hosts, {} bookings of 1-8 hosts over {} s, {} s boots (Kubernetes {})\n",
+            "## {} hosts, {bookings}, {} s boots (Kubernetes {})\n",
             self.hosts,
-            self.requests,
-            self.arrival.as_secs(),
             self.boot.as_secs(),
             self.kubernetes
         );
