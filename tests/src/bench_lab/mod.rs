@@ -906,6 +906,32 @@ mod tests {
     }
 
     #[test]
+    fn the_reimage_books_every_pool_in_eights_and_leaves_only_remainders() -> Result<()> {
+        let bench = Bench::reimage(
+            1000,
+            Limits::DEFAULT,
+            Duration::from_millis(200),
+            Duration::from_secs(60),
+        );
+        let groups = bench.groups();
+        let planned = plan(&bench, &groups)?;
+        assert_eq!(planned.len(), bench.requests);
+        assert!(planned.iter().all(|p| p.size == REIMAGE_SIZE));
+        for g in &groups {
+            let booked: usize = planned
+                .iter()
+                .filter(|p| (Some(p.lab), p.profile) == (g.lab, g.profile))
+                .map(|p| p.size as usize)
+                .sum();
+            assert!(
+                g.count - booked < REIMAGE_SIZE as usize,
+                "{g:?}: {booked} booked"
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
     fn too_many_bookings_are_refused_before_anything_starts() {
         let bench = Bench {
             requests: 400,

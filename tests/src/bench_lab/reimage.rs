@@ -25,8 +25,7 @@ impl Report {
     pub fn hosts_per_minute(&self) -> Option<f64> {
         let b = self.bookings.as_ref()?;
         let span = b.all_ready?.checked_sub(self.alone?)?;
-        (span >= Duration::from_secs(1))
-            .then(|| b.ready_hosts as f64 / span.as_secs_f64() * 60.0)
+        (span >= Duration::from_secs(1)).then(|| b.ready_hosts as f64 / span.as_secs_f64() * 60.0)
     }
 
     /// The hosts per minute `bmc.globalConcurrency` allows (the module's documentation).

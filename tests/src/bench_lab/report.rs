@@ -101,6 +101,8 @@ pub struct Bookings {
     /// The operator's reconciles in the window by controller.
     pub reconciles: BTreeMap<String, f64>,
     pub reconcile_errors: BTreeMap<String, f64>,
+    /// Seconds spent reconciling by controller (the scheduler's: its passes).
+    pub reconcile_seconds: BTreeMap<String, f64>,
     /// Hosts that showed in a booking's status.
     pub booked_hosts: usize,
     /// Redfish requests per host of a Ready booking, from its binding to Ready.
@@ -190,6 +192,12 @@ impl Report {
             reconciles: counter_delta(&baseline.operator, &end.operator, metric, |l| {
                 l.get("controller").cloned()
             }),
+            reconcile_seconds: counter_delta(
+                &baseline.operator,
+                &end.operator,
+                "labpods_reconcile_duration_seconds_sum",
+                |l| l.get("controller").cloned(),
+            ),
             reconcile_errors: counter_delta(
                 &baseline.operator,
                 &end.operator,
@@ -398,7 +406,11 @@ impl Report {
                 let per = match controller.as_str() {
                     "labhost" => format!(" = {:.1} per LabHost", n / self.hosts.max(1) as f64),
                     "lease" => format!(" = {:.1} per Lease", n / b.bound.max(1) as f64),
-                    "podrequest" => " scheduling passes".to_string(),
+                    "podrequest" => format!(
+                        " scheduling passes of {:.0} ms on average",
+                        b.reconcile_seconds.get(controller).copied().unwrap_or(0.0) / n.max(1.0)
+                            * 1000.0
+                    ),
                     _ => String::new(),
                 };
                 format!("{controller} {n:.0}{per}")

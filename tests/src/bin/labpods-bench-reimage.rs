@@ -49,7 +49,10 @@ async fn main() -> Result<()> {
             }
         }
     }
-    println!("## Reimage throughput\n\n{}", bench_lab::reimage_table(&reports));
+    println!(
+        "## Reimage throughput\n\n{}",
+        bench_lab::reimage_table(&reports)
+    );
     let timed_out = reports.iter().filter(|r| r.failure.is_some()).count();
     if not_carried_out + timed_out > 0 {
         bail!("{not_carried_out} runs could not be carried out, {timed_out} ran out of time");
