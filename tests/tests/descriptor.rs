@@ -11,8 +11,8 @@ use labpods_api::v1alpha1::{
     AssignedHost, Inventory, LabHost, LabHostSpec, LabHostStatus, SecretReference,
 };
 use labpods_operator::config::DescriptorConfig;
-use labpods_operator::controllers::podrequest::descriptor::{self, Booking};
-use labpods_operator::controllers::podrequest::snapshot::LabHosts;
+use labpods_operator::controllers::scheduling::descriptor::{self, Booking};
+use labpods_operator::controllers::snapshot::LabHosts;
 use labpods_tests::pharos::{Schema, errors, validate_descriptor};
 
 fn example() -> Result<String> {

@@ -485,7 +485,7 @@ async fn booking_of_one_node(client: &kube::Client, n: &str) -> Result<Api<PodRe
 /// real connection would use. `kubectl lab status` shows each host's hostname and address.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_lab_ssh_runs_ssh_with_the_reported_host_key_pinned() -> Result<()> {
-    use labpods_operator::controllers::podrequest::access;
+    use labpods_operator::controllers::scheduling::access;
     use labpods_tests::openssh;
 
     let cluster = TestCluster::get()?;
@@ -616,7 +616,7 @@ async fn kubectl_lab_ssh_runs_ssh_with_the_reported_host_key_pinned() -> Result<
 /// booking's status names, as the operator writes it; a booking without one is told why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_lab_descriptor_prints_the_pdf_and_with_idf_the_idf() -> Result<()> {
-    use labpods_operator::controllers::podrequest::descriptor;
+    use labpods_operator::controllers::scheduling::descriptor;
 
     let cluster = TestCluster::get()?;
     let client = cluster.client().await?;

@@ -614,7 +614,7 @@ impl Config {
 impl Config {
     fn validate_descriptor(&self) -> Result<(), ConfigError> {
         let contact = &self.descriptor.contact;
-        if !contact.is_empty() && !crate::controllers::podrequest::descriptor::is_contact(contact) {
+        if !contact.is_empty() && !crate::controllers::scheduling::descriptor::is_contact(contact) {
             return Err(ConfigError::invalid(
                 "descriptor.contact",
                 format!(
@@ -754,7 +754,7 @@ mod tests {
             Duration::from_secs(600)
         );
         // The quotas as the scheduler applies them.
-        let policy = crate::controllers::podrequest::snapshot::policy(&config);
+        let policy = crate::controllers::snapshot::policy(&config);
         assert_eq!(policy.quota("team-a"), Some(10));
         assert_eq!(policy.quota("team-b"), Some(4));
     }

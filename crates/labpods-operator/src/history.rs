@@ -43,7 +43,7 @@ pub use shards::Settings;
 pub use store::{ConfigMapStore, MemoryStore, ShardStore};
 
 use crate::context::Context;
-use crate::controllers::podrequest::bind::ORIGINAL_END;
+use crate::controllers::scheduling::bind::ORIGINAL_END;
 
 /// How often the writer stores what is queued.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(15);

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
-use labpods_operator::controllers::podrequest::descriptor::{IDF, PDF};
+use labpods_operator::controllers::scheduling::descriptor::{IDF, PDF};
 
 use crate::cli::DescriptorArgs;
 use crate::error::{Error, Result};

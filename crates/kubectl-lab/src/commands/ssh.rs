@@ -7,7 +7,7 @@ use std::path::Path;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
-use labpods_operator::controllers::podrequest::access::{KNOWN_HOSTS, SSH_CONFIG};
+use labpods_operator::controllers::scheduling::access::{KNOWN_HOSTS, SSH_CONFIG};
 
 use crate::cli::SshArgs;
 use crate::error::{Error, Result};

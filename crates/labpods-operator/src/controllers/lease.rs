@@ -10,7 +10,7 @@
 pub mod heal;
 pub mod plan;
 
-use std::{future::Future, sync::Arc, time::Instant};
+use std::{collections::HashSet, future::Future, sync::Arc, time::Instant};
 
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time as KubeTime;
@@ -32,8 +32,12 @@ use self::{
     heal::{Healed, heal},
     plan::{Facts, Unheld, claim_of, failed_hosts, new_notice, unheld},
 };
-use super::podrequest::snapshot;
-use super::{watches::Subscription, written::Written};
+use super::snapshot;
+use super::{
+    index::{self, Index},
+    watches::Subscription,
+    written::Written,
+};
 use crate::{
     context::Context,
     error::{Error, Result},
@@ -50,6 +54,8 @@ const STALE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 struct LeaseController {
     ctx: Arc<Context>,
     hosts: Store<DeserializeGuard<LabHost>>,
+    /// Hosts by the Lease their claim names.
+    claims: Index<DeserializeGuard<LabHost>>,
     requests: Store<DeserializeGuard<PodRequest>>,
     leases: Store<DeserializeGuard<Lease>>,
     written: Written,
@@ -62,16 +68,21 @@ pub async fn run(
     leases: Subscription<DeserializeGuard<Lease>>,
     hosts: Subscription<DeserializeGuard<LabHost>>,
     requests: Subscription<DeserializeGuard<PodRequest>>,
+    indexes: (
+        Index<DeserializeGuard<LabHost>>,
+        Index<DeserializeGuard<Lease>>,
+    ),
     stop: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
+    let (claims, listings) = indexes;
     let controller = Controller::for_stream(leases.events.applied_objects(), leases.store);
     let (host_events, hosts) = (hosts.events.touched_objects(), hosts.store);
     let (request_events, requests) = (requests.events.touched_objects(), requests.store);
     let leases = controller.store();
-    let listing = leases.clone();
     let this = Arc::new(LeaseController {
         ctx,
         hosts,
+        claims,
         requests,
         leases,
         written: Written::default(),
@@ -81,15 +92,7 @@ pub async fn run(
     controller
         .watches_stream(host_events, move |host: DeserializeGuard<LabHost>| {
             let Ok(host) = host.0 else { return Vec::new() };
-            let name = host.name_any();
-            let mut refs: Vec<ObjectRef<DeserializeGuard<Lease>>> = listing
-                .state_filter(|l| {
-                    l.0.as_ref()
-                        .is_ok_and(|l| l.spec.hosts.iter().any(|h| h.host == name))
-                })
-                .iter()
-                .map(|l| ObjectRef::from_obj(l.as_ref()))
-                .collect();
+            let mut refs = listings.get(&host.name_any());
             refs.extend(
                 host.spec
                     .claim_ref
@@ -179,8 +182,16 @@ impl LeaseController {
         }
         let ns = lease.namespace().unwrap_or_default();
         let claim = claim_of(lease);
-        // Borrowed from the cache, never cloned: a reconcile costs its own hosts, not the lab.
-        let cached = self.hosts.state();
+        // Its own hosts, listed or claiming it, looked up in the cache: a reconcile costs its
+        // hosts, not the lab.
+        let mine: HashSet<ObjectRef<DeserializeGuard<LabHost>>> = lease
+            .spec
+            .hosts
+            .iter()
+            .map(|h| ObjectRef::new(&h.host))
+            .chain(self.claims.get(&index::lease_key(&ns, &lease.name_any())))
+            .collect();
+        let cached: Vec<_> = mine.iter().filter_map(|h| self.hosts.get(h)).collect();
         let unreadable: Vec<(String, String)> = cached
             .iter()
             .filter_map(|g| g.0.as_ref().err())
@@ -238,7 +249,9 @@ impl LeaseController {
             for (failed, trouble) in troubled {
                 let Some(pr) = &request else { break };
                 // A spare is looked for in the whole lab, only when one is needed.
-                let everyone: Vec<&LabHost> = readable().collect();
+                let lab_hosts = self.hosts.state();
+                let everyone: Vec<&LabHost> =
+                    lab_hosts.iter().filter_map(|g| g.0.as_ref().ok()).collect();
                 let lab = self.lab(&everyone);
                 match heal(&self.ctx, lease, pr, &failed, &trouble, &lab, &everyone).await? {
                     Healed::Swapped(spare) => {

@@ -69,11 +69,14 @@
 //! on one watch of each kind ([`watches`]).
 
 pub mod changes;
+pub mod claim;
 pub mod fenced_status;
+pub mod index;
 pub mod labhost;
 pub mod lease;
-pub mod podrequest;
+pub mod scheduling;
 pub mod sealed;
+pub mod snapshot;
 pub mod watches;
 pub mod written;
 
@@ -241,25 +244,28 @@ async fn run_term(
     let mut hosts = Watch::new(Api::<DeserializeGuard<LabHost>>::all(client.clone()));
     let mut leases = Watch::new(Api::<DeserializeGuard<Lease>>::all(client.clone()));
     let mut requests = Watch::new(Api::<DeserializeGuard<PodRequest>>::all(client.clone()));
+    let claims = hosts.index(index::by_claimed_lease);
+    let listings = leases.index(index::by_listed_host);
     let (caches_tx, caches_rx) = tokio::sync::oneshot::channel();
     let labhost_controller = labhost::run(
         ctx.clone(),
         hosts.subscribe(),
         leases.subscribe(),
+        claims.clone(),
         shutting_down(stopped_rx.clone()),
         move |hosts| {
             let booking = caches_rx;
             tokio::spawn(async move {
-                let booking: Option<podrequest::Caches> = booking.await.ok();
+                let booking: Option<scheduling::Caches> = booking.await.ok();
                 metrics.set_counts_source(Some(Arc::new(move || counts(&hosts, booking.as_ref()))));
                 health.set_ready(true);
                 tracing::info!("caches synced; controllers running");
             });
         },
     );
-    let scheduler = podrequest::run(
+    let scheduler = scheduling::run(
         ctx.clone(),
-        podrequest::Watched {
+        scheduling::Watched {
             requests: requests.subscribe(),
             hosts: hosts.subscribe(),
             leases: leases.subscribe(),
@@ -274,6 +280,7 @@ async fn run_term(
         leases.subscribe(),
         hosts.subscribe(),
         requests.subscribe(),
+        (claims, listings),
         shutting_down(stopped_rx),
     );
     let controllers = async {
@@ -295,7 +302,7 @@ async fn run_term(
 /// hosts without a status yet as "Registering".
 fn counts(
     hosts: &Store<DeserializeGuard<LabHost>>,
-    booking: Option<&podrequest::Caches>,
+    booking: Option<&scheduling::Caches>,
 ) -> ObjectCounts {
     let mut hosts_by_state = BTreeMap::new();
     let mut hosts_quarantined = 0;
@@ -324,7 +331,7 @@ fn counts(
         hosts_by_state,
         hosts_quarantined,
         requests_by_phase: booking
-            .map(|c| podrequest::requests_by_phase(&c.requests))
+            .map(|c| scheduling::requests_by_phase(&c.requests))
             .unwrap_or_default(),
         leases_by_phase: booking
             .map(|c| lease::leases_by_phase(&c.leases))

@@ -3,7 +3,7 @@
 //! Leases; with a watch each, every object was cached three times and every change decoded
 //! three times. A [`Watch`] keeps one cache and hands each event, deletions included (kube's
 //! shared streams pass on none, and the LabHost controller must see a Lease go), to every
-//! subscriber once the cache has it.
+//! subscriber once the cache has it, and keeps the [`Index`]es asked of it.
 
 use std::fmt::Debug;
 
@@ -18,6 +18,8 @@ use kube::{
 };
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
+
+use super::index::{Index, Keys};
 
 /// Events queued per subscriber. A full queue holds the watch back rather than lose an
 /// event; every subscriber is a controller's trigger or the scheduler's wake-up, which take
@@ -56,6 +58,7 @@ where
     store: Store<K>,
     writer: Writer<K>,
     subscribers: Vec<mpsc::Sender<watcher::Event<K>>>,
+    indexes: Vec<(Index<K>, Keys<K>)>,
 }
 
 impl<K> Debug for Watch<K>
@@ -82,7 +85,16 @@ where
             store,
             writer,
             subscribers: Vec::new(),
+            indexes: Vec::new(),
         }
+    }
+
+    /// An index of the objects by `keys`, kept as fresh as the cache: updated before any
+    /// subscriber sees the event.
+    pub fn index(&mut self, keys: impl Fn(&K) -> Vec<String> + Send + Sync + 'static) -> Index<K> {
+        let index = Index::new();
+        self.indexes.push((index.clone(), Box::new(keys)));
+        index
     }
 
     /// The shared cache, and every event from [`Watch::run`] on. The events must be polled
@@ -107,6 +119,7 @@ where
             api,
             writer,
             mut subscribers,
+            indexes,
             ..
         } = self;
         let kind = K::kind(&()).into_owned();
@@ -123,6 +136,9 @@ where
                     continue;
                 }
             };
+            for (index, keys) in &indexes {
+                index.apply(&event, keys);
+            }
             let mut open = Vec::with_capacity(subscribers.len());
             for subscriber in subscribers {
                 if subscriber.send(event.clone()).await.is_ok() {

@@ -15,7 +15,7 @@
 //!   nobody can set: any spec write by someone else, including putting back an older signed
 //!   version, leaves a signature for an older generation;
 //! - the spec the operator reads: request (name, uid), hosts and roles, start, end, image;
-//! - the annotation [`ORIGINAL_END`](crate::controllers::podrequest::bind::ORIGINAL_END)
+//! - the annotation [`ORIGINAL_END`](crate::controllers::scheduling::bind::ORIGINAL_END)
 //!   (the extension budget counts from it; annotations do not move the generation).
 //!
 //! The uid exists only once the apiserver created the object, so a Lease is created with a
@@ -35,7 +35,7 @@ use kube::ResourceExt;
 use labpods_api::v1alpha1::{ImageSpec, Lease, LeaseHost, LeaseSpec, RequestRef};
 use ring::hmac;
 
-use crate::controllers::podrequest::bind::ORIGINAL_END;
+use crate::controllers::scheduling::bind::ORIGINAL_END;
 
 /// The annotation carrying a Lease's signature.
 pub const SIGNATURE: &str = "labpods.dev/signature";

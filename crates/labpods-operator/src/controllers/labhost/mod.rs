@@ -46,7 +46,11 @@ use self::{
     bmc::{BmcClients, SecretVersions, call, secret_names},
     plan::{HostFacts, LeaseView, Plan},
 };
-use super::{watches::Subscription, written::Written};
+use super::{
+    index::{self, Index},
+    watches::Subscription,
+    written::Written,
+};
 use crate::{
     context::Context,
     error::{Error, Result},
@@ -77,6 +81,7 @@ pub async fn run(
     ctx: Arc<Context>,
     hosts: Subscription<DeserializeGuard<LabHost>>,
     leases: Subscription<DeserializeGuard<Lease>>,
+    claims: Index<DeserializeGuard<LabHost>>,
     stop: impl Future<Output = ()> + Send + Sync + 'static,
     on_ready: impl FnOnce(Store<DeserializeGuard<LabHost>>) + Send + 'static,
 ) {
@@ -88,7 +93,6 @@ pub async fn run(
     // replaced is no longer listed but still claims the Lease).
     // Only a sealed Lease's list counts: anyone's Lease listing every host must not make the
     // operator poll every BMC on each of its writes.
-    let mapper_store = host_store.clone();
     let signer = ctx.signer.clone();
     let controller =
         controller.watches_stream(lease_events, move |lease: DeserializeGuard<Lease>| {
@@ -106,17 +110,7 @@ pub async fn run(
                         .collect()
                 })
                 .unwrap_or_default();
-            refs.extend(
-                mapper_store
-                    .state_filter(|h| {
-                        h.0.as_ref()
-                            .ok()
-                            .and_then(|h| h.spec.claim_ref.as_ref())
-                            .is_some_and(|c| Some(&c.namespace) == ns.as_ref() && c.lease == name)
-                    })
-                    .iter()
-                    .map(|h| ObjectRef::from_obj(h.as_ref())),
-            );
+            refs.extend(claims.get(&index::lease_key(&ns.unwrap_or_default(), &name)));
             refs
         });
 

@@ -17,7 +17,7 @@ use super::plan::claim_of;
 use crate::{
     context::Context,
     controllers::{
-        podrequest::claim::{Claimed, claim},
+        claim::{Claimed, claim},
         sealed::{Changed, change_spec},
     },
     error::Result,

@@ -22,7 +22,7 @@ use labpods_api::{
 };
 
 use crate::{
-    controllers::podrequest::claim::{HostCheck, check},
+    controllers::claim::{HostCheck, check},
     signing::Untrusted,
 };
 

@@ -59,7 +59,7 @@ mod tests {
     };
 
     use super::*;
-    use crate::controllers::podrequest::snapshot::kube_time;
+    use crate::controllers::snapshot::kube_time;
 
     fn at(s: &str) -> Time {
         s.parse().unwrap()

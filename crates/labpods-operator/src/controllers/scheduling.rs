@@ -1,4 +1,6 @@
-//! The PodRequest controller: the scheduler of the lab (one per leader).
+//! The scheduling loop: the PodRequest controller, the scheduler of the lab (one per
+//! leader). The claim protocol ([`claim`](super::claim)) and the lab as a pass sees it
+//! ([`snapshot`](super::snapshot)) are beside it, shared with the Lease controller.
 //!
 //! Scheduling is global (one request's hosts are another's wait), so instead of one reconcile
 //! per object this controller runs *passes*: any change to a PodRequest, LabHost or Lease
@@ -23,14 +25,12 @@ pub mod access;
 pub mod bind;
 pub mod binding;
 pub mod children;
-pub mod claim;
 pub mod descriptor;
 pub mod events;
 pub mod extension;
 pub mod host_changes;
 pub mod hosts;
 pub mod limit;
-pub mod snapshot;
 pub mod status;
 
 use std::{
@@ -65,10 +65,10 @@ use tokio::sync::Notify;
 use self::{
     bind::{Bound, bind, lease_for},
     binding::LeaseOf,
-    snapshot::{Cached, LabHosts},
     status::{Handed, Standing},
 };
 use super::sealed::{self, Changed};
+use super::snapshot::{self, Cached, LabHosts};
 use super::watches::Subscription;
 use crate::{
     context::Context,
@@ -78,7 +78,7 @@ use crate::{
     signing::{Seal, Untrusted},
 };
 
-/// Name in metrics and logs.
+/// Name in metrics and logs: the PodRequest controller's, which dashboards and alerts use.
 pub const CONTROLLER: &str = "podrequest";
 /// Keeps a deleted request until its hosts are back in the pool.
 pub const FINALIZER: &str = "labpods.dev/podrequest-release";

@@ -2,7 +2,7 @@
 //!
 //! Order matters for the LabHost controller, which drops a claim whose Lease does not exist:
 //! 1. create the Lease (phase unset = Pending: "binding, keep the hosts off");
-//! 2. claim every host (resourceVersion precondition, see [`claim`](super::claim));
+//! 2. claim every host (resourceVersion precondition, see [`claim`](crate::controllers::claim));
 //! 3. the Lease controller sees every host claimed and sets the Lease Bound.
 //!
 //! If a host cannot be claimed the attempt is rolled back: the claims made are cleared (with
@@ -25,12 +25,12 @@ use labpods_api::v1alpha1::{
 
 use serde_json::json;
 
-use super::{
-    claim::{Claimed, HostCheck, check, claim, unclaim},
-    snapshot::{LabHosts, kube_time},
-};
 use crate::{
     context::Context,
+    controllers::{
+        claim::{Claimed, HostCheck, check, claim, unclaim},
+        snapshot::{LabHosts, kube_time},
+    },
     error::{Error, Result},
     scheduler::Placement,
     signing::SIGNATURE,

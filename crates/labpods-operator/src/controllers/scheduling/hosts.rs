@@ -8,7 +8,7 @@
 use kube::ResourceExt;
 use labpods_api::v1alpha1::{AssignedHost, BootReport, LabHost, Lease};
 
-use super::snapshot::LabHosts;
+use crate::controllers::snapshot::LabHosts;
 
 /// `namespace/name` of a Lease, as a [`BootReport`] names it.
 pub fn lease_key(lease: &Lease) -> String {

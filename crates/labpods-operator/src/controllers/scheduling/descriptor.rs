@@ -24,8 +24,8 @@ use regex::Regex;
 use serde_json::{Value, json};
 use url::Url;
 
-use super::snapshot::LabHosts;
 use crate::config::DescriptorConfig;
+use crate::controllers::snapshot::LabHosts;
 
 /// Key of the PDF in the ConfigMap.
 pub const PDF: &str = "pdf.yaml";
@@ -226,7 +226,7 @@ mod tests {
     use labpods_api::v1alpha1::{Disk, HardwareFacts, Inventory};
 
     use super::*;
-    use crate::controllers::podrequest::hosts::{
+    use crate::controllers::scheduling::hosts::{
         assigned,
         tests::{index, labhost, lease, report},
     };

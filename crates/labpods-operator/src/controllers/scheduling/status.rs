@@ -17,7 +17,7 @@ use labpods_api::{
 };
 use serde_json::json;
 
-use super::snapshot::kube_time;
+use crate::controllers::snapshot::kube_time;
 use crate::{
     context::Context,
     error::Result,
