@@ -431,6 +431,50 @@ pub async fn run(bench: &Bench) -> Result<Report> {
     outcome.map(|()| report)
 }
 
+/// Runs each of `benches` in turn, printing its table: the reports of the runs carried out
+/// (those that ran out of time among them), and how many could not be carried out.
+pub async fn run_each(benches: &[Bench]) -> (Vec<Report>, usize) {
+    let mut reports = Vec::new();
+    let mut not_carried_out = 0;
+    for bench in benches {
+        let what = match bench.workload {
+            Workload::Mixed => format!(
+                "{} hosts, {} bookings over {} s, {} s boots",
+                bench.hosts,
+                bench.requests,
+                bench.arrival.as_secs(),
+                bench.boot.as_secs()
+            ),
+            Workload::Reimage => format!(
+                "{} hosts, limits {} (global / per-BMC): {} bookings of {REIMAGE_SIZE} hosts",
+                bench.hosts, bench.limits, bench.requests
+            ),
+        };
+        eprintln!("==> {what}");
+        match run(bench).await {
+            Ok(report) => {
+                println!("{}", report.table());
+                reports.push(report);
+            }
+            Err(err) => {
+                not_carried_out += 1;
+                eprintln!("{what}: the run could not be carried out: {err:#}");
+            }
+        }
+    }
+    (reports, not_carried_out)
+}
+
+/// An error when a run could not be carried out or ran out of time; missed targets are
+/// reported, not failures.
+pub fn verdict(reports: &[Report], not_carried_out: usize) -> Result<()> {
+    let timed_out = reports.iter().filter(|r| r.failure.is_some()).count();
+    if not_carried_out + timed_out > 0 {
+        bail!("{not_carried_out} runs could not be carried out, {timed_out} ran out of time");
+    }
+    Ok(())
+}
+
 /// target/bench-lab/<hosts>-hosts (benchmark 2: reimage-<hosts>-<global>-<per BMC>): the
 /// operator's config and log, the simulators' logs, kept after the run.
 fn logs_dir(bench: &Bench) -> Result<PathBuf> {

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use labpods_tests::bench_lab::{self, Bench, Report};
+use labpods_tests::bench_lab::{self, Bench};
 
 const USAGE: &str = "usage: labpods-bench-lab [--hosts 1000,3000,10000] [--requests N] [--arrival SECS] [--boot SECS] [--timeout SECS] [--seed N]";
 
@@ -37,41 +37,21 @@ async fn main() -> Result<()> {
         std::thread::available_parallelism().map_or(0, usize::from),
         memory_gib()
     );
-    let mut reports: Vec<Report> = Vec::new();
-    let mut not_carried_out = 0;
-    for hosts in sizes {
-        let bench = Bench {
+    let benches: Vec<Bench> = sizes
+        .into_iter()
+        .map(|hosts| Bench {
             hosts,
             requests: template
                 .requests
                 .unwrap_or_else(|| Bench::new(hosts).requests),
             ..template.bench.clone()
-        };
-        eprintln!(
-            "==> {hosts} hosts, {} bookings over {} s, {} s boots",
-            bench.requests,
-            bench.arrival.as_secs(),
-            bench.boot.as_secs()
-        );
-        match bench_lab::run(&bench).await {
-            Ok(report) => {
-                println!("{}", report.table());
-                reports.push(report);
-            }
-            Err(err) => {
-                not_carried_out += 1;
-                eprintln!("{hosts} hosts: the run could not be carried out: {err:#}");
-            }
-        }
-    }
+        })
+        .collect();
+    let (reports, not_carried_out) = bench_lab::run_each(&benches).await;
     if reports.len() > 1 {
         println!("## Scaling\n\n{}", bench_lab::scaling_table(&reports));
     }
-    let timed_out = reports.iter().filter(|r| r.failure.is_some()).count();
-    if not_carried_out + timed_out > 0 {
-        bail!("{not_carried_out} sizes could not be carried out, {timed_out} ran out of time");
-    }
-    Ok(())
+    bench_lab::verdict(&reports, not_carried_out)
 }
 
 /// The sizes, and the rest of a [`Bench`] (the requests, when given, apply to every size).

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use labpods_tests::bench_lab::{self, Bench, Limits, Report};
+use labpods_tests::bench_lab::{self, Bench, Limits};
 
 const USAGE: &str = "usage: labpods-bench-reimage [--hosts N] [--latency MS] [--boot SECS] [--limits GLOBAL/PER_BMC,...] [--timeout SECS]";
 
@@ -26,38 +26,20 @@ async fn main() -> Result<()> {
         args.latency.as_millis(),
         args.boot.as_secs()
     );
-    let mut reports: Vec<Report> = Vec::new();
-    let mut not_carried_out = 0;
-    for limits in &args.limits {
-        let bench = Bench {
+    let benches: Vec<Bench> = args
+        .limits
+        .iter()
+        .map(|limits| Bench {
             timeout: args.timeout,
             ..Bench::reimage(args.hosts, *limits, args.latency, args.boot)
-        };
-        eprintln!(
-            "==> limits {limits} (global / per-BMC): {} bookings of {} hosts",
-            bench.requests,
-            bench_lab::REIMAGE_SIZE
-        );
-        match bench_lab::run(&bench).await {
-            Ok(report) => {
-                println!("{}", report.table());
-                reports.push(report);
-            }
-            Err(err) => {
-                not_carried_out += 1;
-                eprintln!("limits {limits}: the run could not be carried out: {err:#}");
-            }
-        }
-    }
+        })
+        .collect();
+    let (reports, not_carried_out) = bench_lab::run_each(&benches).await;
     println!(
         "## Reimage throughput\n\n{}",
         bench_lab::reimage_table(&reports)
     );
-    let timed_out = reports.iter().filter(|r| r.failure.is_some()).count();
-    if not_carried_out + timed_out > 0 {
-        bail!("{not_carried_out} runs could not be carried out, {timed_out} ran out of time");
-    }
-    Ok(())
+    bench_lab::verdict(&reports, not_carried_out)
 }
 
 struct Args {
