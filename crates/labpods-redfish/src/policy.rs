@@ -12,6 +12,11 @@ pub struct ClientPolicy {
     pub request_timeout: Duration,
     /// TCP/TLS connect timeout.
     pub connect_timeout: Duration,
+    /// An idle connection is closed after this long. A host polled once a minute then holds
+    /// no connection (and no buffers: tens of KiB each, most of the operator's memory at
+    /// thousands of BMCs) between polls; a host being provisioned, polled every few seconds,
+    /// keeps its connection. The BMC session outlives its connections.
+    pub idle_connection_timeout: Duration,
     /// Retries after the first attempt for transient failures.
     pub max_retries: u32,
     /// First retry delay; doubled per attempt, with full jitter.
@@ -42,6 +47,7 @@ impl Default for ClientPolicy {
         Self {
             request_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
+            idle_connection_timeout: Duration::from_secs(20),
             max_retries: 4,
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),

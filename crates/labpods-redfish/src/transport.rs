@@ -114,6 +114,7 @@ impl Transport {
             .use_preconfigured_tls(tls.client_config()?)
             .timeout(policy.request_timeout)
             .connect_timeout(policy.connect_timeout)
+            .pool_idle_timeout(policy.idle_connection_timeout)
             .user_agent(policy.user_agent.clone())
             // Redirects could carry the session token elsewhere; Redfish needs none.
             .redirect(reqwest::redirect::Policy::none())

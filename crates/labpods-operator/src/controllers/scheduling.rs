@@ -69,7 +69,7 @@ use self::{
 };
 use super::sealed::{self, Changed};
 use super::snapshot::{self, Cached, LabHosts};
-use super::watches::Subscription;
+use super::{watches::Subscription, written::Written};
 use crate::{
     context::Context,
     error::{Error, Result},
@@ -111,6 +111,14 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// What the scheduler keeps across passes.
+#[derive(Debug, Default)]
+struct Kept {
+    /// The children (access Secret, descriptor) this replica wrote.
+    applied: children::Applied,
+    written: Written,
 }
 
 /// The scheduler's subscriptions to the term's watches.
@@ -155,7 +163,7 @@ pub async fn run(
         future::ready(())
     });
     let _wake = AbortOnDrop(tokio::spawn(wake));
-    let applied = children::Applied::default();
+    let kept = Kept::default();
     tokio::pin!(stop);
     let synced = async {
         caches.requests.wait_until_ready().await.is_ok()
@@ -180,16 +188,16 @@ pub async fn run(
                 () = &mut stop => break,
                 () = tokio::time::sleep(DEBOUNCE) => {}
             }
-            next = pass(&ctx, &caches, &applied).await;
+            next = pass(&ctx, &caches, &kept).await;
         }
     }
 }
 
 /// One scheduling pass; returns when the next one is due at the latest.
 #[tracing::instrument(skip_all)]
-async fn pass(ctx: &Context, caches: &Caches, applied: &children::Applied) -> Duration {
+async fn pass(ctx: &Context, caches: &Caches, kept: &Kept) -> Duration {
     let started = std::time::Instant::now();
-    let next = Pass::new(ctx, caches, applied).run().await;
+    let next = Pass::new(ctx, caches, kept).run().await;
     tracing::debug!(took = ?started.elapsed(), "scheduling pass");
     ctx.metrics.observe_reconcile(CONTROLLER, started.elapsed());
     next
@@ -257,6 +265,8 @@ struct Pass<'a> {
     ctx: &'a Context,
     /// The children (access Secret, descriptor) this replica wrote, across passes.
     applied: &'a children::Applied,
+    /// This term's last status write to each request (see [`Written`]).
+    written: &'a Written,
     requests: Vec<Cached<PodRequest>>,
     hosts: LabHosts,
     /// Sealed Leases only: the bindings the operator made.
@@ -270,7 +280,7 @@ struct Pass<'a> {
 }
 
 impl<'a> Pass<'a> {
-    fn new(ctx: &'a Context, caches: &Caches, applied: &'a children::Applied) -> Self {
+    fn new(ctx: &'a Context, caches: &Caches, kept: &'a Kept) -> Self {
         let requests = caches
             .requests
             .state()
@@ -300,7 +310,8 @@ impl<'a> Pass<'a> {
         let kube_now = KubeTime(ctx.clock.now());
         Self {
             ctx,
-            applied,
+            applied: &kept.applied,
+            written: &kept.written,
             requests,
             hosts,
             leases,
@@ -506,10 +517,24 @@ impl<'a> Pass<'a> {
                 Standing::Finished
             }
         };
+        // Never write over a copy older than our own last write: its status would be
+        // refused (the write is fenced on it), and the request retried after a backoff.
+        let api: Api<PodRequest> =
+            Api::namespaced(self.ctx.client.clone(), &pr.namespace().unwrap_or_default());
+        let latest = match self.written.latest(&api, pr).await {
+            Ok(Some(latest)) => latest,
+            Ok(None) => return None,
+            Err(e) => {
+                self.failed(pr, &e.into(), "cannot read the request");
+                return Some(retry_key(pr));
+            }
+        };
+        let pr = &*latest;
         let desired = status::desired(pr, standing, &self.kube_now);
         match status::apply(self.ctx, pr, &desired).await {
             Ok(written) => {
-                if written {
+                if let Some(written) = &written {
+                    self.written.record(pr, Some(written));
                     for notice in events::changed(pr.status.as_ref(), &desired) {
                         self.publish(pr, notice).await;
                     }
@@ -517,6 +542,8 @@ impl<'a> Pass<'a> {
                 None
             }
             Err(e) => {
+                // Refused, or it may have landed (a timeout): read the request next time.
+                self.written.record(pr, None);
                 self.failed(pr, &e, "cannot write the request's status");
                 Some(retry_key(pr))
             }

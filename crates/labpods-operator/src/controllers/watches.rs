@@ -123,9 +123,13 @@ where
             ..
         } = self;
         let kind = K::kind(&()).into_owned();
+        // No controller reads managedFields, and they are a good part of what a status
+        // applied by several managers weighs in memory.
         let events = reflector::reflector(
             writer,
-            watcher(api, watcher::Config::default()).default_backoff(),
+            watcher(api, watcher::Config::default())
+                .default_backoff()
+                .modify(|object| object.meta_mut().managed_fields = None),
         );
         futures::pin_mut!(events);
         while let Some(event) = events.next().await {

@@ -362,10 +362,15 @@ fn fmt(t: &KubeTime) -> String {
     t.0.strftime("%Y-%m-%dT%H:%MZ").to_string()
 }
 
-/// Applies `desired` unless it equals the current status. Returns whether it wrote.
-pub async fn apply(ctx: &Context, pr: &PodRequest, desired: &PodRequestStatus) -> Result<bool> {
+/// Applies `desired` unless it equals the current status. Returns the request as written,
+/// when it wrote.
+pub async fn apply(
+    ctx: &Context,
+    pr: &PodRequest,
+    desired: &PodRequestStatus,
+) -> Result<Option<PodRequest>> {
     if pr.status.as_ref() == Some(desired) {
-        return Ok(false);
+        return Ok(None);
     }
     ctx.ensure_leader()?;
     let api: Api<PodRequest> =
@@ -385,9 +390,9 @@ pub async fn apply(ctx: &Context, pr: &PodRequest, desired: &PodRequestStatus) -
     )
     .await
     {
-        Ok(_) => Ok(true),
+        Ok(written) => Ok(Some(written)),
         // Deleted meanwhile: nothing left to report to.
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
         Err(e) => Err(e.into()),
     }
 }
