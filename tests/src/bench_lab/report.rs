@@ -105,6 +105,8 @@ pub struct Bookings {
     pub reconcile_errors: BTreeMap<String, f64>,
     /// Seconds spent reconciling by controller (the scheduler's: its passes).
     pub reconcile_seconds: BTreeMap<String, f64>,
+    /// Seconds the operator's Redfish operations held a `bmc.globalConcurrency` slot.
+    pub redfish_seconds: f64,
     /// Hosts that showed in a booking's status.
     pub booked_hosts: usize,
     /// Redfish requests per host of a Ready booking, from its binding to Ready.
@@ -200,6 +202,14 @@ impl Report {
                 "labpods_reconcile_duration_seconds_sum",
                 |l| l.get("controller").cloned(),
             ),
+            redfish_seconds: counter_delta(
+                &baseline.operator,
+                &end.operator,
+                "labpods_redfish_request_duration_seconds_sum",
+                |_| Some(()),
+            )
+            .values()
+            .sum(),
             reconcile_errors: counter_delta(
                 &baseline.operator,
                 &end.operator,
