@@ -465,6 +465,44 @@ pub async fn run_each(benches: &[Bench]) -> (Vec<Report>, usize) {
     (reports, not_carried_out)
 }
 
+/// The `--flag value` pairs of this process's arguments, each value with a parser for
+/// numbers; errors end with `usage`.
+pub fn flags(usage: &str) -> Result<Vec<Flag>> {
+    let mut args = std::env::args().skip(1);
+    let mut flags = Vec::new();
+    while let Some(name) = args.next() {
+        let value = args
+            .next()
+            .with_context(|| format!("{name} needs a value\n{usage}"))?;
+        flags.push(Flag {
+            name,
+            value,
+            usage: usage.to_owned(),
+        });
+    }
+    Ok(flags)
+}
+
+/// One `--flag value` of the command line.
+#[derive(Debug)]
+pub struct Flag {
+    pub name: String,
+    pub value: String,
+    usage: String,
+}
+
+impl Flag {
+    /// The value as a number, or an error naming the flag.
+    pub fn number(&self) -> Result<u64> {
+        self.value.parse().with_context(|| {
+            format!(
+                "{} {:?} is not a number\n{}",
+                self.name, self.value, self.usage
+            )
+        })
+    }
+}
+
 /// An error when a run could not be carried out or ran out of time; missed targets are
 /// reported, not failures.
 pub fn verdict(reports: &[Report], not_carried_out: usize) -> Result<()> {

@@ -66,18 +66,9 @@ fn parse() -> Result<(Vec<usize>, Template)> {
         bench: Bench::new(0),
         requests: None,
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args
-            .next()
-            .with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
-        let number = || -> Result<u64> {
-            value
-                .parse()
-                .with_context(|| format!("{flag} {value:?} is not a number\n{USAGE}"))
-        };
-        let bench = &mut template.bench;
-        match flag.as_str() {
+    for flag in bench_lab::flags(USAGE)? {
+        let (bench, value) = (&mut template.bench, &flag.value);
+        match flag.name.as_str() {
             "--hosts" => {
                 sizes = value
                     .split(',')
@@ -85,11 +76,11 @@ fn parse() -> Result<(Vec<usize>, Template)> {
                     .collect::<Result<_, _>>()
                     .with_context(|| format!("--hosts {value:?}: sizes like 1000,3000\n{USAGE}"))?;
             }
-            "--requests" => template.requests = Some(usize::try_from(number()?)?),
-            "--arrival" => bench.arrival = Duration::from_secs(number()?),
-            "--boot" => bench.boot = Duration::from_secs(number()?),
-            "--timeout" => bench.timeout = Duration::from_secs(number()?),
-            "--seed" => bench.seed = number()?,
+            "--requests" => template.requests = Some(usize::try_from(flag.number()?)?),
+            "--arrival" => bench.arrival = Duration::from_secs(flag.number()?),
+            "--boot" => bench.boot = Duration::from_secs(flag.number()?),
+            "--timeout" => bench.timeout = Duration::from_secs(flag.number()?),
+            "--seed" => bench.seed = flag.number()?,
             other => bail!("unknown argument {other:?}\n{USAGE}"),
         }
     }

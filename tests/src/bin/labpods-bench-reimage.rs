@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use labpods_tests::bench_lab::{self, Bench, Limits};
 
 const USAGE: &str = "usage: labpods-bench-reimage [--hosts N] [--latency MS] [--boot SECS] [--limits GLOBAL/PER_BMC,...] [--timeout SECS]";
@@ -62,23 +62,14 @@ impl Args {
                 .collect::<Result<_>>()?,
             timeout: Duration::from_secs(1200),
         };
-        let mut args = std::env::args().skip(1);
-        while let Some(flag) = args.next() {
-            let value = args
-                .next()
-                .with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
-            let number = || -> Result<u64> {
-                value
-                    .parse()
-                    .with_context(|| format!("{flag} {value:?} is not a number\n{USAGE}"))
-            };
-            match flag.as_str() {
-                "--hosts" => parsed.hosts = usize::try_from(number()?)?,
-                "--latency" => parsed.latency = Duration::from_millis(number()?),
-                "--boot" => parsed.boot = Duration::from_secs(number()?),
-                "--timeout" => parsed.timeout = Duration::from_secs(number()?),
+        for flag in bench_lab::flags(USAGE)? {
+            match flag.name.as_str() {
+                "--hosts" => parsed.hosts = usize::try_from(flag.number()?)?,
+                "--latency" => parsed.latency = Duration::from_millis(flag.number()?),
+                "--boot" => parsed.boot = Duration::from_secs(flag.number()?),
+                "--timeout" => parsed.timeout = Duration::from_secs(flag.number()?),
                 "--limits" => {
-                    parsed.limits = value.split(',').map(limits).collect::<Result<_>>()?;
+                    parsed.limits = flag.value.split(',').map(limits).collect::<Result<_>>()?;
                 }
                 other => bail!("unknown argument {other:?}\n{USAGE}"),
             }
