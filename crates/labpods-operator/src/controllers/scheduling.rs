@@ -3,9 +3,9 @@
 //! ([`snapshot`](super::snapshot)) are beside it, shared with the Lease controller.
 //!
 //! Scheduling is global (one request's hosts are another's wait), so instead of one reconcile
-//! per object this controller runs *passes*: any change to a PodRequest, LabHost or Lease
-//! (debounced), or the next instant something is due (a reserved start, an earliest start),
-//! triggers one pass over the caches:
+//! per object this controller runs *passes*: any change to a PodRequest or Lease, or to what
+//! a pass reads of a LabHost ([`host_changes`]), debounced, or the next instant something is
+//! due (a reserved start, an earliest start), triggers one pass over the caches:
 //!
 //! fetch (the caches) -> validate and classify each request (pure) -> plan (the pure
 //! [`scheduler`](crate::scheduler)) -> apply (bind with the claim protocol, extend Leases,

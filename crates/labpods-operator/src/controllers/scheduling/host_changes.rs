@@ -20,7 +20,7 @@ fn fingerprint(host: &LabHost) -> u64 {
         host.metadata.generation,
         host.labels(),
         host.metadata.deletion_timestamp.is_some(),
-        status.and_then(|s| s.state).map(|s| format!("{s:?}")),
+        status.and_then(|s| s.state),
         status.and_then(|s| s.bmc_reachable),
     )
         .hash(&mut hasher);
