@@ -88,32 +88,41 @@ fn fingerprint(records: &[Allocation]) -> u64 {
     h
 }
 
-/// Stores `records` (released or replaced at about `now`) as a new segment of today.
+/// Stores `records` as new segments, one per day they were released on (flushed at `now`).
+/// A record lands in its release day whenever it is flushed, so a copy re-offered after
+/// midnight (a restart before the Lease was collected) meets the first in the same day and
+/// is merged away, never counted in two.
 pub async fn append<S: ShardStore>(
     store: &S,
     records: &[Allocation],
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    if records.is_empty() {
-        return Ok(());
+    let mut by_day: BTreeMap<String, Vec<Allocation>> = BTreeMap::new();
+    for record in records {
+        by_day
+            .entry(day(record.released_at))
+            .or_default()
+            .push(record.clone());
     }
-    let period = day(now);
-    let shard = Shard {
-        name: format!(
-            "{PREFIX}raw-{period}-s{}-{:016x}",
-            now.as_millisecond(),
-            fingerprint(records)
-        ),
-        kind: ShardKind::Raw,
-        period,
-        data: encode(records).map_err(io)?,
-        version: None,
-    };
-    match store.put(&shard).await {
-        // The same records at the same instant: a retry of a write that did land.
-        Err(StoreError::Conflict(_)) => Ok(()),
-        other => other.map(|_| ()),
+    for (period, records) in by_day {
+        let shard = Shard {
+            name: format!(
+                "{PREFIX}raw-{period}-s{}-{:016x}",
+                now.as_millisecond(),
+                fingerprint(&records)
+            ),
+            kind: ShardKind::Raw,
+            period,
+            data: encode(&records).map_err(io)?,
+            version: None,
+        };
+        match store.put(&shard).await {
+            // The same records at the same instant: a retry of a write that did land.
+            Err(StoreError::Conflict(_)) | Ok(_) => {}
+            Err(e) => return Err(e),
+        }
     }
+    Ok(())
 }
 
 /// Every item of the shards named, decoded.

@@ -240,6 +240,64 @@ async fn a_failed_write_stays_queued_and_lands_on_a_later_flush() {
 }
 
 #[tokio::test]
+async fn a_record_offered_again_after_midnight_counts_once_in_its_release_day() {
+    let store = MemoryStore::default();
+    let settings = Settings {
+        shard_bytes: 4_000,
+        retention_days: 1,
+        usage_retention_days: 10,
+    };
+    let released = at("2026-11-24T23:59:50Z");
+    let records = vec![record("b1", "h1", released), record("b1", "h2", released)];
+    // Flushed before midnight, then offered again after it by a restarted operator, in a
+    // batch with a record of the new day.
+    shards::append(&store, &records, at("2026-11-24T23:59:55Z"))
+        .await
+        .unwrap();
+    let mut again = records.clone();
+    again.push(record("b2", "h3", at("2026-11-25T00:05:00Z")));
+    shards::append(&store, &again, at("2026-11-25T00:10:00Z"))
+        .await
+        .unwrap();
+    let nov24 = read(
+        &store,
+        at("2026-11-24T00:00:00Z"),
+        at("2026-11-25T00:00:00Z"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        nov24.allocations, records,
+        "in the day they were released, once"
+    );
+    // Past the retention the day is compacted: still one booking of two hosts.
+    housekeeping(&store, &settings, at("2026-11-27T01:00:00Z"))
+        .await
+        .unwrap();
+    let compacted = read(
+        &store,
+        at("2026-11-24T00:00:00Z"),
+        at("2026-11-25T23:00:00Z"),
+    )
+    .await
+    .unwrap();
+    let nov24: Vec<_> = compacted
+        .usage
+        .iter()
+        .filter(|u| u.day == "2026-11-24")
+        .collect();
+    assert_eq!(nov24.iter().map(|u| u.allocations).sum::<u64>(), 2);
+    assert_eq!(nov24.iter().map(|u| u.bookings).sum::<u64>(), 1);
+    let nov25: u64 = compacted
+        .usage
+        .iter()
+        .filter(|u| u.day == "2026-11-25")
+        .map(|u| u.allocations)
+        .sum();
+    assert_eq!(nov25, 1);
+}
+
+#[tokio::test]
 async fn days_merge_into_bounded_parts_then_compact_into_usage_and_expire() {
     let store = MemoryStore::default();
     let settings = Settings {
