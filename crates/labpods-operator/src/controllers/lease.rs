@@ -16,7 +16,6 @@ use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time as KubeTime;
 use kube::{
     Api, Resource, ResourceExt,
-    api::{DeleteParams, Preconditions},
     core::DeserializeGuard,
     runtime::{
         Controller, WatchStreamExt,
@@ -503,26 +502,10 @@ impl LeaseController {
 
     /// Deletes a Released Lease after the retention period (by uid: never a newer one).
     async fn collect(&self, lease: &Lease) -> Result<()> {
-        self.ctx.ensure_leader()?;
-        let api: Api<Lease> = Api::namespaced(
-            self.ctx.client.clone(),
-            &lease.namespace().unwrap_or_default(),
-        );
-        let params = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: lease.uid(),
-                resource_version: None,
-            }),
-            ..DeleteParams::default()
-        };
-        match api.delete(&lease.name_any(), &params).await {
-            Ok(_) => {
-                tracing::info!("collected a released lease");
-                Ok(())
-            }
-            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
-            Err(e) => Err(e.into()),
+        if super::sealed::delete(&self.ctx, lease).await? {
+            tracing::info!("collected a released lease");
         }
+        Ok(())
     }
 }
 

@@ -10,7 +10,7 @@
 
 use kube::{
     Api, ResourceExt,
-    api::{Patch, PatchParams},
+    api::{DeleteParams, Patch, PatchParams, Preconditions},
 };
 use labpods_api::v1alpha1::{Lease, LeaseSpec};
 use serde_json::{Map, Value, json};
@@ -30,6 +30,26 @@ pub enum Changed {
     Unchanged,
     /// The copy was stale (409): look again.
     Conflict,
+}
+
+/// Deletes this very Lease: by uid, so a newer Lease of the same name is never touched.
+/// False when it was gone or replaced already.
+pub async fn delete(ctx: &Context, lease: &Lease) -> Result<bool> {
+    ctx.ensure_leader()?;
+    let api: Api<Lease> =
+        Api::namespaced(ctx.client.clone(), &lease.namespace().unwrap_or_default());
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: lease.uid(),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match api.delete(&lease.name_any(), &params).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(false),
+        Err(e) => Err(Error::Kube(e)),
+    }
 }
 
 /// The JSON merge patch (RFC 7386) that turns `old` into `new`: changed keys, removed keys as

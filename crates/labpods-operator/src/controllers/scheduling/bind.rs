@@ -17,7 +17,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{
     Api, Resource, ResourceExt,
-    api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions},
+    api::{Patch, PatchParams, PostParams},
 };
 use labpods_api::v1alpha1::{
     ClaimRef, LabHost, Lease, LeaseHost, LeaseSpec, PodRequest, RequestRef,
@@ -29,6 +29,7 @@ use crate::{
     context::Context,
     controllers::{
         claim::{Claimed, HostCheck, check, claim, unclaim},
+        sealed,
         snapshot::{LabHosts, kube_time},
     },
     error::{Error, Result},
@@ -127,7 +128,7 @@ pub async fn bind(
                 ));
             }
             Err(e) => {
-                rollback(ctx, &api, &created, &[], &ours).await?;
+                rollback(ctx, &created, &[], &ours).await?;
                 return Err(e);
             }
         }
@@ -149,11 +150,11 @@ pub async fn bind(
         match outcome {
             Ok(Claimed::Yes(host)) => claimed.push(*host),
             Ok(Claimed::No(why)) => {
-                rollback(ctx, &api, &lease, &claimed, &ours).await?;
+                rollback(ctx, &lease, &claimed, &ours).await?;
                 return Ok(Bound::Conflict(why));
             }
             Err(e) => {
-                rollback(ctx, &api, &lease, &claimed, &ours).await?;
+                rollback(ctx, &lease, &claimed, &ours).await?;
                 return Err(e);
             }
         }
@@ -182,7 +183,7 @@ async fn seal(ctx: &Context, api: &Api<Lease>, created: &Lease) -> Result<Option
     {
         Ok(sealed) if ctx.signer.is_sealed(&sealed) => Ok(Some(sealed)),
         Ok(changed) => {
-            rollback(ctx, api, &changed, &[], &claim_ref_of(&changed)).await?;
+            sealed::delete(ctx, &changed).await?;
             Ok(None)
         }
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
@@ -190,23 +191,10 @@ async fn seal(ctx: &Context, api: &Api<Lease>, created: &Lease) -> Result<Option
     }
 }
 
-/// The claim a Lease's hosts carry (for rollbacks, where only a sealed spec is trusted and
-/// nothing was claimed yet).
-fn claim_ref_of(lease: &Lease) -> ClaimRef {
-    ClaimRef {
-        namespace: lease.namespace().unwrap_or_default(),
-        name: lease.spec.request_ref.name.clone(),
-        uid: lease.spec.request_ref.uid.clone(),
-        lease: lease.name_any(),
-    }
-}
-
 /// Deletes a provisional Lease that a crash left unsealed (no host was claimed for it), by
 /// uid so that a newer Lease of the same name is never touched. The next pass re-plans.
 pub async fn roll_back_unsealed(ctx: &Context, lease: &Lease) -> Result<()> {
-    let api: Api<Lease> =
-        Api::namespaced(ctx.client.clone(), &lease.namespace().unwrap_or_default());
-    rollback(ctx, &api, lease, &[], &claim_ref_of(lease)).await
+    sealed::delete(ctx, lease).await.map(drop)
 }
 
 /// Why binding `wanted` cannot succeed according to the cache, if it cannot (pure).
@@ -224,7 +212,6 @@ pub fn precheck(wanted: &[LeaseHost], hosts: &LabHosts, ours: &ClaimRef) -> Opti
 /// Lease of the same name is never touched).
 async fn rollback(
     ctx: &Context,
-    api: &Api<Lease>,
     lease: &Lease,
     claimed: &[LabHost],
     ours: &ClaimRef,
@@ -232,19 +219,7 @@ async fn rollback(
     for host in claimed {
         unclaim(ctx, host, ours).await?;
     }
-    ctx.ensure_leader()?;
-    let params = DeleteParams {
-        preconditions: Some(Preconditions {
-            uid: lease.uid(),
-            resource_version: None,
-        }),
-        ..DeleteParams::default()
-    };
-    match api.delete(&lease.name_any(), &params).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
-        Err(e) => Err(Error::Kube(e)),
-    }
+    sealed::delete(ctx, lease).await.map(drop)
 }
 
 #[cfg(test)]
