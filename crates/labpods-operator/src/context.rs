@@ -86,15 +86,6 @@ impl Backoffs {
             m.remove(key);
         }
     }
-
-    /// After a pass over many objects: forgets the failures of every key under `prefix`
-    /// except those in `failing`. One lock, and work in proportion to the keys that had
-    /// failed, not to the objects the pass saw (thousands of requests, a handful failing).
-    pub fn succeeded_except(&self, prefix: &str, failing: &std::collections::HashSet<String>) {
-        if let Ok(mut m) = self.0.lock() {
-            m.retain(|key, _| !key.starts_with(prefix) || failing.contains(key));
-        }
-    }
 }
 
 /// base * 2^(failures-1), capped at `max` (pure, for tests).
@@ -241,25 +232,6 @@ mod tests {
         assert!(second >= Duration::from_secs(2));
         b.succeeded("h");
         assert!(b.failed("h", base, max) < Duration::from_secs(2));
-    }
-
-    #[test]
-    fn a_pass_forgets_the_failures_of_its_kind_except_those_still_failing() {
-        let b = Backoffs::default();
-        let (base, max) = (Duration::from_secs(1), Duration::from_secs(60));
-        for key in ["podrequest/a", "podrequest/b", "lease/a"] {
-            b.failed(key, base, max);
-        }
-        b.succeeded_except("podrequest/", &["podrequest/b".to_owned()].into());
-        let again = |key| b.failed(key, base, max) >= Duration::from_secs(2);
-        assert_eq!(
-            (
-                again("podrequest/a"),
-                again("podrequest/b"),
-                again("lease/a")
-            ),
-            (false, true, true)
-        );
     }
 
     #[test]

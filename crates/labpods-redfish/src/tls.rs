@@ -21,8 +21,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 
-use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{Resumption, WebPkiServerVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -145,6 +145,10 @@ fn sha256(data: &[u8]) -> rustls::crypto::hash::Output {
     }
 }
 
+/// TLS 1.3 tickets rustls keeps per server (its `MAX_TLS13_TICKETS_PER_SERVER`): a session
+/// store of this size holds one server.
+const SESSIONS_PER_SERVER: usize = 8;
+
 impl TlsOptions {
     pub(crate) fn client_config(&self) -> Result<ClientConfig> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -152,10 +156,14 @@ impl TlsOptions {
             .with_safe_default_protocol_versions()
             .map_err(|e| Error::Tls(e.to_string()))?;
         let verifier = self.verifier(provider)?;
-        Ok(builder
+        let mut config = builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(verifier))
-            .with_no_client_auth())
+            .with_no_client_auth();
+        // A config serves one BMC: room for that server's tickets, not rustls's default of
+        // 32 servers, which cost 14 KiB per BMC (140 MiB of a 10,000-host lab) unused.
+        config.resumption = Resumption::in_memory_sessions(SESSIONS_PER_SERVER);
+        Ok(config)
     }
 
     fn verifier(&self, provider: Arc<CryptoProvider>) -> Result<PinningVerifier> {

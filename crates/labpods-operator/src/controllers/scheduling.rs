@@ -8,8 +8,14 @@
 //! due (a reserved start, an earliest start), triggers one pass over the caches:
 //!
 //! fetch (the caches) -> validate and classify each request (pure) -> plan (the pure
-//! [`scheduler`](crate::scheduler)) -> apply (bind with the claim protocol, extend Leases,
-//! finalizers) -> write every status that changed ([`status`]).
+//! [`scheduler`](crate::scheduler)) -> a task per request that acts (bind with the claim
+//! protocol, extend Leases, finalizers) and writes its status if it changed ([`status`]).
+//!
+//! A pass does not wait for its writes: it returns once it has decided, so the next pass
+//! plans while the last one's bindings land. A request a task is handling is left alone
+//! until the task ends, and a binding's Lease is planned around until the cache shows it
+//! ([`inflight`]). Bindings have slots of their own, never queued behind the follow-ups of
+//! bound requests.
 //!
 //! Deleting a PodRequest is an early release: its finalizer keeps it until the Lease
 //! controller has driven its Lease to Released (every host back in the pool), so hosts are
@@ -30,16 +36,15 @@ pub mod events;
 pub mod extension;
 pub mod host_changes;
 pub mod hosts;
+pub mod inflight;
 pub mod limit;
 pub mod status;
+pub mod touched;
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     future::Future,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -60,12 +65,18 @@ use labpods_api::{
     validation::{summarize, validate_podrequest},
 };
 use serde_json::json;
-use tokio::sync::Notify;
+use tokio::{
+    sync::{Notify, Semaphore},
+    task::JoinSet,
+    time::Instant,
+};
 
 use self::{
     bind::{Bound, bind, lease_for},
     binding::LeaseOf,
+    inflight::{InFlight, Seen},
     status::{Handed, Standing},
+    touched::{Changes, HostClaims, Touched},
 };
 use super::sealed::{self, Changed};
 use super::snapshot::{self, Cached, LabHosts};
@@ -75,7 +86,7 @@ use crate::{
     error::{Error, Result},
     images::{self, Verdict},
     scheduler::{self, Decision, ExtensionDecision, check_extension, from_api},
-    signing::{Seal, Untrusted},
+    signing::{Seal, Untrusted, Verdicts},
 };
 
 /// Name in metrics and logs: the PodRequest controller's, which dashboards and alerts use.
@@ -114,11 +125,60 @@ impl Drop for AbortOnDrop {
 }
 
 /// What the scheduler keeps across passes.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Kept {
     /// The children (access Secret, descriptor) this replica wrote.
     applied: children::Applied,
     written: Written,
+    /// Requests a task is handling, and bindings the cache does not show yet.
+    inflight: InFlight,
+    /// Requests changed since the last pass.
+    touched: Touched,
+    /// The Leases' seals, verified once per version.
+    verdicts: Mutex<Verdicts>,
+    /// Bindings in flight at once (a pass binds no more than are free).
+    binding: Arc<Semaphore>,
+    /// The follower: one at a time.
+    follower: Arc<Semaphore>,
+    /// The next pass is due by then at the latest (passes and tasks bring it forward).
+    due: Mutex<Instant>,
+    /// Re-arms the loop's timer after a task brought `due` forward.
+    rearm: Notify,
+    /// Starts a pass: a change, or the end of a task a pass had to leave alone.
+    changed: Arc<Notify>,
+}
+
+impl Kept {
+    fn new(changed: Arc<Notify>) -> Self {
+        Self {
+            applied: children::Applied::default(),
+            written: Written::default(),
+            inflight: InFlight::default(),
+            touched: Touched::new(IDLE_PASS),
+            verdicts: Mutex::default(),
+            binding: Arc::new(Semaphore::new(super::API_CONCURRENCY)),
+            follower: Arc::new(Semaphore::new(1)),
+            due: Mutex::new(Instant::now()),
+            rearm: Notify::new(),
+            changed,
+        }
+    }
+
+    fn due(&self) -> std::sync::MutexGuard<'_, Instant> {
+        self.due
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn wake_in(&self, delay: Duration) {
+        let at = Instant::now() + delay;
+        let mut due = self.due();
+        if at < *due {
+            *due = at;
+            drop(due);
+            self.rearm.notify_one();
+        }
+    }
 }
 
 /// The scheduler's subscriptions to the term's watches.
@@ -147,23 +207,24 @@ pub async fn run(
         hosts: hosts.store,
         leases: leases.store,
     };
-    // Every event that can change a pass wakes the loop below; the events must be taken
-    // however long a pass runs.
+    // Every event that can change a pass notes what it changed and wakes the loop below;
+    // the events must be taken however long a pass runs.
     let notify = Arc::new(Notify::new());
-    let poke = notify.clone();
+    let kept = Arc::new(Kept::new(notify.clone()));
+    let (on_request, on_lease, on_host) = (kept.clone(), kept.clone(), kept.clone());
+    let mut claims = HostClaims::default();
     let wake = stream::select(
-        requests.events.map(drop),
+        requests.events.map(move |e| on_request.touched.object(&e)),
         stream::select(
-            host_changes::relevant(hosts.events).map(drop),
-            leases.events.map(drop),
+            host_changes::relevant(hosts.events).map(move |e| claims.note(&on_host.touched, &e)),
+            leases.events.map(move |e| on_lease.touched.object(&e)),
         ),
     )
     .for_each(move |()| {
-        poke.notify_one();
+        notify.notify_one();
         future::ready(())
     });
     let _wake = AbortOnDrop(tokio::spawn(wake));
-    let kept = Kept::default();
     tokio::pin!(stop);
     let synced = async {
         caches.requests.wait_until_ready().await.is_ok()
@@ -174,37 +235,61 @@ pub async fn run(
         ok = synced => ok,
         () = &mut stop => false,
     };
-    if ready {
-        on_ready(caches.clone());
-        let mut next = Duration::ZERO;
-        loop {
-            tokio::select! {
-                () = &mut stop => break,
-                () = notify.notified() => {}
-                () = ctx.images.settled() => {}
-                () = tokio::time::sleep(next) => {}
-            }
-            tokio::select! {
-                () = &mut stop => break,
-                () = tokio::time::sleep(DEBOUNCE) => {}
-            }
-            next = pass(&ctx, &caches, &kept).await;
-        }
+    if !ready {
+        return;
     }
+    on_ready(caches.clone());
+    // The tasks passes hand their writes to; dropped (aborted) with the scheduler.
+    let mut tasks = Tasks::default();
+    let mut last = Duration::ZERO;
+    loop {
+        for set in [&mut tasks.binding, &mut tasks.following] {
+            while let Some(ended) = set.try_join_next() {
+                if let Err(e) = ended {
+                    tracing::error!(error = %e, "a scheduling task ended abnormally");
+                }
+            }
+        }
+        let due = *kept.due();
+        tokio::select! {
+            () = &mut stop => break,
+            () = kept.changed.notified() => {}
+            () = ctx.images.settled() => {}
+            () = tokio::time::sleep_until(due) => {}
+            () = kept.rearm.notified() => continue,
+        }
+        // Passes take at most half the scheduler's core: in a lab whose hosts change all
+        // the time, back-to-back passes would starve the writes they start.
+        tokio::select! {
+            () = &mut stop => break,
+            () = tokio::time::sleep(DEBOUNCE.max(last)) => {}
+        }
+        last = pass(&ctx, &caches, &kept, &mut tasks);
+    }
+    // The bindings under way land (none is cut between its claims and its seal); the
+    // follower stops (each of its writes stands alone): the next term looks again.
+    tasks.following.abort_all();
+    while tasks.binding.join_next().await.is_some() {}
 }
 
-/// One scheduling pass; returns when the next one is due at the latest.
+/// The scheduler's tasks: bindings, and the follower.
+#[derive(Default)]
+struct Tasks {
+    binding: JoinSet<()>,
+    following: JoinSet<()>,
+}
+
+/// One scheduling pass: decides, and hands the writes to `tasks`; returns how long it took.
 #[tracing::instrument(skip_all)]
-async fn pass(ctx: &Context, caches: &Caches, kept: &Kept) -> Duration {
+fn pass(ctx: &Arc<Context>, caches: &Caches, kept: &Arc<Kept>, tasks: &mut Tasks) -> Duration {
     let started = std::time::Instant::now();
-    let next = Pass::new(ctx, caches, kept).run().await;
-    tracing::debug!(took = ?started.elapsed(), "scheduling pass");
-    ctx.metrics.observe_reconcile(CONTROLLER, started.elapsed());
-    next
+    let (pass, requests) = Pass::new(ctx.clone(), caches, kept.clone());
+    Arc::new(pass).run(&requests, tasks);
+    let took = started.elapsed();
+    tracing::debug!(?took, "scheduling pass");
+    ctx.metrics.observe_reconcile(CONTROLLER, took);
+    took
 }
-
-/// The backoff keys of requests (see [`retry_key`]).
-const RETRY_KEY_PREFIX: &str = "podrequest/";
 
 /// Whether a child was written. A child that cannot be written (a quota, a policy in the
 /// request's namespace) never holds up the booking's status: it is written again on a
@@ -223,14 +308,10 @@ fn child_written(pr: &PodRequest, what: &str, written: Result<()>) -> Result<boo
 /// A request's key in the per-object backoff.
 fn retry_key(pr: &PodRequest) -> String {
     format!(
-        "{RETRY_KEY_PREFIX}{}/{}",
+        "podrequest/{}/{}",
         pr.namespace().unwrap_or_default(),
         pr.name_any()
     )
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// How a request is classified in a pass (pure, from the caches).
@@ -261,26 +342,31 @@ enum Class {
     OverLimit(String),
 }
 
-struct Pass<'a> {
-    ctx: &'a Context,
-    /// The children (access Secret, descriptor) this replica wrote, across passes.
-    applied: &'a children::Applied,
-    /// This term's last status write to each request (see [`Written`]).
-    written: &'a Written,
-    requests: Vec<Cached<PodRequest>>,
+/// What a pass hands a task for one request.
+enum Action {
+    /// A request without a Lease, and what the scheduler decided for it.
+    Decide(scheduler::RequestKey, Decision),
+    /// Any other request: bound, invalid, being deleted.
+    Follow(Box<Class>),
+}
+
+/// One pass's view of the lab, shared with the tasks it starts.
+struct Pass {
+    ctx: Arc<Context>,
+    kept: Arc<Kept>,
     hosts: LabHosts,
     /// Sealed Leases only: the bindings the operator made.
     leases: HashMap<(String, String), Cached<Lease>>,
     /// Every other Lease: provisional (Ok) or refused (Err), by namespace and name.
     unsealed: HashMap<(String, String), (Lease, Result<Seal, Untrusted>)>,
+    /// The requests changed since the last pass: the bound ones it follows.
+    changes: Changes,
     now: scheduler::Time,
     kube_now: KubeTime,
-    /// Milliseconds until the next pass is due (shared across the pass's awaits).
-    next: AtomicU64,
 }
 
-impl<'a> Pass<'a> {
-    fn new(ctx: &'a Context, caches: &Caches, kept: &'a Kept) -> Self {
+impl Pass {
+    fn new(ctx: Arc<Context>, caches: &Caches, kept: Arc<Kept>) -> (Self, Vec<Cached<PodRequest>>) {
         let requests = caches
             .requests
             .state()
@@ -296,8 +382,19 @@ impl<'a> Pass<'a> {
             .collect();
         let mut leases = HashMap::new();
         let mut unsealed = HashMap::new();
-        for lease in caches.leases.state().into_iter().filter_map(Cached::new) {
-            match ctx.signer.verify(&lease) {
+        let cached: Vec<Cached<Lease>> = caches
+            .leases
+            .state()
+            .into_iter()
+            .filter_map(Cached::new)
+            .collect();
+        let verdicts = kept
+            .verdicts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .of(&ctx.signer, cached.iter().map(|l| &**l));
+        for (lease, verdict) in cached.into_iter().zip(verdicts) {
+            match verdict {
                 Ok(Seal::Sealed) => {
                     leases.insert(snapshot::key_of(&*lease), lease);
                 }
@@ -308,18 +405,19 @@ impl<'a> Pass<'a> {
             }
         }
         let kube_now = KubeTime(ctx.clock.now());
-        Self {
+        let started = Instant::now();
+        *kept.due() = started + IDLE_PASS;
+        let pass = Self {
             ctx,
-            applied: &kept.applied,
-            written: &kept.written,
-            requests,
+            changes: kept.touched.take(started),
+            kept,
             hosts,
             leases,
             unsealed,
             now: from_api::time(&kube_now),
             kube_now,
-            next: AtomicU64::new(millis(IDLE_PASS)),
-        }
+        };
+        (pass, requests)
     }
 
     fn wake_at(&self, t: scheduler::Time) {
@@ -327,7 +425,7 @@ impl<'a> Pass<'a> {
     }
 
     fn wake_in(&self, delay: Duration) {
-        self.next.fetch_min(millis(delay), Ordering::Relaxed);
+        self.kept.wake_in(delay);
     }
 
     fn classify(&self, pr: &PodRequest) -> Class {
@@ -403,11 +501,23 @@ impl<'a> Pass<'a> {
         }
     }
 
-    async fn run(mut self) -> Duration {
-        let requests = std::mem::take(&mut self.requests);
+    /// Decides for every request a task is not handling, and starts a task for each.
+    fn run(self: Arc<Self>, requests: &[Cached<PodRequest>], tasks: &mut Tasks) {
+        let now = Instant::now();
         let mut candidates = Vec::new();
-        let mut later: Vec<(&PodRequest, Class)> = Vec::new();
-        for pr in requests.iter().map(|pr| &**pr) {
+        let mut later = Vec::new();
+        // Requests a task is handling: open for the namespace limits; the Leases being
+        // bound are planned around.
+        let mut busy = Vec::new();
+        let mut binding = Vec::new();
+        for pr in requests {
+            let key = snapshot::key_of(&**pr);
+            let sealed = self.leases.contains_key(&key);
+            if let Seen::Busy(lease) = self.kept.inflight.seen(&key, sealed, now) {
+                binding.extend(lease.filter(|_| !sealed));
+                busy.push(&**pr);
+                continue;
+            }
             match self.classify(pr) {
                 Class::Waiting(r) => candidates.push((pr, r)),
                 other => later.push((pr, other)),
@@ -415,9 +525,9 @@ impl<'a> Pass<'a> {
         }
         let mut waiting = Vec::new();
         let mut unbound = Vec::new();
-        let held = self.over_limit(&candidates, &later);
+        let held = self.over_limit(&candidates, &later, &busy);
         for (pr, r) in candidates {
-            match held.get(&snapshot::key_of(pr)) {
+            match held.get(&snapshot::key_of(&**pr)) {
                 Some(message) => later.push((pr, Class::OverLimit(message.clone()))),
                 None => {
                     waiting.push(r);
@@ -425,70 +535,187 @@ impl<'a> Pass<'a> {
                 }
             }
         }
-        let hosts: Vec<&LabHost> = self.hosts.values().map(|h| &**h).collect();
-        let leases: Vec<&Lease> = self.leases.values().map(|l| &**l).collect();
-        let input = snapshot::plan_input(
-            &hosts,
-            &leases,
-            &unbound,
-            waiting,
-            snapshot::policy(&self.ctx.config),
-            self.now,
-        );
-        let decisions: HashMap<scheduler::RequestKey, Decision> = scheduler::plan(&input)
+        // Followed: the requests with a Lease (or without a future) that changed.
+        let mut follow = Vec::new();
+        for (pr, class) in later {
+            let key = snapshot::key_of(&**pr);
+            let followed = match class {
+                Class::Waiting(_) | Class::Done => false,
+                // Rare, and waiting on what no event of theirs may report (a download, a
+                // release, a crash's leftovers): followed on every pass.
+                Class::Deleting(_) | Class::Unsealed(_) | Class::Verifying(_) => true,
+                _ => self.changes.includes(&key),
+            };
+            if followed {
+                follow.push((pr.clone(), Action::Follow(Box::new(class))));
+            }
+        }
+        // The plan costs a pass over the lab: only when a request waits for hosts or a
+        // followed booking asks for a new end.
+        let extending = follow.iter().any(|(pr, action)| {
+            matches!(action, Action::Follow(class) if matches!(&**class, Class::Bound(l) if extension::asked(pr, l).is_some()))
+        });
+        let input = (!waiting.is_empty() || extending).then(|| {
+            let hosts: Vec<&LabHost> = self.hosts.values().map(|h| &**h).collect();
+            let mut leases: Vec<&Lease> = self.leases.values().map(|l| &**l).collect();
+            leases.extend(binding.iter().map(|l| &**l));
+            let unbound_refs: Vec<&PodRequest> = unbound.iter().map(|pr| &***pr).collect();
+            Arc::new(snapshot::plan_input(
+                &hosts,
+                &leases,
+                &unbound_refs,
+                waiting,
+                snapshot::policy(&self.ctx.config),
+                self.now,
+            ))
+        });
+        let mut decisions: HashMap<scheduler::RequestKey, Decision> = input
+            .as_deref()
+            .map(scheduler::plan)
+            .unwrap_or_default()
             .into_iter()
             .map(|p| (p.key, p.decision))
             .collect();
 
-        // One request's failure must not stall the others: each backs off on its own, and
-        // the pass still wakes when the next timed bind is due. Requests are handled
-        // concurrently (bounded), each status written as soon as its own binding landed:
-        // at scale, one write at a time made the last binding of a pass wait minutes.
-        let this = &self;
-        let decided = unbound.iter().filter_map(|pr| {
+        // Bindings go to tasks of their own, as many as there are free slots: each lands as
+        // soon as its own writes do, and its status names the Lease right after. A binding
+        // without a slot is planned again by the pass the next slot's release starts.
+        // Everything else (statuses of waiting requests, follow-ups of the changed ones)
+        // goes to one follower at a time; while it runs, the changed requests wait for the
+        // pass after it. A task holds its pass's snapshot: bounded slots bound the memory.
+        for pr in unbound {
             let key = scheduler::RequestKey::new(pr.namespace().unwrap_or_default(), pr.name_any());
-            let decision = decisions.get(&key)?;
-            Some(async move {
-                let acted = this.decide(pr, &key, decision).await;
-                let acted = acted.map(|standing| standing.map(|s| (None, s)));
-                this.settle(pr, acted, "cannot act on the decision").await
-            })
-        });
-        let mut failed: HashSet<String> = stream::iter(decided)
-            .buffer_unordered(super::API_CONCURRENCY)
-            .filter_map(future::ready)
-            .collect()
-            .await;
-        let input = &input;
-        let followed = later.into_iter().map(|(pr, class)| async move {
-            let acted = this.follow(pr, class, input).await;
-            this.settle(pr, acted, "cannot follow the request").await
-        });
-        let followed: Vec<String> = stream::iter(followed)
-            .buffer_unordered(super::API_CONCURRENCY)
-            .filter_map(future::ready)
-            .collect()
-            .await;
-        failed.extend(followed);
-        self.ctx
-            .backoffs
-            .succeeded_except(RETRY_KEY_PREFIX, &failed);
-        Duration::from_millis(self.next.load(Ordering::Relaxed))
+            let Some(decision) = decisions.remove(&key) else {
+                continue;
+            };
+            let Decision::Bind(placement) = &decision else {
+                follow.push((pr.clone(), Action::Decide(key, decision)));
+                continue;
+            };
+            let Ok(slot) = self.kept.binding.clone().try_acquire_owned() else {
+                continue;
+            };
+            let lease = Arc::new(lease_for(pr, placement));
+            self.kept
+                .inflight
+                .start(snapshot::key_of(&**pr), Some(lease.clone()));
+            let task = self
+                .clone()
+                .handle(pr.clone(), Some(lease), Action::Decide(key, decision));
+            let kept = self.kept.clone();
+            tasks.binding.spawn(async move {
+                task.await;
+                drop(slot);
+                // A binding left without a slot is planned again now.
+                kept.changed.notify_one();
+            });
+        }
+        self.hand_to_follower(follow, input, tasks);
     }
 
-    /// Writes the status a request's handling came to; its retry key when either failed.
+    /// Starts the follower on `batch`, or, while one runs, leaves the batch to a later pass.
+    fn hand_to_follower(
+        self: &Arc<Self>,
+        batch: Vec<(Cached<PodRequest>, Action)>,
+        input: Option<Arc<scheduler::PlanInput>>,
+        tasks: &mut Tasks,
+    ) {
+        if batch.is_empty() {
+            return;
+        }
+        let Ok(slot) = self.kept.follower.clone().try_acquire_owned() else {
+            for (pr, action) in batch {
+                if let Action::Follow(_) = action {
+                    self.kept.touched.request(snapshot::key_of(&*pr));
+                }
+            }
+            return;
+        };
+        for (pr, _) in &batch {
+            self.kept.inflight.start(snapshot::key_of(&**pr), None);
+        }
+        let this = self.clone();
+        tasks.following.spawn(async move {
+            let this = &this;
+            let input = input.as_deref();
+            stream::iter(batch)
+                .for_each_concurrent(super::API_CONCURRENCY, |(pr, action)| async move {
+                    this.handle_followed(pr, action, input).await;
+                })
+                .await;
+            drop(slot);
+            // What changed meanwhile waits for the next pass.
+            this.kept.changed.notify_one();
+        });
+    }
+
+    async fn handle_followed(
+        self: &Arc<Self>,
+        pr: Cached<PodRequest>,
+        action: Action,
+        input: Option<&scheduler::PlanInput>,
+    ) {
+        let Action::Follow(class) = action else {
+            return self.clone().handle(pr, None, action).await;
+        };
+        let acted = self.follow(&pr, *class, input).await;
+        self.finish(&pr, false, acted, "cannot follow the request")
+            .await;
+    }
+
+    /// A task: acts on the pass's decision for one request and writes its status.
+    async fn handle(
+        self: Arc<Self>,
+        pr: Cached<PodRequest>,
+        lease: Option<Arc<Lease>>,
+        action: Action,
+    ) {
+        let Action::Decide(key, decision) = action else {
+            return;
+        };
+        let acted = self.decide(&pr, &key, &decision, lease.as_deref()).await;
+        let acted = acted.map(|s| s.map(|s| (None, s)));
+        self.finish(&pr, lease.is_some(), acted, "cannot act on the decision")
+            .await;
+    }
+
+    /// Writes the status a request's handling came to, and lets the next pass at it.
+    async fn finish(
+        &self,
+        pr: &Cached<PodRequest>,
+        binding: bool,
+        acted: Result<Option<(Option<Arc<Lease>>, StandingOwned)>>,
+        what: &str,
+    ) {
+        let kept = &self.kept;
+        let bound = binding && matches!(acted, Ok(Some(_)));
+        let key = snapshot::key_of(&**pr);
+        if self.settle(pr, acted, what).await {
+            self.ctx.backoffs.succeeded(&retry_key(pr));
+        } else {
+            // Looked at again when its backoff ends.
+            kept.touched.request(key.clone());
+        }
+        if kept.inflight.finish(&key, bound, Instant::now()) {
+            // A pass left it alone meanwhile: one must look now.
+            kept.touched.request(key);
+            kept.changed.notify_one();
+        }
+    }
+
+    /// Writes the status a request's handling came to; false when either failed.
     async fn settle(
         &self,
         pr: &PodRequest,
         acted: Result<Option<(Option<Arc<Lease>>, StandingOwned)>>,
         what: &str,
-    ) -> Option<String> {
+    ) -> bool {
         let (lease, standing) = match acted {
             Ok(Some(outcome)) => outcome,
-            Ok(None) => return None,
+            Ok(None) => return true,
             Err(e) => {
                 self.failed(pr, &e, what);
-                return Some(retry_key(pr));
+                return false;
             }
         };
         let standing = match (&standing, &lease) {
@@ -521,31 +748,31 @@ impl<'a> Pass<'a> {
         // refused (the write is fenced on it), and the request retried after a backoff.
         let api: Api<PodRequest> =
             Api::namespaced(self.ctx.client.clone(), &pr.namespace().unwrap_or_default());
-        let latest = match self.written.latest(&api, pr).await {
+        let latest = match self.kept.written.latest(&api, pr).await {
             Ok(Some(latest)) => latest,
-            Ok(None) => return None,
+            Ok(None) => return true,
             Err(e) => {
                 self.failed(pr, &e.into(), "cannot read the request");
-                return Some(retry_key(pr));
+                return false;
             }
         };
         let pr = &*latest;
         let desired = status::desired(pr, standing, &self.kube_now);
-        match status::apply(self.ctx, pr, &desired).await {
+        match status::apply(&self.ctx, pr, &desired).await {
             Ok(written) => {
                 if let Some(written) = &written {
-                    self.written.record(pr, Some(written));
+                    self.kept.written.record(pr, Some(written));
                     for notice in events::changed(pr.status.as_ref(), &desired) {
                         self.publish(pr, notice).await;
                     }
                 }
-                None
+                true
             }
             Err(e) => {
                 // Refused, or it may have landed (a timeout): read the request next time.
-                self.written.record(pr, None);
+                self.kept.written.record(pr, None);
                 self.failed(pr, &e, "cannot write the request's status");
-                Some(retry_key(pr))
+                false
             }
         }
     }
@@ -578,8 +805,9 @@ impl<'a> Pass<'a> {
     /// The waiting requests past their namespace's open-request limit, with what they say.
     fn over_limit(
         &self,
-        waiting: &[(&PodRequest, scheduler::Request)],
-        others: &[(&PodRequest, Class)],
+        waiting: &[(&Cached<PodRequest>, scheduler::Request)],
+        others: &[(&Cached<PodRequest>, Class)],
+        busy: &[&PodRequest],
     ) -> HashMap<(String, String), String> {
         let mut all: Vec<limit::Open<'_>> = waiting
             .iter()
@@ -591,6 +819,8 @@ impl<'a> Pass<'a> {
                 .filter(|(_, c)| matches!(c, Class::Bound(_) | Class::Unsealed(_)))
                 .map(|(pr, _)| limit::Open::of(pr, true)),
         );
+        // Handled by a task: counted, never held back (a binding may be landing).
+        all.extend(busy.iter().map(|pr| limit::Open::of(pr, true)));
         let max = self.ctx.config.policy.max_open_requests_per_namespace;
         let held = limit::over_limit(&all, max);
         let count = |ns: &str| all.iter().filter(|o| o.namespace == ns).count();
@@ -624,13 +854,22 @@ impl<'a> Pass<'a> {
         pr: &PodRequest,
         key: &scheduler::RequestKey,
         decision: &Decision,
+        lease: Option<&Lease>,
     ) -> Result<Option<StandingOwned>> {
         if !self.ensure_finalizer(pr).await? {
             return Ok(None);
         }
         match decision {
             Decision::Bind(p) => {
-                match bind(self.ctx, pr, &lease_for(pr, p), true, &self.hosts).await? {
+                let planned;
+                let lease = match lease {
+                    Some(lease) => lease,
+                    None => {
+                        planned = lease_for(pr, p);
+                        &planned
+                    }
+                };
+                match bind(&self.ctx, pr, lease, true, &self.hosts).await? {
                     Bound::Done => {
                         tracing::info!(request = %key, hosts = p.assignments.len(), "bound");
                         return Ok(Some(StandingOwned::Decided(decision.clone())));
@@ -661,7 +900,7 @@ impl<'a> Pass<'a> {
         &self,
         pr: &PodRequest,
         class: Class,
-        input: &scheduler::PlanInput,
+        input: Option<&scheduler::PlanInput>,
     ) -> Result<Option<(Option<Arc<Lease>>, StandingOwned)>> {
         Ok(match class {
             Class::Invalid(message) => Some((None, StandingOwned::Invalid(message))),
@@ -756,8 +995,8 @@ impl<'a> Pass<'a> {
         let files = descriptor::files(&booking);
         let config_map = descriptor::config_map_name(&name);
         let written = children::apply::<ConfigMap>(
-            self.ctx,
-            self.applied,
+            &self.ctx,
+            &self.kept.applied,
             &children::config_map_body(pr, &config_map, &files),
         )
         .await;
@@ -767,8 +1006,8 @@ impl<'a> Pass<'a> {
         if let Some(files) = access::files(&namespace, &name, &handed.hosts) {
             let secret = access::secret_name(&name);
             let written = children::apply::<Secret>(
-                self.ctx,
-                self.applied,
+                &self.ctx,
+                &self.kept.applied,
                 &children::secret_body(pr, &secret, &files),
             )
             .await;
@@ -835,7 +1074,7 @@ impl<'a> Pass<'a> {
         };
         if fresh.uid() == cached.uid() && self.ctx.signer.verify(&fresh) == Ok(Seal::Provisional) {
             tracing::info!(lease = %fresh.name_any(), "rolling back a binding a crash left unsealed");
-            bind::roll_back_unsealed(self.ctx, &fresh).await?;
+            bind::roll_back_unsealed(&self.ctx, &fresh).await?;
         }
         Ok(())
     }
@@ -851,7 +1090,7 @@ impl<'a> Pass<'a> {
         if phase != LeasePhase::Pending {
             return Ok(());
         }
-        if let Bound::Conflict(why) = bind(self.ctx, pr, lease, false, &self.hosts).await? {
+        if let Bound::Conflict(why) = bind(&self.ctx, pr, lease, false, &self.hosts).await? {
             tracing::info!(request = %pr.name_any(), %why, "rolled back an unfinished binding");
             self.wake_in(RETRY_SOON);
         }
@@ -864,9 +1103,10 @@ impl<'a> Pass<'a> {
         &self,
         pr: &PodRequest,
         lease: &Lease,
-        input: &scheduler::PlanInput,
+        input: Option<&scheduler::PlanInput>,
     ) -> Result<Option<String>> {
-        let Some(asked) = extension::asked(pr, lease) else {
+        // A pass plans whenever a followed booking asks (`input` is there then).
+        let (Some(asked), Some(input)) = (extension::asked(pr, lease), input) else {
             return Ok(None);
         };
         match check_extension(&asked, input) {
@@ -875,7 +1115,7 @@ impl<'a> Pass<'a> {
                 let mut spec = lease.spec.clone();
                 spec.end = snapshot::kube_time(asked.new_end);
                 // Signed with the new end in the same write (a tenant's end never verifies).
-                if let Changed::Written(_) = sealed::change_spec(self.ctx, lease, &spec).await? {
+                if let Changed::Written(_) = sealed::change_spec(&self.ctx, lease, &spec).await? {
                     tracing::info!(request = %pr.name_any(), end = %asked.new_end, "lease end changed");
                 }
                 Ok(None)

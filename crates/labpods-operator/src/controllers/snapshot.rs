@@ -95,9 +95,15 @@ pub fn key_of(obj: &impl ResourceExt) -> (String, String) {
 /// its claim) is busy for that Lease too: choosing it for someone else would list it in two
 /// Leases, and one of the two claims would fail.
 pub fn hosts(labhosts: &[&LabHost], leases: &[&Lease], now: Time) -> Vec<Host> {
-    let ends: HashMap<(String, String), Time> = leases
+    let ends: HashMap<(&str, &str), Time> = leases
         .iter()
-        .map(|l| (key_of(*l), from_api::time(&l.spec.end)))
+        .map(|l| {
+            let key = (
+                l.metadata.namespace.as_deref().unwrap_or_default(),
+                l.metadata.name.as_deref().unwrap_or_default(),
+            );
+            (key, from_api::time(&l.spec.end))
+        })
         .collect();
     let listed: HashMap<&str, &Lease> = leases
         .iter()
@@ -107,13 +113,12 @@ pub fn hosts(labhosts: &[&LabHost], leases: &[&Lease], now: Time) -> Vec<Host> {
     labhosts
         .iter()
         .map(|h| {
-            let name = h.name_any();
             let end = h.spec.claim_ref.as_ref().and_then(|c| {
-                ends.get(&(c.namespace.clone(), c.lease.clone()))
+                ends.get(&(c.namespace.as_str(), c.lease.as_str()))
                     .map(|e| (*e).max(now))
             });
             let mut host = from_api::host(h, end, now, UNKNOWN_CLAIM);
-            if let (None, Some(lease)) = (&host.claim, listed.get(name.as_str())) {
+            if let (None, Some(lease)) = (&host.claim, listed.get(host.name.as_str())) {
                 let (namespace, _) = key_of(*lease);
                 host.claim = Some(scheduler::Claim {
                     owner: scheduler::RequestKey::new(namespace, &lease.spec.request_ref.name),

@@ -30,6 +30,8 @@
 
 pub mod key;
 
+use std::collections::HashMap;
+
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use kube::ResourceExt;
 use labpods_api::v1alpha1::{ImageSpec, Lease, LeaseHost, LeaseSpec, RequestRef};
@@ -76,6 +78,44 @@ impl Untrusted {
             Self::Unsigned => "NotSignedByOperator",
             Self::Mismatch => "ChangedByOthers",
         }
+    }
+}
+
+/// Verdicts on the Leases of one pass over the lab, kept for the next: a Lease's seal is a
+/// function of its content, which its resourceVersion names, so only new or changed Leases
+/// are verified again. At 2,000 Leases verifying all on every pass was 8% of the operator's
+/// CPU.
+#[derive(Debug, Default)]
+pub struct Verdicts(HashMap<String, (String, Result<Seal, Untrusted>)>);
+
+impl Verdicts {
+    /// Verifies every Lease of `leases` (or recalls the verdict on its version) and forgets
+    /// the Leases no longer there.
+    pub fn of<'a>(
+        &mut self,
+        signer: &LeaseSigner,
+        leases: impl IntoIterator<Item = &'a Lease>,
+    ) -> Vec<Result<Seal, Untrusted>> {
+        let mut kept = HashMap::with_capacity(self.0.len());
+        let verdicts = leases
+            .into_iter()
+            .map(|lease| {
+                let (Some(uid), Some(version)) = (
+                    lease.metadata.uid.as_ref(),
+                    lease.metadata.resource_version.as_ref(),
+                ) else {
+                    return signer.verify(lease);
+                };
+                let verdict = match self.0.remove(uid) {
+                    Some((seen, verdict)) if &seen == version => verdict,
+                    _ => signer.verify(lease),
+                };
+                kept.insert(uid.clone(), (version.clone(), verdict.clone()));
+                verdict
+            })
+            .collect();
+        self.0 = kept;
+        verdicts
     }
 }
 
@@ -269,6 +309,22 @@ mod tests {
         assert_eq!(signer.verify(&lease), Ok(Seal::Provisional));
         assert!(!signer.is_sealed(&lease));
         assert_eq!(signer.verify(&sealed(&signer)), Ok(Seal::Sealed));
+    }
+
+    #[test]
+    fn a_lease_changed_since_its_last_verdict_is_verified_again() {
+        let signer = LeaseSigner::new(b"0123456789abcdef0123456789abcdef");
+        let mut verdicts = Verdicts::default();
+        let mut lease = sealed(&signer);
+        lease.metadata.resource_version = Some("10".into());
+        assert_eq!(verdicts.of(&signer, [&lease]), [Ok(Seal::Sealed)]);
+        // Someone stretches the end: a new version, a new verdict.
+        lease.spec.end = t("2030-01-01T00:00:00Z");
+        lease.metadata.resource_version = Some("11".into());
+        assert_eq!(verdicts.of(&signer, [&lease]), [Err(Untrusted::Mismatch)]);
+        // Gone from a pass, forgotten: nothing is kept for Leases that are collected.
+        assert!(verdicts.of(&signer, []).is_empty());
+        assert!(verdicts.0.is_empty());
     }
 
     #[test]
