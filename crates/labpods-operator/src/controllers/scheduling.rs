@@ -601,7 +601,7 @@ impl Pass {
                 .start(snapshot::key_of(&**pr), Some(lease.clone()));
             let task = self
                 .clone()
-                .handle(pr.clone(), Some(lease), Action::Decide(key, decision));
+                .decide_and_settle(pr.clone(), Some(lease), key, decision);
             let kept = self.kept.clone();
             tasks.binding.spawn(async move {
                 task.await;
@@ -649,30 +649,36 @@ impl Pass {
         });
     }
 
+    /// The follower's part for one request: a waiting request's decision, or a follow-up.
     async fn handle_followed(
         self: &Arc<Self>,
         pr: Cached<PodRequest>,
         action: Action,
         input: Option<&scheduler::PlanInput>,
     ) {
-        let Action::Follow(class) = action else {
-            return self.clone().handle(pr, None, action).await;
-        };
-        let acted = self.follow(&pr, *class, input).await;
-        self.finish(&pr, false, acted, "cannot follow the request")
-            .await;
+        match action {
+            Action::Decide(key, decision) => {
+                self.clone()
+                    .decide_and_settle(pr, None, key, decision)
+                    .await
+            }
+            Action::Follow(class) => {
+                let acted = self.follow(&pr, *class, input).await;
+                self.finish(&pr, false, acted, "cannot follow the request")
+                    .await;
+            }
+        }
     }
 
-    /// A task: acts on the pass's decision for one request and writes its status.
-    async fn handle(
+    /// Acts on the pass's decision for one request (binding `lease`, if any) and writes
+    /// its status.
+    async fn decide_and_settle(
         self: Arc<Self>,
         pr: Cached<PodRequest>,
         lease: Option<Arc<Lease>>,
-        action: Action,
+        key: scheduler::RequestKey,
+        decision: Decision,
     ) {
-        let Action::Decide(key, decision) = action else {
-            return;
-        };
         let acted = self.decide(&pr, &key, &decision, lease.as_deref()).await;
         let acted = acted.map(|s| s.map(|s| (None, s)));
         self.finish(&pr, lease.is_some(), acted, "cannot act on the decision")
