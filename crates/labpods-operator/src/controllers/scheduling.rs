@@ -8,14 +8,17 @@
 //! due (a reserved start, an earliest start), triggers one pass over the caches:
 //!
 //! fetch (the caches) -> validate and classify each request (pure) -> plan (the pure
-//! [`scheduler`](crate::scheduler)) -> a task per request that acts (bind with the claim
-//! protocol, extend Leases, finalizers) and writes its status if it changed ([`status`]).
+//! [`scheduler`](crate::scheduler), only when a request waits or a booking asks for a new
+//! end) -> hand the writes to tasks: each binding (the claim protocol, then its status) to
+//! a task of its own, up to 16 at once; the statuses of waiting requests and the follow-ups
+//! of the bookings that changed ([`touched`]: children, extensions, finalizers, status) to
+//! one follower at a time.
 //!
 //! A pass does not wait for its writes: it returns once it has decided, so the next pass
 //! plans while the last one's bindings land. A request a task is handling is left alone
 //! until the task ends, and a binding's Lease is planned around until the cache shows it
-//! ([`inflight`]). Bindings have slots of their own, never queued behind the follow-ups of
-//! bound requests.
+//! ([`inflight`]). A binding decided when all slots are taken is planned again by the pass
+//! that a slot's release starts.
 //!
 //! Deleting a PodRequest is an early release: its finalizer keeps it until the Lease
 //! controller has driven its Lease to Released (every host back in the pool), so hosts are
