@@ -1,8 +1,9 @@
 //! The Grafana dashboard (charts/labpods/files/dashboard.json) and the alerts ask only for
-//! series the operator exports: a lab installed with the chart, a booking Ready and a BMC
-//! failing, then `labpods run` with the chart's own configuration file (ConfigMap
-//! labpods-config) leading, and every query checked against a scrape of its /metrics: each
-//! series name exported, each label it groups or filters by carried.
+//! series the operator exports: a lab installed with the chart, a booking Ready (its wait and
+//! provisioning timed), one waiting, and a BMC failing; then `labpods run` with the chart's
+//! own configuration file (ConfigMap labpods-config) leading, and every query checked against
+//! a scrape of its /metrics: each series name exported, each label it groups or filters by
+//! carried.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -13,7 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use labpods_tests::e2e::E2e;
 use labpods_tests::helm::{Helm, NAMESPACE, chart_dir, find};
-use labpods_tests::operator::operator_binary;
+use labpods_tests::operator::{metric_total, operator_binary};
 use labpods_tests::sim::HostGroup;
 use labpods_tests::tenancy;
 use serde_json::Value;
@@ -129,6 +130,21 @@ async fn e2e_dashboard_and_alerts_query_only_series_the_operator_exports() -> Re
     e2e.book("ci-pod", vec![e2e.role("node", 1, None)], "1h")
         .await?;
     e2e.check_ready("ci-pod", &[("node", 1)]).await?;
+    // The operator that bound it and saw it Ready timed both, once.
+    let booked_by = e2e.operator("a")?.scrape_metrics().await?;
+    for timed in [
+        "labpods_booking_wait_seconds_count",
+        "labpods_provisioning_duration_seconds_count",
+    ] {
+        assert_eq!(
+            metric_total(&booked_by, timed),
+            1.0,
+            "{timed}:\n{booked_by}"
+        );
+    }
+    // Both hosts for an hour: it waits for ci-pod's (the waiting series appear).
+    e2e.book("waiting-pod", vec![e2e.role("node", 2, None)], "1h")
+        .await?;
     // The free host's BMC answers 500 to everything: the error series appear (a family
     // without samples is not in the exposition at all).
     let booked = e2e.assigned_hosts("ci-pod").await?;
@@ -191,9 +207,11 @@ async fn e2e_dashboard_and_alerts_query_only_series_the_operator_exports() -> Re
                 let text = scrape(port).unwrap_or_default();
                 let done = [
                     "\nlabpods_leader 1",
-                    "\nlabpods_hosts{",
+                    "\nlabpods_hosts{state=\"Provisioned\",profile=\"small\"} 1",
                     "\nlabpods_leases{",
+                    "\nlabpods_leases_oldest_since_timestamp_seconds{phase=\"Ready\"}",
                     "\nlabpods_podrequests{",
+                    "\nlabpods_podrequests_oldest_since_timestamp_seconds{phase=\"Pending\"}",
                     "\nlabpods_redfish_request_duration_seconds_count{",
                     "\nlabpods_reconcile_errors_total{",
                     "\nlabpods_reconcile_duration_seconds_count{",

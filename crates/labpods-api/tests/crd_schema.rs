@@ -133,7 +133,7 @@ fn printer_columns() {
         cols("podrequests"),
         ["Phase", "Hosts", "Start", "End", "Age"]
     );
-    assert_eq!(cols("leases"), ["Phase", "Hosts", "Start", "End"]);
+    assert_eq!(cols("leases"), ["Phase", "Since", "Hosts", "Start", "End"]);
 }
 
 #[test]

@@ -16,7 +16,7 @@ use prometheus_client::{
         gauge::Gauge,
         histogram::{Histogram, exponential_buckets},
     },
-    registry::Registry,
+    registry::{Registry, Unit},
 };
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -58,8 +58,9 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct StateLabels {
+struct HostLabels {
     state: String,
+    profile: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -70,18 +71,56 @@ struct PhaseLabels {
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Counts of objects by state/phase, taken from the controllers' caches at scrape time.
-/// Keys come from the API's enums, so the label sets stay bounded.
+/// Keys come from the API's enums (and the lab admins' host profiles), so the label sets
+/// stay bounded.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct ObjectCounts {
-    pub hosts_by_state: BTreeMap<String, i64>,
+    /// LabHosts by (state, profile).
+    pub hosts: BTreeMap<(String, String), i64>,
     /// LabHosts whose release could not complete (condition Quarantined).
     pub hosts_quarantined: i64,
-    pub requests_by_phase: BTreeMap<String, i64>,
-    pub leases_by_phase: BTreeMap<String, i64>,
+    pub requests: PhaseCounts,
+    pub leases: PhaseCounts,
+}
+
+/// Objects by phase, and per phase the earliest time one of them got there: an age an alert
+/// can bound, where a count alone only says that some object has been there.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct PhaseCounts {
+    pub count: BTreeMap<String, i64>,
+    /// Unix seconds, for the phases whose objects say since when.
+    pub oldest_since: BTreeMap<String, i64>,
+}
+
+impl PhaseCounts {
+    pub fn add(&mut self, phase: String, since: Option<i64>) {
+        if let Some(since) = since {
+            self.oldest_since
+                .entry(phase.clone())
+                .and_modify(|t| *t = (*t).min(since))
+                .or_insert(since);
+        }
+        *self.count.entry(phase).or_insert(0) += 1;
+    }
 }
 
 /// Computes [`ObjectCounts`] on demand; registered by the controllers while they run.
 pub type CountsSource = Arc<dyn Fn() -> ObjectCounts + Send + Sync>;
+
+fn set_phases(
+    count: &Family<PhaseLabels, Gauge>,
+    since: &Family<PhaseLabels, Gauge>,
+    phases: PhaseCounts,
+) {
+    count.clear();
+    for (phase, n) in phases.count {
+        count.get_or_create(&PhaseLabels { phase }).set(n);
+    }
+    since.clear();
+    for (phase, t) in phases.oldest_since {
+        since.get_or_create(&PhaseLabels { phase }).set(t);
+    }
+}
 
 /// All operator metrics, registered once.
 pub struct Metrics {
@@ -90,10 +129,14 @@ pub struct Metrics {
     reconcile_errors: Family<ErrorLabels, Counter>,
     redfish_duration: HistogramFamily<OperationLabels>,
     redfish_errors: Family<OperationErrorLabels, Counter>,
-    hosts: Family<StateLabels, Gauge>,
+    booking_wait: Histogram,
+    provisioning: Histogram,
+    hosts: Family<HostLabels, Gauge>,
     hosts_quarantined: Gauge,
     requests: Family<PhaseLabels, Gauge>,
+    requests_since: Family<PhaseLabels, Gauge>,
     leases: Family<PhaseLabels, Gauge>,
+    leases_since: Family<PhaseLabels, Gauge>,
     is_leader: Gauge,
     image_downloads: Family<OutcomeLabels, Counter>,
     image_bytes: Counter,
@@ -119,6 +162,16 @@ fn redfish_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.005, 2.0, 15))
 }
 
+/// 1 s .. ~36 h: a free lab binds at once, a crowded one makes bookings wait for days.
+fn wait_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 2.0, 18))
+}
+
+/// 10 s .. ~5.7 h: a simulated host boots in seconds, a real one's reimage takes minutes.
+fn provisioning_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(10.0, 2.0, 12))
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -134,10 +187,14 @@ impl Metrics {
         let redfish_duration =
             HistogramFamily::<OperationLabels>::new_with_constructor(redfish_histogram);
         let redfish_errors = Family::<OperationErrorLabels, Counter>::default();
-        let hosts = Family::<StateLabels, Gauge>::default();
+        let booking_wait = wait_histogram();
+        let provisioning = provisioning_histogram();
+        let hosts = Family::<HostLabels, Gauge>::default();
         let hosts_quarantined = Gauge::default();
         let requests = Family::<PhaseLabels, Gauge>::default();
+        let requests_since = Family::<PhaseLabels, Gauge>::default();
         let leases = Family::<PhaseLabels, Gauge>::default();
+        let leases_since = Family::<PhaseLabels, Gauge>::default();
         let is_leader = Gauge::default();
         let image_downloads = Family::<OutcomeLabels, Counter>::default();
         let image_bytes = Counter::default();
@@ -189,14 +246,36 @@ impl Metrics {
             "Failed Redfish operations, by operation and error kind",
             redfish_errors.clone(),
         );
-        registry.register("hosts", "LabHosts by state", hosts.clone());
+        registry.register(
+            "booking_wait_seconds",
+            "How long bookings waited for hosts: from when they could start (creation, or the requested start if later) to their binding",
+            booking_wait.clone(),
+        );
+        registry.register(
+            "provisioning_duration_seconds",
+            "How long bookings took to become Ready: from their start (or binding, if later) to every host running the image",
+            provisioning.clone(),
+        );
+        registry.register("hosts", "LabHosts by state and profile", hosts.clone());
         registry.register(
             "hosts_quarantined",
             "LabHosts out of the pool because their release could not complete",
             hosts_quarantined.clone(),
         );
         registry.register("podrequests", "PodRequests by phase", requests.clone());
+        registry.register_with_unit(
+            "podrequests_oldest_since_timestamp",
+            "Pending: the earliest time a waiting PodRequest could have started (its creation, or its requested start if later)",
+            Unit::Seconds,
+            requests_since.clone(),
+        );
         registry.register("leases", "Leases by phase", leases.clone());
+        registry.register_with_unit(
+            "leases_oldest_since_timestamp",
+            "Per phase, when the Lease longest in it entered it (status.lastPhaseTransitionTime)",
+            Unit::Seconds,
+            leases_since.clone(),
+        );
         registry.register(
             "leader",
             "1 while this replica holds the leader lease",
@@ -208,10 +287,14 @@ impl Metrics {
             reconcile_errors,
             redfish_duration,
             redfish_errors,
+            booking_wait,
+            provisioning,
             hosts,
             hosts_quarantined,
             requests,
+            requests_since,
             leases,
+            leases_since,
             is_leader,
             image_downloads,
             image_bytes,
@@ -244,6 +327,14 @@ impl Metrics {
         self.redfish_errors
             .get_or_create(&OperationErrorLabels { operation, error })
             .inc();
+    }
+
+    pub fn observe_booking_wait(&self, waited: Duration) {
+        self.booking_wait.observe(waited.as_secs_f64());
+    }
+
+    pub fn observe_provisioning(&self, took: Duration) {
+        self.provisioning.observe(took.as_secs_f64());
     }
 
     /// A status write of a `kind` object and how it ended (written, refused, gone, timeout,
@@ -295,18 +386,14 @@ impl Metrics {
         // Clear first so that a state no object is in any more disappears instead of
         // keeping its last count.
         self.hosts.clear();
-        for (state, n) in counts.hosts_by_state {
-            self.hosts.get_or_create(&StateLabels { state }).set(n);
+        for ((state, profile), n) in counts.hosts {
+            self.hosts
+                .get_or_create(&HostLabels { state, profile })
+                .set(n);
         }
         self.hosts_quarantined.set(counts.hosts_quarantined);
-        self.requests.clear();
-        for (phase, n) in counts.requests_by_phase {
-            self.requests.get_or_create(&PhaseLabels { phase }).set(n);
-        }
-        self.leases.clear();
-        for (phase, n) in counts.leases_by_phase {
-            self.leases.get_or_create(&PhaseLabels { phase }).set(n);
-        }
+        set_phases(&self.requests, &self.requests_since, counts.requests);
+        set_phases(&self.leases, &self.leases_since, counts.leases);
     }
 
     /// The Prometheus text exposition of every metric.
@@ -330,12 +417,26 @@ mod tests {
         metrics.reconcile_failed("labhost", "bmc_unreachable");
         metrics.observe_redfish("power_state", Duration::from_millis(20));
         metrics.redfish_failed("reset", "timeout");
+        metrics.observe_booking_wait(Duration::from_secs(90));
+        metrics.observe_provisioning(Duration::from_secs(300));
         metrics.set_leader(true);
-        metrics.set_counts_source(Some(Arc::new(|| ObjectCounts {
-            hosts_by_state: BTreeMap::from([("Available".into(), 6), ("Provisioning".into(), 2)]),
-            hosts_quarantined: 0,
-            requests_by_phase: BTreeMap::from([("Ready".into(), 1)]),
-            leases_by_phase: BTreeMap::from([("Ready".into(), 1)]),
+        metrics.set_counts_source(Some(Arc::new(|| {
+            let mut leases = PhaseCounts::default();
+            leases.add("Provisioning".into(), Some(1_800_000_300));
+            leases.add("Provisioning".into(), Some(1_800_000_100));
+            leases.add("Ready".into(), None);
+            let mut requests = PhaseCounts::default();
+            requests.add("Pending".into(), Some(1_800_000_000));
+            requests.add("Ready".into(), None);
+            ObjectCounts {
+                hosts: BTreeMap::from([
+                    (("Available".into(), "small".into()), 6),
+                    (("Provisioning".into(), "gpu".into()), 2),
+                ]),
+                hosts_quarantined: 0,
+                requests,
+                leases,
+            }
         })));
         let text = metrics.encode().unwrap();
         for line in [
@@ -343,26 +444,38 @@ mod tests {
             r#"labpods_reconcile_errors_total{controller="labhost",error="bmc_unreachable"} 1"#,
             r#"labpods_redfish_request_duration_seconds_count{operation="power_state"} 1"#,
             r#"labpods_redfish_errors_total{operation="reset",error="timeout"} 1"#,
-            r#"labpods_hosts{state="Available"} 6"#,
-            r#"labpods_hosts{state="Provisioning"} 2"#,
+            r#"labpods_booking_wait_seconds_bucket{le="128.0"} 1"#,
+            r#"labpods_booking_wait_seconds_bucket{le="64.0"} 0"#,
+            "labpods_provisioning_duration_seconds_sum 300.0",
+            r#"labpods_hosts{state="Available",profile="small"} 6"#,
+            r#"labpods_hosts{state="Provisioning",profile="gpu"} 2"#,
             r#"labpods_podrequests{phase="Ready"} 1"#,
-            r#"labpods_leases{phase="Ready"} 1"#,
+            r#"labpods_podrequests_oldest_since_timestamp_seconds{phase="Pending"} 1800000000"#,
+            r#"labpods_leases{phase="Provisioning"} 2"#,
+            r#"labpods_leases_oldest_since_timestamp_seconds{phase="Provisioning"} 1800000100"#,
             "labpods_leader 1",
         ] {
             assert!(text.contains(line), "missing {line:?} in:\n{text}");
         }
+        assert!(
+            !text.contains(r#"since_timestamp_seconds{phase="Ready"}"#),
+            "{text}"
+        );
     }
 
     #[test]
     fn counts_disappear_when_the_source_goes() {
         let metrics = Metrics::new();
         metrics.set_counts_source(Some(Arc::new(|| ObjectCounts {
-            hosts_by_state: BTreeMap::from([("Error".into(), 1)]),
+            hosts: BTreeMap::from([(("Error".into(), "small".into()), 1)]),
             hosts_quarantined: 1,
             ..ObjectCounts::default()
         })));
         let text = metrics.encode().unwrap();
-        assert!(text.contains(r#"labpods_hosts{state="Error"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"labpods_hosts{state="Error",profile="small"} 1"#),
+            "{text}"
+        );
         assert!(text.contains("labpods_hosts_quarantined 1"), "{text}");
         metrics.set_counts_source(None);
         let text = metrics.encode().unwrap();

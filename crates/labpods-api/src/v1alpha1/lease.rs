@@ -39,6 +39,12 @@ pub const MAX_LEASE_HOSTS: u32 = 1024;
         description = "Where the lease is in its life"
     ),
     printcolumn(
+        name = "Since",
+        type_ = "date",
+        json_path = ".status.lastPhaseTransitionTime",
+        description = "How long the lease has been in its phase"
+    ),
+    printcolumn(
         name = "Hosts",
         type_ = "integer",
         json_path = ".status.hostCount",
@@ -112,6 +118,10 @@ pub struct LeaseStatus {
     /// Pending, Bound, Provisioning, Ready, Degraded, Releasing or Released.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<LeasePhase>,
+    /// When the Lease entered its phase: how long it has been provisioning or releasing (the
+    /// alerts on a stuck Lease read it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_phase_transition_time: Option<Time>,
     /// Progress of each host, sorted by host.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["host"]))]

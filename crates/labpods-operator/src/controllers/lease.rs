@@ -41,6 +41,7 @@ use crate::{
     context::Context,
     error::{Error, Result},
     history,
+    metrics::PhaseCounts,
     signing::{Seal, Untrusted},
 };
 
@@ -283,6 +284,9 @@ impl LeaseController {
         self.record_history(lease, request.as_ref(), &hosts, &plan.status)
             .await?;
         if self.apply(lease, &plan.status).await? {
+            if let Some(took) = plan.ready_after {
+                self.ctx.metrics.observe_provisioning(took);
+            }
             self.announce(lease, request.as_ref(), &plan.status).await;
         }
         if plan.delete {
@@ -509,23 +513,21 @@ impl LeaseController {
     }
 }
 
-/// Leases by phase, for /metrics.
-pub fn leases_by_phase(
-    leases: &Store<DeserializeGuard<Lease>>,
-) -> std::collections::BTreeMap<String, i64> {
-    let mut counts = std::collections::BTreeMap::new();
+/// Leases by phase, and since when the oldest of each is in it, for /metrics.
+pub fn leases_by_phase(leases: &Store<DeserializeGuard<Lease>>) -> PhaseCounts {
+    let mut counts = PhaseCounts::default();
     for lease in leases.state() {
-        let phase = match &lease.0 {
-            Ok(l) => format!(
-                "{:?}",
-                l.status
-                    .as_ref()
-                    .and_then(|s| s.phase)
-                    .unwrap_or(LeasePhase::Pending)
-            ),
-            Err(_) => "Invalid".to_owned(),
-        };
-        *counts.entry(phase).or_insert(0) += 1;
+        match &lease.0 {
+            Ok(l) => {
+                let status = l.status.as_ref();
+                let phase = status.and_then(|s| s.phase).unwrap_or(LeasePhase::Pending);
+                let since = status
+                    .and_then(|s| s.last_phase_transition_time.as_ref())
+                    .map(|t| t.0.as_second());
+                counts.add(format!("{phase:?}"), since);
+            }
+            Err(_) => counts.add("Invalid".to_owned(), None),
+        }
     }
     counts
 }

@@ -298,13 +298,13 @@ async fn run_term(
     });
 }
 
-/// Hosts by state from the cache, for /metrics. Unreadable objects count as "Invalid" and
-/// hosts without a status yet as "Registering".
+/// Hosts by state and profile from the cache, for /metrics. Unreadable objects count as
+/// "Invalid" (profile "") and hosts without a status yet as "Registering".
 fn counts(
     hosts: &Store<DeserializeGuard<LabHost>>,
     booking: Option<&scheduling::Caches>,
 ) -> ObjectCounts {
-    let mut hosts_by_state = BTreeMap::new();
+    let mut by_state = BTreeMap::new();
     let mut hosts_quarantined = 0;
     for host in hosts.state() {
         if let Ok(h) = &host.0
@@ -317,23 +317,25 @@ fn counts(
         {
             hosts_quarantined += 1;
         }
-        let state = match &host.0 {
-            Ok(h) => h
-                .status
-                .as_ref()
-                .and_then(|s| s.state)
-                .map_or_else(|| "Registering".to_string(), |s| format!("{s:?}")),
-            Err(_) => "Invalid".to_string(),
+        let key = match &host.0 {
+            Ok(h) => (
+                h.status
+                    .as_ref()
+                    .and_then(|s| s.state)
+                    .map_or_else(|| "Registering".to_string(), |s| format!("{s:?}")),
+                h.spec.profile.clone(),
+            ),
+            Err(_) => ("Invalid".to_string(), String::new()),
         };
-        *hosts_by_state.entry(state).or_insert(0) += 1;
+        *by_state.entry(key).or_insert(0) += 1;
     }
     ObjectCounts {
-        hosts_by_state,
+        hosts: by_state,
         hosts_quarantined,
-        requests_by_phase: booking
+        requests: booking
             .map(|c| scheduling::requests_by_phase(&c.requests))
             .unwrap_or_default(),
-        leases_by_phase: booking
+        leases: booking
             .map(|c| lease::leases_by_phase(&c.leases))
             .unwrap_or_default(),
     }

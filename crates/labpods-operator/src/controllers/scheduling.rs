@@ -54,6 +54,7 @@ use std::{
 use futures::{StreamExt, future, stream};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time as KubeTime;
+use k8s_openapi::jiff::Timestamp;
 use kube::{
     Api, Resource, ResourceExt,
     api::{Patch, PatchParams},
@@ -88,6 +89,7 @@ use crate::{
     context::Context,
     error::{Error, Result},
     images::{self, Verdict},
+    metrics::PhaseCounts,
     scheduler::{self, Decision, ExtensionDecision, check_extension, from_api},
     signing::{Seal, Untrusted, Verdicts},
 };
@@ -698,6 +700,11 @@ impl Pass {
     ) {
         let kept = &self.kept;
         let bound = binding && matches!(acted, Ok(Some(_)));
+        if bound && let Some(since) = waiting_since(pr) {
+            let waited = self.ctx.clock.now().duration_since(since);
+            let waited = Duration::try_from(waited).unwrap_or_default();
+            self.ctx.metrics.observe_booking_wait(waited);
+        }
         let key = snapshot::key_of(&**pr);
         if self.settle(pr, acted, what).await {
             self.ctx.backoffs.succeeded(&retry_key(pr));
@@ -1174,21 +1181,31 @@ enum StandingOwned {
     Finished,
 }
 
-/// PodRequests by phase, for /metrics.
-pub fn requests_by_phase(
-    requests: &Store<DeserializeGuard<PodRequest>>,
-) -> std::collections::BTreeMap<String, i64> {
-    let mut counts = std::collections::BTreeMap::new();
+/// PodRequests by phase, and since when the longest-waiting Pending one could have started,
+/// for /metrics.
+pub fn requests_by_phase(requests: &Store<DeserializeGuard<PodRequest>>) -> PhaseCounts {
+    let mut counts = PhaseCounts::default();
     for pr in requests.state() {
-        let phase = match &pr.0 {
-            Ok(pr) => pr
-                .status
-                .as_ref()
-                .and_then(|s| s.phase)
-                .unwrap_or(PodRequestPhase::Pending),
-            Err(_) => PodRequestPhase::Failed,
+        let (phase, since) = match &pr.0 {
+            Ok(pr) => {
+                let phase = pr
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.phase)
+                    .unwrap_or(PodRequestPhase::Pending);
+                let waiting = (phase == PodRequestPhase::Pending).then(|| waiting_since(pr));
+                (phase, waiting.flatten().map(|t| t.as_second()))
+            }
+            Err(_) => (PodRequestPhase::Failed, None),
         };
-        *counts.entry(format!("{phase:?}")).or_insert(0) += 1;
+        counts.add(format!("{phase:?}"), since);
     }
     counts
+}
+
+/// When a booking could have started: its creation, or its requested start if later. Its
+/// wait for hosts runs from then.
+pub fn waiting_since(pr: &PodRequest) -> Option<Timestamp> {
+    let created = pr.metadata.creation_timestamp.as_ref()?.0;
+    Some(pr.spec.start.as_ref().map_or(created, |s| s.0.max(created)))
 }

@@ -182,7 +182,7 @@ impl BmcClients {
         {
             tracing::debug!(error = %e, "BMC logout after a credential change failed");
         }
-        let client = ctx.bmc.connect(&target).await?;
+        let client = call(ctx, "connect", ctx.bmc.connect(&target)).await?;
         let connected = Connected {
             spec: host.spec.bmc.clone(),
             versions,

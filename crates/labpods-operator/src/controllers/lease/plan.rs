@@ -71,6 +71,22 @@ pub struct Plan {
     pub delete: bool,
     /// Look again after this long even if nothing changes.
     pub wake: Option<Duration>,
+    /// Ready for the first time: how long it took from the start (or the binding, if later).
+    pub ready_after: Option<Duration>,
+}
+
+/// When the Lease entered `phase`: kept while the phase stays, `now` when it changes, its
+/// creation for the first status.
+fn phase_since(lease: &Lease, current: &LeaseStatus, phase: LeasePhase, now: &Time) -> Time {
+    match (current.phase, &current.last_phase_transition_time) {
+        (Some(was), Some(since)) if was == phase => since.clone(),
+        (None, _) => lease
+            .metadata
+            .creation_timestamp
+            .clone()
+            .unwrap_or_else(|| now.clone()),
+        _ => now.clone(),
+    }
 }
 
 /// The claim that binds a host to this Lease.
@@ -228,6 +244,7 @@ pub fn plan(f: &Facts<'_>) -> Plan {
 
     let mut status = LeaseStatus {
         phase: Some(phase),
+        last_phase_transition_time: Some(phase_since(lease, &current, phase, &now)),
         hosts: lease
             .spec
             .hosts
@@ -360,10 +377,24 @@ pub fn plan(f: &Facts<'_>) -> Plan {
     } else {
         wake
     };
+    let ready_after = (phase == LeasePhase::Ready
+        && matches!(
+            phase_now,
+            LeasePhase::Pending | LeasePhase::Bound | LeasePhase::Provisioning
+        ))
+    .then(|| {
+        let began = lease
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map_or(start, |c| c.0.max(start));
+        Duration::try_from(f.now.duration_since(began)).unwrap_or_default()
+    });
     Plan {
         status,
         delete,
         wake,
+        ready_after,
     }
 }
 
@@ -407,6 +438,7 @@ pub fn refused(lease: &Lease, why: &Untrusted, claimed: bool, now: Timestamp) ->
     );
     LeaseStatus {
         phase: Some(phase),
+        last_phase_transition_time: Some(phase_since(lease, &current, phase, &now)),
         hosts: Vec::new(),
         host_count: None,
         released_at: (phase == LeasePhase::Released)
@@ -597,6 +629,48 @@ mod tests {
         let p = plan(&facts(&l, &[&h1, &h2], "2026-11-24T10:20:00Z"));
         assert_eq!(phase(&p), LeasePhase::Ready);
         assert_eq!(p.status.host_count, Some(2));
+    }
+
+    #[test]
+    fn the_phase_keeps_the_time_it_was_entered_and_the_first_ready_says_how_long_it_took() {
+        let mut l = lease(None);
+        l.metadata.creation_timestamp = Some(Time(at("2026-11-24T09:00:00Z")));
+        let claimed = |s| host("h1", s, true);
+        let (h1, h2) = (
+            claimed(HostState::Claimed),
+            host("h2", HostState::Claimed, true),
+        );
+        let since = |p: &Plan| p.status.last_phase_transition_time.clone().unwrap().0;
+        // First status: the Lease has been in its phase since it was created.
+        let bound = plan(&facts(&l, &[&h1, &h2], "2026-11-24T09:30:00Z"));
+        assert_eq!(since(&bound), at("2026-11-24T09:00:00Z"));
+        l.status = Some(bound.status);
+        let provisioning = plan(&facts(&l, &[&h1, &h2], "2026-11-24T10:01:00Z"));
+        assert_eq!(phase(&provisioning), LeasePhase::Provisioning);
+        assert_eq!(since(&provisioning), at("2026-11-24T10:01:00Z"));
+        l.status = Some(provisioning.status);
+        let later = plan(&facts(&l, &[&h1, &h2], "2026-11-24T10:40:00Z"));
+        assert_eq!(
+            since(&later),
+            at("2026-11-24T10:01:00Z"),
+            "same phase, same time"
+        );
+        assert_eq!(later.ready_after, None);
+        let (h1, h2) = (
+            claimed(HostState::Provisioned),
+            host("h2", HostState::Provisioned, true),
+        );
+        let ready = plan(&facts(&l, &[&h1, &h2], "2026-11-24T10:50:00Z"));
+        assert_eq!(phase(&ready), LeasePhase::Ready);
+        assert_eq!(since(&ready), at("2026-11-24T10:50:00Z"));
+        assert_eq!(
+            ready.ready_after,
+            Some(Duration::from_secs(50 * 60)),
+            "from the start"
+        );
+        l.status = Some(ready.status);
+        let again = plan(&facts(&l, &[&h1, &h2], "2026-11-24T11:00:00Z"));
+        assert_eq!(again.ready_after, None, "counted once");
     }
 
     #[test]
