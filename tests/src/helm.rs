@@ -204,38 +204,8 @@ pub fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> Result<&'a Valu
         .with_context(|| format!("no {kind} {name} rendered"))
 }
 
-/// A copy of the chart under `dir` with another `version` (and appVersion kept): what a
-/// previous release of the chart looks like to `helm upgrade`.
-pub fn chart_copy(dir: &Path, version: &str) -> Result<PathBuf> {
-    let out = dir.join("labpods");
-    copy_dir(&chart_dir(), &out)?;
-    let manifest = out.join("Chart.yaml");
-    let text = std::fs::read_to_string(&manifest)?;
-    let changed: String = text
-        .lines()
-        .map(|line| {
-            if line.starts_with("version:") {
-                format!("version: {version}\n")
-            } else {
-                format!("{line}\n")
-            }
-        })
-        .collect();
-    std::fs::write(&manifest, changed)?;
-    Ok(out)
-}
-
-fn copy_dir(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        // Follows links (crds/ links to the generated crds/).
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), &target)?;
-        }
-    }
-    Ok(())
+/// The previous chart release, as a chart repository served it: `helm package` of
+/// charts/labpods at 0.1.0 (see tests/data/charts/README.md).
+pub fn previous_chart() -> PathBuf {
+    workspace_root().join("tests/data/charts/labpods-0.1.0.tgz")
 }

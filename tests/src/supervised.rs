@@ -17,14 +17,20 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 
-/// Runs `"$@"` and stops it with SIGTERM when stdin reaches end of file.
+/// Runs `"$@"` and stops it with SIGTERM when stdin reaches end of file, and SIGKILL 15 s
+/// later: an owner that died cannot escalate, and a kube-apiserver whose etcd went first
+/// waits on it for good.
 const WRAPPER: &str = r#"
 exec 3<&0 </dev/null
 "$@" 3<&- &
 child=$!
-{ cat <&3 >/dev/null; kill -TERM "$child" 2>/dev/null; } &
+{ cat <&3 >/dev/null; kill -TERM "$child" 2>/dev/null; sleep 15; kill -KILL "$child" 2>/dev/null; } &
+guard=$!
 exec 3<&-
 wait "$child"
+status=$?
+kill "$guard" 2>/dev/null
+exit "$status"
 "#;
 
 /// Waits for the other wrappers (given as pids) to be gone, at most 20 s, then removes a

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail, ensure};
 use kube::Api;
 use labpods_api::v1alpha1::{Lease, LeasePhase, PodRequest};
 use labpods_tests::e2e::E2e;
-use labpods_tests::helm::{Helm, NAMESPACE, chart_copy, chart_dir, find, parse_objects};
+use labpods_tests::helm::{Helm, NAMESPACE, chart_dir, find, parse_objects, previous_chart};
 use labpods_tests::sim::HostGroup;
 use labpods_tests::{Kubectl, TestCluster, workspace_root};
 use serde_json::{Value, json};
@@ -59,7 +59,7 @@ async fn chart_crds_are_the_generated_crds() -> Result<()> {
         ])
         .await?
         .ok()?;
-    let package = out.path().join("labpods-0.1.0.tgz");
+    let package = out.path().join("labpods-0.2.0.tgz");
     let status = std::process::Command::new("tar")
         .arg("xzf")
         .arg(&package)
@@ -126,7 +126,8 @@ async fn chart_default_render_is_a_hardened_two_replica_operator() -> Result<()>
     assert!(container["resources"]["requests"]["cpu"].is_string());
 
     // The config the replicas run with: election in the release namespace, listeners the
-    // probes and Services use, the phone-home Secret every replica mounts.
+    // probes and Services use; phone-home tokens keyed from the Lease signing key, which
+    // every replica reads (nothing random rendered, so `kubectl apply -k deploy/` is the same).
     let config = find(&objects, "ConfigMap", "labpods-config")?;
     let config: Value = serde_yaml::from_str(
         config["data"]["config.yaml"]
@@ -137,17 +138,11 @@ async fn chart_default_render_is_a_hardened_two_replica_operator() -> Result<()>
     assert_eq!(config["leaderElection"]["leaseNamespace"], NAMESPACE);
     assert_eq!(config["http"]["metricsAddress"], "0.0.0.0:8080");
     assert_eq!(config["phoneHome"]["listenAddress"], "0.0.0.0:8081");
-    let secret = find(&objects, "Secret", "labpods-phone-home")?;
-    assert!(
-        secret["data"]["secret"]
-            .as_str()
-            .is_some_and(|s| s.len() >= 24)
-    );
+    assert!(config["phoneHome"].get("secretFile").is_none(), "{config}");
+    assert!(objects.iter().all(|o| o["kind"] != "Secret"));
     let volumes = pod["volumes"].as_array().context("no volumes")?;
     assert!(
-        volumes
-            .iter()
-            .any(|v| v["secret"]["secretName"] == "labpods-phone-home"),
+        volumes.iter().all(|v| v.get("secret").is_none()),
         "{volumes:?}"
     );
     for service in ["labpods-metrics", "labpods-phone-home"] {
@@ -193,7 +188,7 @@ async fn chart_full_values_render_every_optional_part() -> Result<()> {
     );
     assert_eq!(pod["imagePullSecrets"], json!([{ "name": "lab-registry" }]));
     assert_eq!(pod["priorityClassName"], "system-cluster-critical");
-    // An existing Secret instead of the chart's.
+    // A Secret of the lab's for the phone-home tokens, mounted where the config points.
     assert!(objects.iter().all(|o| o["kind"] != "Secret"));
     assert!(pod["volumes"].as_array().is_some_and(|v| {
         v.iter()
@@ -211,6 +206,10 @@ async fn chart_full_values_render_every_optional_part() -> Result<()> {
     let config: Value =
         serde_yaml::from_str(config["data"]["config.yaml"].as_str().unwrap_or_default())?;
     assert_eq!(config["policy"]["namespaceHostQuota"], 8);
+    assert_eq!(
+        config["phoneHome"]["secretFile"],
+        "/etc/labpods/phone-home/secret"
+    );
     assert_eq!(
         config["phoneHome"]["externalBaseUrl"],
         "http://10.0.0.5:30081"
@@ -563,17 +562,16 @@ async fn can_i(kubectl: &Kubectl, args: &[&str]) -> Result<bool> {
     }
 }
 
-/// Installed as a lab operator installs it: `helm install` of the previous chart version,
-/// the operator run with a TokenRequest token of the chart's ServiceAccount (so the chart's
-/// RBAC is all it has) books a pod to Ready; `kubectl auth can-i` shows it may do nothing
-/// beyond its kinds; `helm upgrade` to this chart keeps the running booking; `helm
-/// uninstall` leaves the CRDs, the booking and its Lease.
+/// Installed as a lab operator installs it: `helm install` of the previous chart release
+/// (the 0.1.0 package in tests/data/charts), the operator run with a TokenRequest token of
+/// the chart's ServiceAccount (so the chart's RBAC is all it has) books a pod to Ready;
+/// `kubectl auth can-i` shows it may do nothing beyond its kinds; the README's upgrade (CRDs
+/// applied, then `helm upgrade` to this chart) keeps the running booking; `helm uninstall`
+/// leaves the CRDs, the booking and its Lease.
 #[tokio::test]
 async fn e2e_chart_installed_by_helm_books_under_its_rbac_and_survives_upgrade() -> Result<()> {
-    let previous = tempfile::tempdir()?;
-    let old_chart = chart_copy(previous.path(), "0.0.9")?;
     let mut e2e =
-        E2e::start_with_chart("e2e-helm", &[HostGroup::new("small", 3)], &old_chart).await?;
+        E2e::start_with_chart("e2e-helm", &[HostGroup::new("small", 3)], &previous_chart()).await?;
     let helm = Helm::with_kubeconfig(e2e.kubeconfig())?;
     let kubectl = Kubectl::new(e2e.kubeconfig())?;
     let status = helm
@@ -634,9 +632,20 @@ async fn e2e_chart_installed_by_helm_books_under_its_rbac_and_survives_upgrade()
         );
     }
 
-    // helm upgrade to this chart, the booking running.
+    // The README's upgrade, the booking running: the CRDs first (helm never upgrades them),
+    // then the chart.
     let leases: Api<Lease> = Api::namespaced(e2e.client(), "e2e-helm");
     let before = leases.get("ci-pod").await?;
+    let crds = workspace_root().join("crds");
+    kubectl
+        .run([
+            "apply".as_ref(),
+            "--server-side".as_ref(),
+            "-f".as_ref(),
+            crds.as_os_str(),
+        ])
+        .await?
+        .ok()?;
     let out = helm
         .run([
             "upgrade".as_ref(),
@@ -653,7 +662,7 @@ async fn e2e_chart_installed_by_helm_books_under_its_rbac_and_survives_upgrade()
         .await?
         .ok()?;
     assert!(
-        history.contains("labpods-0.0.9") && history.contains("labpods-0.1.0"),
+        history.contains("labpods-0.1.0") && history.contains("labpods-0.2.0"),
         "{history}"
     );
     let after = leases.get("ci-pod").await?;
@@ -664,6 +673,25 @@ async fn e2e_chart_installed_by_helm_books_under_its_rbac_and_survives_upgrade()
         Some(LeasePhase::Ready)
     );
     assert_eq!(e2e.assigned_hosts("ci-pod").await?, hosts);
+    // 0.1.0 mounted a phone-home Secret of its own; 0.2.0 keys phone-home from the Lease
+    // signing key. The old Secret is kept (its resource policy), unused.
+    let volumes = kubectl
+        .run([
+            "get",
+            "deployment",
+            "labpods",
+            "-n",
+            NAMESPACE,
+            "-o",
+            "jsonpath={.spec.template.spec.volumes[*].name}",
+        ])
+        .await?
+        .ok()?;
+    assert!(!volumes.contains("phone-home"), "{volumes}");
+    kubectl
+        .run(["get", "secret", "labpods-phone-home", "-n", NAMESPACE])
+        .await?
+        .ok()?;
 
     // helm uninstall: the CRDs and the lab's data stay.
     let out = helm
@@ -682,12 +710,12 @@ async fn e2e_chart_installed_by_helm_books_under_its_rbac_and_survives_upgrade()
             .await?
             .is_some()
     );
-    // The phone-home secret is kept (helm.sh/resource-policy: keep), the RBAC is gone.
+    // The Lease signing key (the operator's, not the chart's) is kept, the RBAC is gone.
     let kept = kubectl
         .run([
             "get",
             "secret",
-            "labpods-phone-home",
+            "labpods-lease-signing",
             "-n",
             NAMESPACE,
             "-o",
@@ -695,7 +723,7 @@ async fn e2e_chart_installed_by_helm_books_under_its_rbac_and_survives_upgrade()
         ])
         .await?
         .ok()?;
-    assert_eq!(kept.trim(), "secret/labpods-phone-home");
+    assert_eq!(kept.trim(), "secret/labpods-lease-signing");
     assert!(!can_i(&kubectl, &["list", "labhosts.labpods.dev"]).await?);
     e2e.shutdown().await?;
     Ok(())

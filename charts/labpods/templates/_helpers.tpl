@@ -28,7 +28,3 @@ system:serviceaccount:{{ .Release.Namespace }}:labpods
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end -}}
 {{- end -}}
-
-{{- define "labpods.phoneHomeSecret" -}}
-{{ .Values.phoneHome.secret.existingSecret | default "labpods-phone-home" }}
-{{- end -}}

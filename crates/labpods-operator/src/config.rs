@@ -322,8 +322,8 @@ pub struct PhoneHomeConfig {
     /// (default absent).
     pub external_base_url: Option<Url>,
     /// File holding the secret the per-run tokens are derived from (HMAC-SHA256); all
-    /// replicas must share it, so mount the same Secret. Absent = a random secret per process,
-    /// fine for one replica (default absent).
+    /// replicas must share it, so mount the same Secret. Absent = a key derived from the
+    /// Lease signing key Secret, which the replicas share already (default absent).
     pub secret_file: Option<String>,
 }
 

@@ -1,11 +1,10 @@
 //! `cargo xtask render [--check]`: writes the kustomize base deploy/ (and its metrics
 //! overlay) from the Helm chart charts/labpods, so the two never drift.
 //!
-//! deploy/<part>/<file> is `helm template` of charts/labpods/templates/<part>/<file> with the
-//! default values and two differences a kustomize base needs: the Namespace is rendered
-//! (`namespace.create=true`: `kubectl apply -k` creates no namespaces), and the phone-home
-//! Secret is left out (the chart makes it random per install; a committed one would be the
-//! same secret in every lab). deploy/overlays/metrics/ holds the chart's ServiceMonitor,
+//! deploy/<part>/<file> is `helm template --include-crds` of charts/labpods/templates/<part>/<file>
+//! (deploy/crds/: of the chart's crds/) with the default values and one difference a
+//! kustomize base needs: the Namespace is rendered (`namespace.create=true`: `kubectl apply
+//! -k` creates no namespaces). deploy/overlays/metrics/ holds the chart's ServiceMonitor,
 //! PrometheusRule and dashboard ConfigMap. `--check` fails when deploy/ differs from that.
 
 use std::collections::BTreeMap;
@@ -16,8 +15,14 @@ use anyhow::{Context, Result, bail};
 
 const RELEASE: &str = "labpods";
 const NAMESPACE: &str = "labpods-system";
-/// The parts of the chart, each a directory of templates and of deploy/.
-const PARTS: [&str; 3] = ["operator", "roles", "admission"];
+/// The parts of the chart, each a directory of deploy/ and where its files come from in the
+/// chart.
+const PARTS: [(&str, &str); 4] = [
+    ("crds", "crds/"),
+    ("operator", "templates/operator/"),
+    ("roles", "templates/roles/"),
+    ("admission", "templates/admission/"),
+];
 const HEADER: &str =
     "# Generated from charts/labpods by `cargo xtask render`. Do not edit: change the chart.\n";
 
@@ -82,7 +87,7 @@ fn template(root: &Path, helm: &Path, sets: &[&str]) -> Result<String> {
     let home = std::env::temp_dir().join(format!("labpods-render-{}", std::process::id()));
     let mut command = Command::new(helm);
     command
-        .args(["template", RELEASE])
+        .args(["template", RELEASE, "--include-crds"])
         .arg(root.join("charts/labpods"))
         .args(["--namespace", NAMESPACE])
         .env("HELM_CONFIG_HOME", home.join("config"))
@@ -100,14 +105,14 @@ fn template(root: &Path, helm: &Path, sets: &[&str]) -> Result<String> {
     Ok(String::from_utf8(output.stdout)?)
 }
 
-/// `# Source: labpods/templates/<path>` -> the documents of that template.
+/// `# Source: labpods/<path>` -> the documents of that file of the chart.
 fn by_source(yaml: &str) -> BTreeMap<String, Vec<String>> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for document in yaml.split("\n---\n") {
         let document = document.trim_start_matches("---\n");
         let Some(source) = document
             .lines()
-            .find_map(|l| l.strip_prefix("# Source: labpods/templates/"))
+            .find_map(|l| l.strip_prefix("# Source: labpods/"))
         else {
             continue;
         };
@@ -136,27 +141,13 @@ fn render(root: &Path) -> Result<BTreeMap<PathBuf, String>> {
     let helm = helm(root)?;
     let base = by_source(&template(root, &helm, &["namespace.create=true"])?);
     let mut files = BTreeMap::new();
-    for part in PARTS {
+    for (part, from) in PARTS {
         let mut resources = Vec::new();
         for (source, documents) in &base {
-            let Some(file) = source.strip_prefix(&format!("{part}/")) else {
+            let Some(file) = source.strip_prefix(from) else {
                 continue;
             };
-            // Random per install: see the module doc.
-            let documents: Vec<&String> = documents
-                .iter()
-                .filter(|d| {
-                    !d.contains("\nkind: Secret\n") || !d.contains("name: labpods-phone-home")
-                })
-                .collect();
-            if documents.is_empty() {
-                continue;
-            }
-            let joined = documents
-                .iter()
-                .map(|d| d.as_str())
-                .collect::<Vec<_>>()
-                .join("---\n");
+            let joined = documents.join("---\n");
             files.insert(
                 PathBuf::from(format!("deploy/{part}/{file}")),
                 format!("{HEADER}{joined}"),
@@ -178,15 +169,15 @@ fn render(root: &Path) -> Result<BTreeMap<PathBuf, String>> {
         ],
     )?);
     // The base's parts one by one: kustomize refuses `../..`, a root that contains this one.
-    let mut resources: Vec<String> = PARTS.iter().map(|p| format!("../../{p}")).collect();
+    let mut resources: Vec<String> = PARTS.iter().map(|(p, _)| format!("../../{p}")).collect();
     for file in [
         "servicemonitor.yaml",
         "prometheusrule.yaml",
         "dashboard.yaml",
     ] {
         let documents = metrics
-            .get(&format!("operator/{file}"))
-            .with_context(|| format!("the chart rendered no operator/{file}"))?;
+            .get(&format!("templates/operator/{file}"))
+            .with_context(|| format!("the chart rendered no templates/operator/{file}"))?;
         files.insert(
             PathBuf::from(format!("deploy/overlays/metrics/{file}")),
             format!("{HEADER}{}", documents.join("---\n")),

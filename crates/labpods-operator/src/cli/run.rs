@@ -20,7 +20,7 @@ use crate::{
     http::{self, Health, HttpError, PhoneHomeTokens},
     leader::{LeaderElector, Leadership, default_identity},
     metrics::Metrics,
-    signing::{self, key::KeyError},
+    signing::{self, LeaseSigner, key::KeyError},
     startup::{self, StartupError},
     telemetry,
 };
@@ -127,27 +127,22 @@ pub fn load_config(args: &RunArgs) -> Result<Config, ConfigError> {
     Ok(config)
 }
 
-fn phone_home_tokens(config: &Config) -> Result<PhoneHomeTokens, RunError> {
-    match &config.phone_home.secret_file {
-        Some(path) => {
-            let secret = std::fs::read(path)
-                .map_err(|e| RunError::Secret(format!("cannot read {path}: {e}")))?;
-            let secret = secret.trim_ascii();
-            if secret.len() < 16 {
-                return Err(RunError::Secret(format!(
-                    "{path} holds {} bytes; use at least 16 random bytes",
-                    secret.len()
-                )));
-            }
-            Ok(PhoneHomeTokens::new(secret))
-        }
-        None => {
-            tracing::warn!(
-                "phoneHome.secretFile is not set: phone-home tokens are valid for this process only (fine for one replica)"
-            );
-            PhoneHomeTokens::random().map_err(|_| RunError::Secret("no system randomness".into()))
-        }
+/// The phone-home token key: from `phoneHome.secretFile` when set, else derived from the Lease
+/// signing key, which every replica already shares.
+fn phone_home_tokens(config: &Config, signer: &LeaseSigner) -> Result<PhoneHomeTokens, RunError> {
+    let Some(path) = &config.phone_home.secret_file else {
+        return Ok(PhoneHomeTokens::new(&signer.derive("phone-home")));
+    };
+    let secret =
+        std::fs::read(path).map_err(|e| RunError::Secret(format!("cannot read {path}: {e}")))?;
+    let secret = secret.trim_ascii();
+    if secret.len() < 16 {
+        return Err(RunError::Secret(format!(
+            "{path} holds {} bytes; use at least 16 random bytes",
+            secret.len()
+        )));
     }
+    Ok(PhoneHomeTokens::new(secret))
 }
 
 /// Sets the flag on SIGTERM or SIGINT.
@@ -187,7 +182,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
 
     let ops_listener = http::bind(config.http.metrics_address).await?;
     let phone_listener = http::bind(config.phone_home.listen_address).await?;
-    let tokens = phone_home_tokens(&config)?;
+    let tokens = phone_home_tokens(&config, &signer)?;
     let identity = election.identity.clone().unwrap_or_else(default_identity);
     tracing::info!(
         %identity,

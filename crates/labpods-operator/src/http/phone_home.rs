@@ -20,10 +20,7 @@ use base64::{
     Engine,
     engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
 };
-use ring::{
-    hmac,
-    rand::{SecureRandom, SystemRandom},
-};
+use ring::hmac;
 use url::Url;
 
 /// Largest phone-home body accepted: three host keys (an RSA-8192 one is under 1.5 KiB) and a
@@ -218,13 +215,6 @@ impl PhoneHomeTokens {
         Self {
             key: hmac::Key::new(hmac::HMAC_SHA256, secret),
         }
-    }
-
-    /// A random secret: tokens are valid only for this process.
-    pub fn random() -> Result<Self, ring::error::Unspecified> {
-        let mut secret = [0u8; 32];
-        SystemRandom::new().fill(&mut secret)?;
-        Ok(Self::new(&secret))
     }
 
     /// The token of one run of one host.

@@ -138,6 +138,14 @@ impl LeaseSigner {
         }
     }
 
+    /// A key for another `purpose`, from the same Secret, so that every replica shares it
+    /// without another Secret to install. No Lease signature (published in its annotation)
+    /// can equal it: what Leases sign are JSON arrays, never this label.
+    pub fn derive(&self, purpose: &str) -> Vec<u8> {
+        let label = format!("labpods.dev/derive:{purpose}");
+        hmac::sign(&self.key, label.as_bytes()).as_ref().to_vec()
+    }
+
     /// The signature of `lease` as it will be at `generation`, bound to its uid (which it
     /// must have: the apiserver assigned it).
     pub fn sealed(&self, lease: &Lease, generation: i64) -> String {
@@ -298,6 +306,16 @@ mod tests {
         let signature = signer.sealed(&lease, 1);
         lease.annotations_mut().insert(SIGNATURE.into(), signature);
         lease
+    }
+
+    #[test]
+    fn derived_keys_are_shared_by_one_key_and_differ_by_purpose_and_key() {
+        let (a, b) = (LeaseSigner::new(&[1; 32]), LeaseSigner::new(&[2; 32]));
+        let phone_home = a.derive("phone-home");
+        assert_eq!(phone_home, LeaseSigner::new(&[1; 32]).derive("phone-home"));
+        assert_eq!(phone_home.len(), 32);
+        assert_ne!(phone_home, a.derive("other"));
+        assert_ne!(phone_home, b.derive("phone-home"));
     }
 
     #[test]
