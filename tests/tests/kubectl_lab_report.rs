@@ -13,7 +13,7 @@ use kube::api::PostParams;
 use labpods_api::v1alpha1::{LABEL_LAB, LabHost, LabHostSpec, SecretReference};
 use labpods_operator::history::shards;
 use labpods_operator::history::{Allocation, ConfigMapStore, Ending};
-use labpods_tests::{TestCluster, workspace_root};
+use labpods_tests::{TestCluster, tenancy, workspace_root};
 
 mod kubectl_lab_support;
 use serde_json::Value;
@@ -251,5 +251,116 @@ async fn kubectl_lab_report_renders_known_history_as_figures_and_charts_in_chrom
         report_png > 5 * blank_png,
         "the screenshot shows something: {report_png} bytes vs {blank_png} for a blank page"
     );
+    Ok(())
+}
+
+/// Who may read the reports: a lab owner with the shipped Role labpods-history-reader (in
+/// the namespace of the history) and ClusterRole labpods-host-reader. Without either,
+/// `report` and `forecast` say which role to ask for.
+#[tokio::test]
+async fn kubectl_lab_report_and_forecast_need_the_history_and_host_reader_roles_and_say_so()
+-> Result<()> {
+    let cluster = TestCluster::get()?;
+    let client = cluster.client().await?;
+    let kubectl = cluster.kubectl()?;
+    let ns = cluster.namespace("kubectl-lab-owner").await?;
+    tenancy::install_roles(&kubectl).await?;
+    let mut history_reader = tenancy::rendered(&kubectl, "roles")
+        .await?
+        .into_iter()
+        .find(|o| o["kind"] == "Role" && o["metadata"]["name"] == "labpods-history-reader")
+        .context("deploy/roles has no Role labpods-history-reader")?;
+    history_reader["metadata"]["namespace"] = ns.name().into();
+    tenancy::apply(&kubectl, &[history_reader]).await?;
+
+    let token = tenancy::service_account_token(&client, ns.name(), "owner").await?;
+    let dir = tempfile::tempdir()?;
+    let kubeconfig = dir.path().join("owner.kubeconfig");
+    tenancy::write_token_kubeconfig(cluster.kubeconfig(), &token, &kubeconfig)?;
+    let plugin = kubectl_lab_support::plugin()?;
+    let owner = format!("system:serviceaccount:{}:owner", ns.name());
+    let run = |command: &'static str| {
+        let out = Command::new(&plugin)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args([command, "--history-namespace", ns.name(), "-o", "json"])
+            .output();
+        async move {
+            let out = out?;
+            Ok::<_, anyhow::Error>((
+                out.status.success(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            ))
+        }
+    };
+    let refused_until_bound = |role: &'static str| async move {
+        for command in ["report", "forecast"] {
+            let (ok, stderr) = run(command).await?;
+            ensure!(!ok, "{command} without {role} succeeded");
+            ensure!(
+                stderr.contains("forbidden") && stderr.contains(role),
+                "{command} without {role} does not name it: {stderr}"
+            );
+        }
+        Ok::<_, anyhow::Error>(())
+    };
+
+    refused_until_bound("labpods-host-reader").await?;
+    let hosts_binding = format!("{}-hosts", ns.name());
+    kubectl
+        .run([
+            "create",
+            "clusterrolebinding",
+            &hosts_binding,
+            "--clusterrole=labpods-host-reader",
+            &format!("--serviceaccount={}:owner", ns.name()),
+        ])
+        .await?
+        .ok()?;
+    let _hosts_binding = cluster.delete_on_drop(format!("clusterrolebinding/{hosts_binding}"));
+    // RBAC takes effect within moments, not at once.
+    let mut bound = false;
+    for _ in 0..60 {
+        let (_, stderr) = run("report").await?;
+        if stderr.contains("labpods-history-reader") {
+            bound = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    ensure!(bound, "the host reader binding never took effect");
+    refused_until_bound("labpods-history-reader").await?;
+    kubectl
+        .run([
+            "create",
+            "rolebinding",
+            "owner-history",
+            "-n",
+            ns.name(),
+            "--role=labpods-history-reader",
+            &format!("--serviceaccount={}:owner", ns.name()),
+        ])
+        .await?
+        .ok()?;
+    for command in ["report", "forecast"] {
+        let mut last = String::new();
+        for _ in 0..60 {
+            let (ok, stderr) = run(command).await?;
+            if ok {
+                last.clear();
+                break;
+            }
+            ensure!(
+                stderr.contains("forbidden"),
+                "{command} as {owner}: {stderr}"
+            );
+            last = stderr;
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+        ensure!(
+            last.is_empty(),
+            "{command} as {owner} still refused: {last}"
+        );
+    }
     Ok(())
 }

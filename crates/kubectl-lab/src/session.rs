@@ -10,6 +10,8 @@ use kube::api::ListParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 use labpods_api::v1alpha1::{LabHost, Lease, PodRequest};
+use labpods_operator::history::shards::{self, Contents};
+use labpods_operator::history::{ConfigMapStore, StoreError};
 
 use crate::cli::Format;
 use crate::error::{Error, Result, api};
@@ -144,10 +146,33 @@ impl Session {
             .await
         {
             Ok(list) => Ok(list.items),
+            Err(kube::Error::Api(s)) if s.code == 403 => Err(Error::Api(format!(
+                "listing LabHosts: forbidden: {} (ask a lab admin to bind the ClusterRole labpods-host-reader to you)",
+                s.message
+            ))),
             Err(e) => Err(self
                 .list_failed("listing LabHosts", "labhosts.labpods.dev", e)
                 .await),
         }
+    }
+
+    /// The allocation history between `from` and `to`, kept by the operator in `namespace`
+    /// (what `report` and `forecast` read).
+    pub async fn history(
+        &self,
+        namespace: &str,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Contents> {
+        let store = ConfigMapStore::new(self.client.clone(), namespace);
+        shards::read(&store, from, to).await.map_err(|e| match e {
+            StoreError::Forbidden(message) => Error::Api(format!(
+                "reading the allocation history in namespace {namespace}: forbidden: {message} (ask a lab admin to bind the Role labpods-history-reader there to you)"
+            )),
+            e => Error::Api(format!(
+                "reading the allocation history in namespace {namespace}: {e}"
+            )),
+        })
     }
 
     /// Every Lease the user may read: all namespaces when allowed, else their own.

@@ -40,7 +40,7 @@ use labpods_api::v1alpha1::{
 
 pub use record::{Allocation, Ending, Usage};
 pub use shards::Settings;
-pub use store::{ConfigMapStore, MemoryStore, ShardStore};
+pub use store::{ConfigMapStore, MemoryStore, ShardStore, StoreError};
 
 use crate::context::Context;
 use crate::controllers::scheduling::bind::ORIGINAL_END;

@@ -12,14 +12,14 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use labpods_operator::history::Usage;
 use labpods_operator::history::record::{aggregate, day};
-use labpods_operator::history::shards::{self, Contents};
-use labpods_operator::history::{ConfigMapStore, Usage};
+use labpods_operator::history::shards::Contents;
 use labpods_scheduler_sim::{SimulationConfig, simulate};
 use serde::Serialize;
 
 use crate::cli::ForecastArgs;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::output::{self, Table};
 use crate::session::Session;
 
@@ -171,13 +171,7 @@ pub async fn run(session: &Session, args: &ForecastArgs, out: &mut dyn Write) ->
     let to = session.now;
     let from = to - since;
     let hosts = session.labhosts().await?;
-    let store = ConfigMapStore::new(session.client.clone(), &args.history_namespace);
-    let contents = shards::read(&store, from, to).await.map_err(|e| {
-        Error::Api(format!(
-            "reading the allocation history in namespace {}: {e}",
-            args.history_namespace
-        ))
-    })?;
+    let contents = session.history(&args.history_namespace, from, to).await?;
     let mut per_profile: BTreeMap<String, u64> = BTreeMap::new();
     for h in &hosts {
         if !h.spec.maintenance {

@@ -15,8 +15,8 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
 use labpods_api::v1alpha1::{HostState, LABEL_LAB, LabHost};
 use labpods_operator::history::record::{WAIT_BUCKETS, aggregate};
-use labpods_operator::history::shards::{self, Contents};
-use labpods_operator::history::{Allocation, ConfigMapStore, Ending, Usage};
+use labpods_operator::history::shards::Contents;
+use labpods_operator::history::{Allocation, Ending, Usage};
 use serde::Serialize;
 
 use crate::cli::{Format, ReportArgs, ReportFormat};
@@ -372,13 +372,7 @@ pub async fn run(session: &Session, args: &ReportArgs, out: &mut dyn Write) -> R
     let to = session.now;
     let from = to - since;
     let hosts = session.labhosts().await?;
-    let store = ConfigMapStore::new(session.client.clone(), &args.history_namespace);
-    let contents = shards::read(&store, from, to).await.map_err(|e| {
-        Error::Api(format!(
-            "reading the allocation history in namespace {}: {e}",
-            args.history_namespace
-        ))
-    })?;
+    let contents = session.history(&args.history_namespace, from, to).await?;
     let report = build(&contents, &hosts, from, to);
     match rendering {
         Rendering::Structured(format) => {

@@ -68,6 +68,9 @@ pub enum StoreError {
     Conflict(String),
     #[error("history store: {0}")]
     Failed(String),
+    /// The caller may not read or write the shards (RBAC): a person without the role.
+    #[error("history store: forbidden: {0}")]
+    Forbidden(String),
 }
 
 pub trait ShardStore: Send + Sync + 'static {
@@ -100,7 +103,10 @@ impl ConfigMapStore {
 }
 
 fn failed(e: kube::Error) -> StoreError {
-    StoreError::Failed(e.to_string())
+    match e {
+        kube::Error::Api(s) if s.code == 403 => StoreError::Forbidden(s.message),
+        e => StoreError::Failed(e.to_string()),
+    }
 }
 
 fn meta_of(cm: &ConfigMap) -> Option<ShardMeta> {
