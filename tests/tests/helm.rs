@@ -215,6 +215,11 @@ async fn chart_full_values_render_every_optional_part() -> Result<()> {
         "http://10.0.0.5:30081"
     );
     assert_eq!(config["leaderElection"]["leaseDuration"], "20s");
+    let retention = find(&objects, "ConfigMap", "labpods-history-settings")?;
+    assert_eq!(
+        retention["data"],
+        json!({ "retentionDays": "30", "usageRetentionDays": "400" })
+    );
     let policy = find(&objects, "NetworkPolicy", "labpods")?;
     assert_eq!(
         policy["spec"]["ingress"][1]["from"][0]["ipBlock"]["cidr"],
@@ -270,6 +275,10 @@ async fn chart_schema_refuses_bad_values() -> Result<()> {
             "at '/phoneHome/externalBaseUrl'",
         ),
         ("image.digest=latest", "at '/image/digest'"),
+        (
+            "history.retentionDays=0",
+            "at '/history/retentionDays': minimum: got 0, want 1",
+        ),
         // A wipe reports through phone-home: without its URL no wipe could count.
         (
             "config.provisioning.wipeImages.x86=http://images.lab/wipe.iso",

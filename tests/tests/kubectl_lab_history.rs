@@ -6,11 +6,12 @@ use anyhow::Result;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Api;
-use kube::api::ListParams;
+use kube::api::{ListParams, PostParams};
 use labpods_operator::history::shards::{self, Settings};
 use labpods_operator::history::store::KIND_LABEL;
-use labpods_operator::history::{Allocation, ConfigMapStore, Queue};
+use labpods_operator::history::{self, Allocation, ConfigMapStore, Queue, SETTINGS_CONFIGMAP};
 use labpods_tests::TestCluster;
+use labpods_tests::helm::{Helm, NAMESPACE, chart_dir, find};
 
 fn record(booking: &str, host: &str, released: Timestamp) -> Allocation {
     Allocation::sample(booking, host, released)
@@ -91,5 +92,46 @@ async fn kubectl_lab_history_configmaps_merge_compact_and_read_back_once() -> Re
         "day 1 compacted"
     );
     assert_eq!(read.usage.iter().map(|u| u.bookings).sum::<u64>(), 3);
+    Ok(())
+}
+
+/// The chart's `history` values are what the operator's housekeeping keeps: the ConfigMap
+/// `helm template --set history.retentionDays=2` renders, in the history's namespace, makes
+/// `history::housekeep` (the operator's pass) compact every day older than two and keep the
+/// rest raw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_charts_history_retention_is_what_the_operators_housekeeping_keeps() -> Result<()> {
+    let cluster = TestCluster::get()?;
+    let client = cluster.client().await?;
+    let ns = cluster.namespace("history-retention").await?;
+    let objects = Helm::offline()?
+        .template(
+            &chart_dir(),
+            NAMESPACE,
+            &["--set", "history.retentionDays=2"],
+        )
+        .await?;
+    let mut settings: ConfigMap =
+        serde_json::from_value(find(&objects, "ConfigMap", SETTINGS_CONFIGMAP)?.clone())?;
+    settings.metadata.namespace = Some(ns.name().to_string());
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), ns.name());
+    configmaps.create(&PostParams::default(), &settings).await?;
+
+    let store = ConfigMapStore::new(client.clone(), ns.name());
+    let queue = Queue::default();
+    let day0: Timestamp = "2026-05-01T10:00:00Z".parse()?;
+    let days = 5;
+    for d in 0..days {
+        let t = day0 + SignedDuration::from_hours(24 * d);
+        queue.push(vec![record(&format!("b{d}"), "h00", t)]);
+        queue.flush(&store, t).await?;
+    }
+    let now = day0 + SignedDuration::from_hours(24 * (days - 1) + 2);
+    let done = history::housekeep(&client, ns.name(), now).await?;
+    // Days 0 and 1 end more than two days before today (day 4): compacted; 2 to 4 stay raw.
+    assert_eq!(done.compacted_days, 2, "{done:?}");
+    let read = shards::read(&store, day0 - SignedDuration::from_hours(24), now).await?;
+    assert_eq!(read.allocations.len(), 3, "{read:?}");
+    assert_eq!(read.usage.iter().map(|u| u.allocations).sum::<u64>(), 2);
     Ok(())
 }

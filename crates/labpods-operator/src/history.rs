@@ -336,17 +336,32 @@ pub fn settings_from(data: Option<&BTreeMap<String, String>>) -> Settings {
     settings
 }
 
+/// One housekeeping pass of the history in `namespace`, as the operator runs it: with the
+/// retentions an admin set in [`SETTINGS_CONFIGMAP`] (the chart's `history` values), the
+/// defaults when it is missing or unreadable.
+pub async fn housekeep(
+    client: &kube::Client,
+    namespace: &str,
+    now: Timestamp,
+) -> Result<shards::Housekeeping, StoreError> {
+    let settings_api: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+        kube::Api::namespaced(client.clone(), namespace);
+    let settings = match settings_api.get_opt(SETTINGS_CONFIGMAP).await {
+        Ok(cm) => settings_from(cm.as_ref().and_then(|c| c.data.as_ref())),
+        Err(error) => {
+            tracing::warn!(%error, "reading {SETTINGS_CONFIGMAP}; using the defaults");
+            Settings::default()
+        }
+    };
+    let store = ConfigMapStore::new(client.clone(), namespace);
+    shards::housekeeping(&store, &settings, now).await
+}
+
 /// The background writer: flushes while this replica leads, backs off on failure, and
 /// runs the housekeeping every [`HOUSEKEEPING_INTERVAL`].
 async fn run(ctx: Arc<Context>, writer: &'static Writer) {
-    let store = ConfigMapStore::new(
-        ctx.client.clone(),
-        &ctx.config.leader_election.lease_namespace,
-    );
-    let settings_api: kube::Api<k8s_openapi::api::core::v1::ConfigMap> = kube::Api::namespaced(
-        ctx.client.clone(),
-        &ctx.config.leader_election.lease_namespace,
-    );
+    let namespace = &ctx.config.leader_election.lease_namespace;
+    let store = ConfigMapStore::new(ctx.client.clone(), namespace);
     let mut backoff = FLUSH_INTERVAL;
     let mut next_housekeeping = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
@@ -367,14 +382,7 @@ async fn run(ctx: Arc<Context>, writer: &'static Writer) {
             }
         }
         if !failed && tokio::time::Instant::now() >= next_housekeeping {
-            let settings = match settings_api.get_opt(SETTINGS_CONFIGMAP).await {
-                Ok(cm) => settings_from(cm.as_ref().and_then(|c| c.data.as_ref())),
-                Err(error) => {
-                    tracing::warn!(%error, "reading {SETTINGS_CONFIGMAP}; using the defaults");
-                    Settings::default()
-                }
-            };
-            match shards::housekeeping(&store, &settings, now).await {
+            match housekeep(&ctx.client, namespace, now).await {
                 Ok(done) => tracing::debug!(?done, "allocation history housekeeping"),
                 Err(error) => tracing::warn!(%error, "allocation history housekeeping failed"),
             }
