@@ -185,6 +185,33 @@ async fn kubectl_lab_hosts_and_calendar_show_who_holds_what_until_when() -> Resu
         table.starts_with("NAME") && table.contains("HELD BY") && table.contains("FREE FROM"),
         "{table}"
     );
+    assert!(!table.contains('\x1b'), "colour into a pipe:\n{table}");
+    // On a terminal the states are coloured (Available green), unless NO_COLOR says not to.
+    let on_tty = |no_color: bool| -> Result<String> {
+        let command = format!(
+            "'{}' --kubeconfig '{}' hosts --lab '{lab_name}'",
+            kubectl_lab_support::plugin()?.display(),
+            kubeconfig.display()
+        );
+        let mut script = std::process::Command::new("script");
+        script.args(["-qec", &command, "/dev/null"]);
+        if no_color {
+            script.env("NO_COLOR", "1");
+        }
+        let out = script.output()?;
+        anyhow::ensure!(out.status.success(), "script: {out:?}");
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let coloured = on_tty(false)?;
+    assert!(
+        coloured.contains("\x1b[32mAvailable"),
+        "no colour on a terminal:\n{coloured:?}"
+    );
+    let plain = on_tty(true)?;
+    assert!(
+        plain.contains("Available") && !plain.contains("\x1b["),
+        "colour despite NO_COLOR:\n{plain:?}"
+    );
     let r1 = row(&table, &h1)?;
     assert_eq!(
         &r1[..6],
