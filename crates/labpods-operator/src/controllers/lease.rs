@@ -385,11 +385,8 @@ impl LeaseController {
             .iter()
             .filter_map(|g| g.0.as_ref().ok().cloned())
             .collect();
-        let with_lease = |pr: &PodRequest| {
-            leases
-                .iter()
-                .any(|l| snapshot::key_of(l) == snapshot::key_of(pr))
-        };
+        let leased: std::collections::HashSet<_> = leases.iter().map(snapshot::key_of).collect();
+        let with_lease = |pr: &PodRequest| leased.contains(&snapshot::key_of(pr));
         let unbound: Vec<&PodRequest> = requests.iter().filter(|pr| !with_lease(pr)).collect();
         let leases: Vec<&Lease> = leases.iter().collect();
         let now = crate::scheduler::from_api::time(&KubeTime(self.ctx.clock.now()));

@@ -372,27 +372,13 @@ struct Pass {
 
 impl Pass {
     fn new(ctx: Arc<Context>, caches: &Caches, kept: Arc<Kept>) -> (Self, Vec<Cached<PodRequest>>) {
-        let requests = caches
-            .requests
-            .state()
-            .into_iter()
-            .filter_map(Cached::new)
-            .collect();
-        let hosts = caches
-            .hosts
-            .state()
-            .into_iter()
-            .filter_map(Cached::new)
+        let requests = snapshot::decoded(&caches.requests).collect();
+        let hosts = snapshot::decoded(&caches.hosts)
             .map(|h| (h.name_any(), h))
             .collect();
         let mut leases = HashMap::new();
         let mut unsealed = HashMap::new();
-        let cached: Vec<Cached<Lease>> = caches
-            .leases
-            .state()
-            .into_iter()
-            .filter_map(Cached::new)
-            .collect();
+        let cached: Vec<Cached<Lease>> = snapshot::decoded(&caches.leases).collect();
         let verdicts = kept
             .verdicts
             .lock()

@@ -29,6 +29,17 @@ impl<K> Cached<K> {
     }
 }
 
+/// The decoded objects of a reflector's store.
+pub fn decoded<K>(
+    store: &kube::runtime::reflector::Store<DeserializeGuard<K>>,
+) -> impl Iterator<Item = Cached<K>>
+where
+    K: kube::Resource + Clone,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    store.state().into_iter().filter_map(Cached::new)
+}
+
 impl<K> Clone for Cached<K> {
     fn clone(&self) -> Self {
         Self(self.0.clone())

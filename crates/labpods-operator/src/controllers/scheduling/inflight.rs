@@ -83,15 +83,15 @@ impl InFlight {
     /// request alone meanwhile: another pass is due.
     pub fn finish(&self, key: &Key, bound: bool, now: Instant) -> bool {
         let mut map = self.lock();
-        let skipped = map.get(key).is_some_and(|e| e.skipped);
-        match map.get_mut(key) {
-            Some(entry) if bound && entry.lease.is_some() => {
-                entry.landed = Some(now);
-                entry.skipped = false;
-            }
-            _ => {
-                map.remove(key);
-            }
+        let Some(entry) = map.get_mut(key) else {
+            return false;
+        };
+        let skipped = entry.skipped;
+        if bound && entry.lease.is_some() {
+            entry.landed = Some(now);
+            entry.skipped = false;
+        } else {
+            map.remove(key);
         }
         skipped
     }
