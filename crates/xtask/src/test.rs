@@ -52,7 +52,7 @@ pub fn run(args: &[String]) -> Result<()> {
         // The whole suite: build what single tests would otherwise build inside their time
         // limit on a cold machine (a release build, Go tools, a browser).
         phase(
-            "tools the tests run: helm, crane, registry, chromium",
+            "tools the tests run: helm, crane, registry, chromium, containerd and CNI plugins",
             || tools(&root),
         )?;
         phase(
@@ -189,7 +189,10 @@ fn tools(root: &Path) -> Result<()> {
         "build-control-plane.sh",
         &["newest", "helm", "crane", "registry"],
     )?;
-    support_script(root, "chromium.sh", &[])
+    support_script(root, "chromium.sh", &[])?;
+    // A node for the chart's Deployment (tests/tests/kubelet.rs): Debian's containerd, runc
+    // and CNI plugins.
+    support_script(root, "kubelet-node.sh", &[])
 }
 
 fn phase<T>(name: &str, work: impl FnOnce() -> Result<T>) -> Result<T> {
