@@ -221,25 +221,24 @@ impl Node {
             run("id", &["-u"])?.trim() == "0",
             "a kubelet needs root (mounts, cgroups, network namespaces): run the test as root"
         );
+        // Debian's containerd, runc, CNI plugins and iproute2: installed when missing.
+        let cni = crate::helm::support_script("kubelet-node.sh", &[])?;
+        ensure!(
+            cni == Path::new(CNI_PLUGINS),
+            "tests/support/kubelet-node.sh reports the CNI plugins in {}, not {CNI_PLUGINS}",
+            cni.display()
+        );
         for tool in [
             "containerd",
             "containerd-shim-runc-v2",
             "runc",
             "ip",
             "findmnt",
+            "sha256sum",
         ] {
             ensure!(
                 which(tool),
-                "{tool} is missing: `cargo xtask test` installs it (tests/support/kubelet-node.sh)"
-            );
-        }
-        for plugin in ["bridge", "host-local", "loopback"] {
-            let path = Path::new(CNI_PLUGINS).join(plugin);
-            ensure!(
-                path.is_file(),
-                "{} is missing: `cargo xtask test` installs Debian's containernetworking-plugins \
-                 (tests/support/kubelet-node.sh)",
-                path.display()
+                "{tool} is missing after tests/support/kubelet-node.sh"
             );
         }
         let bin = node_binaries()?;
