@@ -25,6 +25,10 @@ pub struct Binaries {
     /// Absent on a plane built for the API tests alone: CRDs, admission and RBAC need only
     /// etcd and the apiserver.
     pub kube_controller_manager: Option<PathBuf>,
+    /// Only a control plane for nodes runs it ([`crate::ControlPlaneConfig::for_nodes`]).
+    pub kube_scheduler: Option<PathBuf>,
+    /// Where they were found.
+    pub dir: PathBuf,
 }
 
 impl Binaries {
@@ -39,6 +43,8 @@ impl Binaries {
             kube_apiserver: in_dir(bin, "kube-apiserver")?,
             etcd: in_dir(bin, "etcd")?,
             kube_controller_manager: in_dir(bin, "kube-controller-manager").ok(),
+            kube_scheduler: in_dir(bin, "kube-scheduler").ok(),
+            dir: bin.to_path_buf(),
         })
     }
 }

@@ -1,7 +1,11 @@
 //! etcd + kube-apiserver (+ kube-controller-manager where it was built) on 127.0.0.1, on
 //! free ports, in a directory of their own that is removed when the control plane stops.
+//! For a node on this machine ([`ControlPlaneConfig::for_nodes`], what [`crate::kubelet`]
+//! runs pods with) the apiserver serves on the `kubernetes` Service's own IP instead, with the
+//! Node authorizer, a kube-scheduler and the controllers a Deployment needs.
 
 use std::ffi::OsString;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -35,6 +39,18 @@ pub struct ControlPlaneConfig {
     users: Vec<User>,
     crds: Vec<CustomResourceDefinition>,
     apiserver_args: Vec<String>,
+    nodes: Option<NodeAccess>,
+}
+
+/// How pods of a node on this machine reach the apiserver: at the `kubernetes` Service's IP
+/// (the first of `service_cidr`), port 443, which is what the kubelet tells every container
+/// (KUBERNETES_SERVICE_HOST/PORT). The apiserver listens on that very address, which the
+/// control plane adds to `lo` (and removes once the apiserver has exited): a pod's packets
+/// to it go to its gateway, this machine, which delivers them locally. No kube-proxy.
+#[derive(Debug, Clone)]
+pub struct NodeAccess {
+    pub service_ip: Ipv4Addr,
+    pub service_cidr: String,
 }
 
 impl ControlPlaneConfig {
@@ -61,16 +77,28 @@ impl ControlPlaneConfig {
         self.apiserver_args.push(arg.into());
         self
     }
+
+    /// A control plane for kubelets: served on `access.service_ip`:443 (which must be an
+    /// address of this machine), the Node authorizer before RBAC, a kube-scheduler, and the
+    /// deployment, replicaset and node-lifecycle controllers (the last lifts the not-ready
+    /// taint a new Node is registered with).
+    pub fn for_nodes(mut self, access: NodeAccess) -> Self {
+        self.nodes = Some(access);
+        self
+    }
 }
 
 #[derive(Debug)]
 pub struct ControlPlane {
-    // Dropped in declaration order: controller-manager, apiserver, etcd, then the janitor
-    // removes the directory.
+    // Dropped in declaration order: scheduler, controller-manager, apiserver, etcd, then the
+    // janitor removes the directory.
+    scheduler: Option<Supervised>,
     controller_manager: Option<Supervised>,
     apiserver: Supervised,
     etcd: Supervised,
     _janitor: Supervised,
+    /// For nodes: removes the apiserver's address once the apiserver has exited.
+    address: Option<Supervised>,
     dir: PathBuf,
     kubeconfig: PathBuf,
     server: String,
@@ -83,13 +111,21 @@ impl ControlPlane {
     /// later by the components; when another process takes one in between, start again on
     /// new ports (a few times) rather than fail the test.
     pub async fn start(config: ControlPlaneConfig) -> Result<Self> {
+        let address = match &config.nodes {
+            Some(nodes) => Some(add_service_address(nodes.service_ip)?),
+            None => None,
+        };
         let mut attempt = 1;
         loop {
             match Self::start_once(config.clone()).await {
                 Err(e) if attempt < 3 && e.to_string().contains("address already in use") => {
                     attempt += 1;
                 }
-                other => return other,
+                Ok(mut plane) => {
+                    plane.address = address;
+                    return Ok(plane);
+                }
+                Err(e) => return Err(e),
             }
         }
     }
@@ -109,8 +145,11 @@ impl ControlPlane {
 
         let etcd_client = free_port()?;
         let etcd_peer = free_port()?;
-        let apiserver_port = free_port()?;
-        let server = format!("https://127.0.0.1:{apiserver_port}");
+        let (address, apiserver_port) = match &config.nodes {
+            Some(nodes) => (IpAddr::V4(nodes.service_ip), 443),
+            None => (IpAddr::V4(Ipv4Addr::LOCALHOST), free_port()?),
+        };
+        let server = format!("https://{address}:{apiserver_port}");
 
         let mut etcd = Supervised::spawn(
             "etcd",
@@ -123,7 +162,7 @@ impl ControlPlane {
         let mut apiserver = Supervised::spawn(
             "kube-apiserver",
             &binaries.kube_apiserver,
-            &apiserver_args(&files, etcd_client, apiserver_port, &config.apiserver_args),
+            &apiserver_args(&files, etcd_client, address, apiserver_port, &config),
             &dir.join("kube-apiserver.log"),
         )?;
         let kubeconfig = dir.join("kubeconfig.yaml");
@@ -152,11 +191,45 @@ impl ControlPlane {
                 let mut controller_manager = Supervised::spawn(
                     "kube-controller-manager",
                     binary,
-                    &controller_manager_args(&files, &kubeconfig),
+                    &controller_manager_args(&files, &kubeconfig, config.nodes.is_some()),
                     &dir.join("kube-controller-manager.log"),
                 )?;
                 wait_for_controllers(&mut controller_manager, &client).await?;
                 Some(controller_manager)
+            }
+            None => None,
+        };
+
+        let scheduler = match &config.nodes {
+            Some(_) => {
+                let binary = binaries
+                    .kube_scheduler
+                    .as_ref()
+                    .ok_or(Error::MissingBinary {
+                        binary: "kube-scheduler",
+                        looked_in: binaries.dir.display().to_string(),
+                    })?;
+                let kubeconfig = dir.join("kube-scheduler.kubeconfig.yaml");
+                write_kubeconfig(
+                    &kubeconfig,
+                    &server,
+                    &files.ca_cert,
+                    SCHEDULER_USER,
+                    &files.scheduler_token,
+                )?;
+                let path = kubeconfig.display();
+                Some(Supervised::spawn(
+                    "kube-scheduler",
+                    binary,
+                    &args([
+                        format!("--kubeconfig={path}"),
+                        format!("--authentication-kubeconfig={path}"),
+                        format!("--authorization-kubeconfig={path}"),
+                        "--leader-elect=false".to_string(),
+                        "--secure-port=0".to_string(),
+                    ]),
+                    &dir.join("kube-scheduler.log"),
+                )?)
             }
             None => None,
         };
@@ -168,6 +241,7 @@ impl ControlPlane {
                 Some(etcd.id()),
                 Some(apiserver.id()),
                 controller_manager.as_ref().map(Supervised::id),
+                scheduler.as_ref().map(Supervised::id),
             ]
             .into_iter()
             .flatten()
@@ -176,10 +250,12 @@ impl ControlPlane {
         )?;
         let dir = tempdir.keep();
         Ok(Self {
+            scheduler,
             controller_manager,
             apiserver,
             etcd,
             _janitor: janitor,
+            address: None,
             dir,
             kubeconfig,
             server,
@@ -206,12 +282,67 @@ impl ControlPlane {
         self.apiserver.check_running()?;
         self.controller_manager
             .as_mut()
+            .map_or(Ok(()), Supervised::check_running)?;
+        self.scheduler
+            .as_mut()
             .map_or(Ok(()), Supervised::check_running)
     }
+
+    /// The CA that signed the apiserver's serving certificate (for a kubelet's kubeconfig).
+    pub fn ca_cert(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+}
+
+/// Keeps the `kubernetes` Service's IP on `lo` while an apiserver listens on it: waits for
+/// its owner to let go (or die), then for the apiserver to exit, then removes it. When the
+/// owner dies, etcd and the apiserver get SIGTERM at once, and an apiserver whose etcd is
+/// gone does not finish its shutdown: after 30 s it is killed (it alone listens on this
+/// run's address).
+const ADDRESS_KEEPER: &str = r#"
+address=$1
+cat >/dev/null
+apiserver() {
+  for p in /proc/[0-9]*; do
+    case $(tr '\0' ' ' 2>/dev/null <"$p/cmdline") in
+      *"--bind-address=$address "*) echo "${p#/proc/}" ;;
+    esac
+  done
+}
+end=$(($(date +%s) + 30))
+while [ -n "$(apiserver)" ] && [ "$(date +%s)" -lt "$end" ]; do sleep 0.5; done
+for pid in $(apiserver); do kill -KILL "$pid" 2>/dev/null; done
+sleep 0.5
+ip addr del "$address/32" dev lo
+"#;
+
+/// Adds `address` to the loopback interface (pods reach it through their gateway: it is an
+/// address of this machine) and returns the process that removes it again.
+fn add_service_address(address: Ipv4Addr) -> Result<Supervised> {
+    let added = std::process::Command::new("ip")
+        .args(["addr", "add", &format!("{address}/32"), "dev", "lo"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(Error::io("running ip addr add"))?;
+    if !added.status.success() {
+        return Err(Error::Io {
+            context: format!("adding {address}/32 to lo"),
+            source: std::io::Error::other(String::from_utf8_lossy(&added.stderr).into_owned()),
+        });
+    }
+    let mut command = std::process::Command::new("sh");
+    command
+        .arg("-c")
+        .arg(ADDRESS_KEEPER)
+        .arg("address-keeper")
+        .arg(address.to_string());
+    Supervised::spawn_command("address-keeper", command, Path::new("/dev/null"))
 }
 
 const ADMIN_TOKEN_USER: &str = "admin";
 const CONTROLLER_MANAGER_USER: &str = "system:kube-controller-manager";
+/// Bound by the apiserver's bootstrap RBAC to the scheduler's ClusterRoles.
+const SCHEDULER_USER: &str = "system:kube-scheduler";
 
 /// The files the components read, and the tokens in the token file.
 struct Files {
@@ -223,12 +354,18 @@ struct Files {
     tokens: PathBuf,
     admin_token: String,
     controller_manager_token: String,
+    scheduler_token: String,
     dir: PathBuf,
 }
 
 impl Files {
     fn write(dir: &Path, config: &ControlPlaneConfig) -> Result<Self> {
-        let pki = Pki::generate()?;
+        let addresses: Vec<IpAddr> = config
+            .nodes
+            .iter()
+            .map(|nodes| IpAddr::V4(nodes.service_ip))
+            .collect();
+        let pki = Pki::generate_for(&addresses)?;
         let write = |name: &str, text: &str| -> Result<PathBuf> {
             let path = dir.join(name);
             std::fs::write(&path, text)
@@ -237,6 +374,7 @@ impl Files {
         };
         let admin_token = random_token();
         let controller_manager_token = random_token();
+        let scheduler_token = random_token();
         // The controller-manager runs every controller under its own identity
         // (--use-service-account-credentials=false), which needs more than its
         // bootstrap role grants.
@@ -250,6 +388,11 @@ impl Files {
                 name: CONTROLLER_MANAGER_USER.to_string(),
                 token: controller_manager_token.clone(),
                 groups: vec!["system:masters".to_string()],
+            },
+            User {
+                name: SCHEDULER_USER.to_string(),
+                token: scheduler_token.clone(),
+                groups: Vec::new(),
             },
         ];
         let tokens: String = builtin
@@ -277,6 +420,7 @@ impl Files {
             tokens: write("tokens.csv", &tokens)?,
             admin_token,
             controller_manager_token,
+            scheduler_token,
             dir: dir.to_path_buf(),
         })
     }
@@ -298,17 +442,29 @@ fn etcd_args(dir: &Path, client: u16, peer: u16) -> Vec<OsString> {
     ])
 }
 
-fn apiserver_args(files: &Files, etcd_client: u16, port: u16, extra: &[String]) -> Vec<OsString> {
+fn apiserver_args(
+    files: &Files,
+    etcd_client: u16,
+    address: IpAddr,
+    port: u16,
+    config: &ControlPlaneConfig,
+) -> Vec<OsString> {
+    let (authorization, service_cidr) = match &config.nodes {
+        // A kubelet reads and writes its own Node, its pods and what they mount.
+        Some(nodes) => ("Node,RBAC", nodes.service_cidr.as_str()),
+        // Only allocated, never routed: nothing listens on or sends to this range.
+        None => ("RBAC", "10.96.0.0/24"),
+    };
     let mut flags = vec![
         format!("--etcd-servers=http://127.0.0.1:{etcd_client}"),
-        "--bind-address=127.0.0.1".to_string(),
-        "--advertise-address=127.0.0.1".to_string(),
+        format!("--bind-address={address}"),
+        format!("--advertise-address={address}"),
         format!("--secure-port={port}"),
         format!("--cert-dir={}", files.dir.display()),
         format!("--tls-cert-file={}", files.serving_cert.display()),
         format!("--tls-private-key-file={}", files.serving_key.display()),
         format!("--token-auth-file={}", files.tokens.display()),
-        "--authorization-mode=RBAC".to_string(),
+        format!("--authorization-mode={authorization}"),
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local".to_string(),
         format!(
             "--service-account-key-file={}",
@@ -318,30 +474,39 @@ fn apiserver_args(files: &Files, etcd_client: u16, port: u16, extra: &[String]) 
             "--service-account-signing-key-file={}",
             files.service_account_key.display()
         ),
-        // Only allocated, never routed: nothing listens on or sends to this range.
-        "--service-cluster-ip-range=10.96.0.0/24".to_string(),
-        // Endpoints may not point at loopback; with no nodes nothing reads them anyway.
+        format!("--service-cluster-ip-range={service_cidr}"),
+        // Endpoints may not point at loopback; nothing routes Services by them here (pods
+        // reach the apiserver at its Service IP directly).
         "--endpoint-reconciler-type=none".to_string(),
         "--profiling=false".to_string(),
     ];
-    flags.extend(extra.iter().cloned());
+    flags.extend(config.apiserver_args.iter().cloned());
     args(flags)
 }
 
-fn controller_manager_args(files: &Files, kubeconfig: &Path) -> Vec<OsString> {
+fn controller_manager_args(files: &Files, kubeconfig: &Path, nodes: bool) -> Vec<OsString> {
+    // What the tests rely on (namespace deletion, owner-reference garbage collection,
+    // default service accounts and their tokens, aggregated ClusterRoles, admission
+    // policy type checks, ResourceQuota usage for the quota admission plugin); with no
+    // nodes the rest would only log errors. With a node: Deployments, their ReplicaSets,
+    // and the Node's not-ready taint lifted once the kubelet reports Ready.
+    let mut controllers = "namespace-controller,garbage-collector-controller,serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller,clusterrole-aggregation-controller,validatingadmissionpolicy-status-controller,resourcequota-controller".to_string();
+    if nodes {
+        controllers
+            .push_str(",deployment-controller,replicaset-controller,node-lifecycle-controller");
+    }
     args([
         format!("--kubeconfig={}", kubeconfig.display()),
         "--leader-elect=false".to_string(),
         // No serving: nothing scrapes it, and parallel control planes would fight for ports.
         "--secure-port=0".to_string(),
         "--use-service-account-credentials=false".to_string(),
-        format!("--service-account-private-key-file={}", files.service_account_key.display()),
+        format!(
+            "--service-account-private-key-file={}",
+            files.service_account_key.display()
+        ),
         format!("--root-ca-file={}", files.ca_cert.display()),
-        // What the tests rely on (namespace deletion, owner-reference garbage collection,
-        // default service accounts and their tokens, aggregated ClusterRoles, admission
-        // policy type checks, ResourceQuota usage for the quota admission plugin); with no
-        // nodes the rest would only log errors.
-        "--controllers=namespace-controller,garbage-collector-controller,serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller,clusterrole-aggregation-controller,validatingadmissionpolicy-status-controller,resourcequota-controller".to_string(),
+        format!("--controllers={controllers}"),
     ])
 }
 

@@ -30,6 +30,7 @@ use crate::control_plane::{ControlPlane, ControlPlaneConfig};
 use crate::crds::labpods_crds;
 use crate::kubeconfig::client_for;
 use crate::kubectl::Kubectl;
+use crate::kubelet::Node;
 use crate::leaks::{self, Confidential, Output};
 use crate::namespace::create_namespace;
 use crate::operator::{Operator, OperatorSettings};
@@ -51,6 +52,15 @@ pub const WIPED_PROFILE: &str = "wiped";
 const SUSHY_BOOT_FALLBACK: &str = "5s";
 /// Bound on a whole provisioning of a few simulated hosts (1 s boots, 1 s polls).
 pub const PROVISION_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// target/e2e-logs/<name>, emptied: a previous run's logs would confuse the reader of this
+/// one's.
+fn fresh_logs(name: &str) -> Result<PathBuf> {
+    let logs = workspace_root().join("target/e2e-logs").join(name);
+    let _ = std::fs::remove_dir_all(&logs);
+    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+    Ok(logs)
+}
 
 /// An instant `seconds` from now, to the second (the apiserver's precision).
 pub fn from_now(seconds: i64) -> Result<Time> {
@@ -81,6 +91,9 @@ pub struct E2e {
     /// What must never appear in the operator's output: the lab's BMC login, and whatever a
     /// test adds ([`E2e::keep_confidential`]). Checked by [`E2e::shutdown`].
     confidential: Vec<Confidential>,
+    /// The node the chart's Deployment runs on ([`E2e::start_in_pods`]); stopped before the
+    /// control plane.
+    node: Option<Node>,
     // Last: stopped after the operators, so they never see the apiserver vanish mid-test.
     plane: ControlPlane,
 }
@@ -167,6 +180,94 @@ impl E2e {
         Ok(e2e)
     }
 
+    /// The chart's Deployment run for real, as a lab operator's cluster runs it: a node on
+    /// this machine ([`crate::kubelet`]: containerd, runc, a kubelet), the image `cargo xtask
+    /// image` builds pushed to the node's registry, `helm install labpods <this chart> -n
+    /// labpods-system --create-namespace` with `image.repository` and `image.digest` pointed
+    /// at it (and `values`, `--set` pairs), and the lab's BMCs listening on the node's bridge
+    /// where pods reach them. No operator process: the Deployment's replicas are the operator.
+    pub async fn start_in_pods(name: &str, groups: &[HostGroup], values: &[&str]) -> Result<Self> {
+        let logs = fresh_logs(name)?;
+        let layout = tempfile::tempdir()?;
+        crate::kubelet::build_image(layout.path()).context("cargo xtask image")?;
+        let mut node = Node::prepare(&logs).await.context("preparing the node")?;
+        let pushed = node.push_image(layout.path(), "labpods/labpods")?;
+        let (repository, digest) = pushed
+            .split_once('@')
+            .with_context(|| format!("crane push printed {pushed:?}, not a reference by digest"))?;
+        let mut config = ControlPlaneConfig::default()
+            .crds(labpods_crds())
+            .for_nodes(node.network().access());
+        let node_token = config.add_user(
+            &format!("system:node:{}", crate::kubelet::NODE_NAME),
+            &["system:nodes"],
+        );
+        let plane = ControlPlane::start(config)
+            .await
+            .context("starting the control plane")?;
+        let client = client_for(plane.kubeconfig()).await?;
+        node.join(&plane, &client, &node_token)
+            .await
+            .context("starting the kubelet")?;
+        let kubectl = Kubectl::new(plane.kubeconfig())?;
+        create_namespace(&client, name, &[])
+            .await
+            .context("creating the test namespace")?;
+        let mut args: Vec<String> = [
+            "install",
+            "labpods",
+            &crate::helm::chart_dir().display().to_string(),
+            "--namespace",
+            tenancy::OPERATOR_NAMESPACE,
+            "--create-namespace",
+            "--set",
+            &format!("image.repository={repository}"),
+            "--set",
+            &format!("image.digest={digest}"),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for value in values {
+            args.extend(["--set".to_string(), value.to_string()]);
+        }
+        crate::helm::Helm::with_kubeconfig(plane.kubeconfig())?
+            .run(&args)
+            .await?
+            .ok()
+            .context("helm install")?;
+        let operator_namespace = tenancy::OPERATOR_NAMESPACE.to_string();
+        let gateway = std::net::IpAddr::V4(node.network().gateway);
+        let lab = SimLab::start_on(&client, name, &operator_namespace, groups, gateway).await?;
+        Ok(Self {
+            confidential: vec![lab.login()],
+            name: name.to_string(),
+            kubectl,
+            operator_kubeconfig: plane.kubeconfig().to_path_buf(),
+            operator_namespace: operator_namespace.clone(),
+            client,
+            namespace: name.to_string(),
+            hardware: Hardware::Sim(lab),
+            image: IMAGE.to_string(),
+            logs,
+            operators: Vec::new(),
+            bookings_served: BTreeMap::new(),
+            settings: OperatorSettings {
+                lease_namespace: operator_namespace,
+                ..OperatorSettings::default()
+            },
+            node: Some(node),
+            plane,
+        })
+    }
+
+    /// The node of [`E2e::start_in_pods`].
+    pub fn node(&mut self) -> Result<&mut Node> {
+        self.node
+            .as_mut()
+            .context("this test runs no node (E2e::start_in_pods does)")
+    }
+
     async fn start_with(name: &str, source: Source<'_>, install: Install) -> Result<Self> {
         let plane = ControlPlane::start(ControlPlaneConfig::default().crds(labpods_crds()))
             .await
@@ -176,10 +277,7 @@ impl E2e {
         create_namespace(&client, name, &[])
             .await
             .context("creating the test namespace")?;
-        let logs = workspace_root().join("target/e2e-logs").join(name);
-        // A previous run's logs would confuse the reader of this one's.
-        let _ = std::fs::remove_dir_all(&logs);
-        std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+        let logs = fresh_logs(name)?;
         let (operator_namespace, operator_kubeconfig) = match install {
             Install::Bare => (name.to_string(), plane.kubeconfig().to_path_buf()),
             Install::Shipped | Install::Chart(_) => {
@@ -254,6 +352,7 @@ impl E2e {
             operators: Vec::new(),
             bookings_served: BTreeMap::new(),
             settings,
+            node: None,
             plane,
         })
     }
@@ -580,6 +679,19 @@ impl E2e {
                 operator.log_tail()
             ));
         }
+        if let Some(node) = &self.node {
+            match self
+                .kubectl
+                .run(["get", "nodes,deployments,pods", "-A", "-o", "wide"])
+                .await
+            {
+                Ok(output) => {
+                    out.push_str(&format!("--- node\n{}{}", output.stdout, output.stderr))
+                }
+                Err(err) => out.push_str(&format!("--- node: {err}\n")),
+            }
+            out.push_str(&node.pod_log_tails());
+        }
         out
     }
 
@@ -880,6 +992,10 @@ impl E2e {
     pub async fn shutdown(mut self) -> Result<()> {
         let said = self.operator_output().await;
         self.operators.clear();
+        if let Some(node) = &self.node {
+            // What the replicas in pods said, kept beside the other logs and checked with them.
+            node.keep_pod_logs().context("copying the pods' logs")?;
+        }
         let checked = said.and_then(|mut outputs| {
             outputs.extend(self.operator_logs()?);
             Ok(leaks::find(&self.confidential, &outputs))

@@ -32,6 +32,7 @@ pub mod http_get;
 pub mod image_server;
 mod kubeconfig;
 mod kubectl;
+pub mod kubelet;
 pub mod leaks;
 mod namespace;
 pub mod openssh;

@@ -11,7 +11,8 @@ use crate::error::Result;
 pub struct Pki {
     /// Trusted by clients (kubeconfig) and put in service-account token secrets.
     pub ca_cert: String,
-    /// The apiserver's serving certificate, for 127.0.0.1 and localhost.
+    /// The apiserver's serving certificate, for 127.0.0.1, localhost and the extra
+    /// addresses asked for.
     pub serving_cert: String,
     pub serving_key: String,
     /// Signs service-account tokens (apiserver and the token controller).
@@ -21,7 +22,9 @@ pub struct Pki {
 }
 
 impl Pki {
-    pub fn generate() -> Result<Self> {
+    /// The serving certificate is also valid for `addresses` (the `kubernetes` Service's IP,
+    /// which pods connect to, for a control plane serving a node).
+    pub fn generate_for(addresses: &[std::net::IpAddr]) -> Result<Self> {
         let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
         ca_params
             .distinguished_name
@@ -34,8 +37,9 @@ impl Pki {
         ];
         let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
 
-        let mut serving_params =
-            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])?;
+        let mut names = vec!["127.0.0.1".to_string(), "localhost".to_string()];
+        names.extend(addresses.iter().map(ToString::to_string));
+        let mut serving_params = CertificateParams::new(names)?;
         serving_params
             .distinguished_name
             .push(DnType::CommonName, "kube-apiserver");

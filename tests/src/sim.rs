@@ -147,9 +147,23 @@ impl SimLab {
         secret_namespace: &str,
         groups: &[HostGroup],
     ) -> Result<Self> {
+        let loopback = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+        Self::start_on(client, lab, secret_namespace, groups, loopback).await
+    }
+
+    /// The same with the BMCs listening on `bind` (an address pods reach, for an operator
+    /// running in a pod).
+    pub async fn start_on(
+        client: &Client,
+        lab: &str,
+        secret_namespace: &str,
+        groups: &[HostGroup],
+        bind: std::net::IpAddr,
+    ) -> Result<Self> {
         let total = groups.iter().map(|g| g.count).sum();
         let sim = Sim::start(SimConfig {
             hosts: total,
+            bind,
             boot_time: Duration::from_secs(1),
             power_delay: Duration::from_millis(200),
             password: crate::leaks::unique_password(),

@@ -79,7 +79,8 @@ impl Supervised {
         Self::spawn_command("janitor", command, log)
     }
 
-    fn spawn_command(name: &str, mut command: Command, log: &Path) -> Result<Self> {
+    /// Starts `command` (its stdin is the lifeline), its output appended to `log`.
+    pub(crate) fn spawn_command(name: &str, mut command: Command, log: &Path) -> Result<Self> {
         let open_log = || {
             File::options()
                 .create(true)

@@ -7,8 +7,11 @@
 #
 # MINOR is a supported Kubernetes minor (see VERSIONS below), or `newest` / `oldest`.
 # COMPONENTs are any of
-# kube-apiserver kube-controller-manager kubectl etcd helm crane registry; the default is all
-# but helm, crane and registry (go-containerregistry's, for the image: cargo xtask image).
+# kube-apiserver kube-controller-manager kubectl kube-scheduler kubelet pause etcd helm crane
+# registry; the default is kube-apiserver, kube-controller-manager, kubectl and etcd (crane
+# and registry are go-containerregistry's, for the image: cargo xtask image; kube-scheduler,
+# kubelet and pause, the pod sandbox's process compiled static from the same module's
+# build/pause/linux/pause.c, run the chart's Deployment on a node: tests/tests/kubelet.rs).
 # Prints the directory holding the binaries on stdout (progress goes to stderr), e.g.
 #   ~/.cache/labpods/k8s-1.37.2/bin
 # etcd, helm, crane and registry are version-independent and shared by every minor (symlinked in).
@@ -140,9 +143,20 @@ shared_tool() {
 
 for what in $(missing); do
   case $what in
-    kube-apiserver | kube-controller-manager | kubectl)
+    kube-apiserver | kube-controller-manager | kubectl | kube-scheduler | kubelet)
       dir=$(kubernetes_module)
       build "$what v$version" "$dir" "k8s.io/kubernetes/cmd/$what" "$(kubernetes_ldflags)" "$BIN/$what"
+      ;;
+    pause)
+      # C, not Go: what registry.k8s.io/pause runs. Static, so the image needs nothing else.
+      command -v cc >/dev/null || die "a C compiler is needed for pause (apt-get install gcc libc6-dev)"
+      source_dir=$(cd "$(kubernetes_module)" && go mod download -json "k8s.io/kubernetes@v$version" | sed -n 's/.*"Dir": "\(.*\)",*/\1/p')
+      [ -f "$source_dir/build/pause/linux/pause.c" ] || die "no build/pause/linux/pause.c in k8s.io/kubernetes v$version"
+      # The flags and version of build/pause/Makefile.
+      pause_version=$(sed -n 's/^TAG ?= //p' "$source_dir/build/pause/Makefile")
+      cc -Os -Wall -Werror -static -DVERSION="v$pause_version" -o "$BIN/pause.tmp" "$source_dir/build/pause/linux/pause.c"
+      mv "$BIN/pause.tmp" "$BIN/pause"
+      log "built pause v$pause_version from k8s.io/kubernetes v$version"
       ;;
     etcd)
       shared_tool etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" go.etcd.io/etcd/server/v3 \
@@ -156,7 +170,7 @@ for what in $(missing); do
       shared_tool "$what" github.com/google/go-containerregistry "$GGCR_VERSION" \
         "github.com/google/go-containerregistry/cmd/$what" "-s -w"
       ;;
-    *) die "unknown component '$what' (kube-apiserver kube-controller-manager kubectl etcd helm crane registry)" ;;
+    *) die "unknown component '$what' (kube-apiserver kube-controller-manager kubectl kube-scheduler kubelet pause etcd helm crane registry)" ;;
   esac
 done
 log "done: $BIN"

@@ -13,6 +13,9 @@ const KUBECTL_ENV: &str = "LABPODS_KUBECTL";
 /// What the API tests of a minor need; the whole suite also needs the controller-manager.
 pub const API_COMPONENTS: &[&str] = &["kube-apiserver", "etcd"];
 pub const ALL_COMPONENTS: &[&str] = &["kube-apiserver", "kube-controller-manager", "etcd"];
+/// What the test suite adds for the chart's Deployment on a node (tests/tests/kubelet.rs):
+/// the scheduler, the kubelet and the pod sandbox's pause.
+pub const NODE_COMPONENTS: &[&str] = &["kube-scheduler", "kubelet", "pause"];
 
 /// One minor's binaries, and the newest minor's kubectl (the one users have).
 #[derive(Debug, Clone)]

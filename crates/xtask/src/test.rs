@@ -14,7 +14,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-use crate::kube_binaries::{ALL_COMPONENTS, API_COMPONENTS, KubeBinaries, supported_minors};
+use crate::kube_binaries::{
+    ALL_COMPONENTS, API_COMPONENTS, KubeBinaries, NODE_COMPONENTS, supported_minors,
+};
 use crate::testenv::{SharedControlPlane, build_testenv, cargo};
 use crate::workspace_root;
 
@@ -52,7 +54,7 @@ pub fn run(args: &[String]) -> Result<()> {
         // The whole suite: build what single tests would otherwise build inside their time
         // limit on a cold machine (a release build, Go tools, a browser).
         phase(
-            "tools the tests run: helm, crane, registry, chromium",
+            "tools the tests run: helm, crane, registry, chromium, containerd and CNI plugins",
             || tools(&root),
         )?;
         phase(
@@ -139,7 +141,7 @@ fn plan(root: &Path, kube: Option<&str>, nextest_args: Vec<String>) -> Result<Ve
                 minors.join(", ")
             );
         }
-        let binaries = KubeBinaries::install(root, minor, ALL_COMPONENTS)?;
+        let binaries = KubeBinaries::install(root, minor, &suite_components())?;
         return Ok(vec![Run {
             binaries,
             args: nextest_args,
@@ -150,7 +152,7 @@ fn plan(root: &Path, kube: Option<&str>, nextest_args: Vec<String>) -> Result<Ve
     };
     let api_only_on_oldest = nextest_args.is_empty() && oldest != newest;
     let mut runs = vec![Run {
-        binaries: KubeBinaries::install(root, newest, ALL_COMPONENTS)?,
+        binaries: KubeBinaries::install(root, newest, &suite_components())?,
         args: nextest_args,
     }];
     if api_only_on_oldest {
@@ -160,6 +162,15 @@ fn plan(root: &Path, kube: Option<&str>, nextest_args: Vec<String>) -> Result<Ve
         });
     }
     Ok(runs)
+}
+
+/// What the whole suite runs: the control plane and a node's parts.
+fn suite_components() -> Vec<&'static str> {
+    ALL_COMPONENTS
+        .iter()
+        .chain(NODE_COMPONENTS)
+        .copied()
+        .collect()
 }
 
 fn api_filter() -> Vec<String> {
@@ -189,7 +200,10 @@ fn tools(root: &Path) -> Result<()> {
         "build-control-plane.sh",
         &["newest", "helm", "crane", "registry"],
     )?;
-    support_script(root, "chromium.sh", &[])
+    support_script(root, "chromium.sh", &[])?;
+    // A node for the chart's Deployment (tests/tests/kubelet.rs): Debian's containerd, runc
+    // and CNI plugins.
+    support_script(root, "kubelet-node.sh", &[])
 }
 
 fn phase<T>(name: &str, work: impl FnOnce() -> Result<T>) -> Result<T> {
