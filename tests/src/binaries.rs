@@ -125,6 +125,44 @@ fn is_executable(path: &Path) -> bool {
         .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
 }
 
+/// `cargo xtask image --out DIR`: the operator's image as an OCI layout in `out` (a release
+/// build of the labpods binary, cached by cargo after the first); the reference and the
+/// digest it printed.
+pub fn build_image(out: &Path) -> anyhow::Result<(String, String)> {
+    use anyhow::Context;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(cargo)
+        .args([
+            "run",
+            "--quiet",
+            "--package",
+            "xtask",
+            "--",
+            "image",
+            "--out",
+        ])
+        .arg(out)
+        .current_dir(crate::workspace_root())
+        .stdin(Stdio::null())
+        .output()
+        .context("running cargo xtask image")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "cargo xtask image failed ({}):\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed = String::from_utf8_lossy(&output.stdout);
+    let field = |key: &str| {
+        printed
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(str::to_string)
+            .with_context(|| format!("no {key:?} line in {printed}"))
+    };
+    Ok((field("image ")?, field("digest ")?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::Binaries;

@@ -81,7 +81,10 @@ impl ControlPlaneConfig {
     /// A control plane for kubelets: served on `access.service_ip`:443 (which must be an
     /// address of this machine), the Node authorizer before RBAC, a kube-scheduler, and the
     /// deployment, replicaset and node-lifecycle controllers (the last lifts the not-ready
-    /// taint a new Node is registered with).
+    /// taint a new Node is registered with). The apiserver reaches a kubelet (`kubectl
+    /// logs`, `exec`) at its Node's InternalIP with a client certificate of the CA
+    /// ([`ControlPlane::ca_cert`], which the kubelet trusts for clients); it does not verify
+    /// the kubelet's self-signed serving certificate (no `--kubelet-certificate-authority`).
     pub fn for_nodes(mut self, access: NodeAccess) -> Self {
         self.nodes = Some(access);
         self
@@ -349,6 +352,8 @@ struct Files {
     ca_cert: PathBuf,
     serving_cert: PathBuf,
     serving_key: PathBuf,
+    /// For nodes: the apiserver's client certificate and key for kubelets.
+    kubelet_client: Option<(PathBuf, PathBuf)>,
     service_account_key: PathBuf,
     service_account_public_key: PathBuf,
     tokens: PathBuf,
@@ -408,10 +413,18 @@ impl Files {
                 )
             })
             .collect();
+        let kubelet_client = match &config.nodes {
+            Some(_) => Some((
+                write("apiserver-kubelet-client.crt", &pki.kubelet_client_cert)?,
+                write("apiserver-kubelet-client.key", &pki.kubelet_client_key)?,
+            )),
+            None => None,
+        };
         Ok(Self {
             ca_cert: write("ca.crt", &pki.ca_cert)?,
             serving_cert: write("apiserver.crt", &pki.serving_cert)?,
             serving_key: write("apiserver.key", &pki.serving_key)?,
+            kubelet_client,
             service_account_key: write("service-account.key", &pki.service_account_key)?,
             service_account_public_key: write(
                 "service-account.pub",
@@ -480,6 +493,15 @@ fn apiserver_args(
         "--endpoint-reconciler-type=none".to_string(),
         "--profiling=false".to_string(),
     ];
+    if let Some((cert, key)) = &files.kubelet_client {
+        // `kubectl logs` and `exec` through the kubelet: at the Node's InternalIP (its
+        // hostname resolves nowhere), as a client of the CA the kubelet trusts.
+        flags.extend([
+            format!("--kubelet-client-certificate={}", cert.display()),
+            format!("--kubelet-client-key={}", key.display()),
+            "--kubelet-preferred-address-types=InternalIP".to_string(),
+        ]);
+    }
     flags.extend(config.apiserver_args.iter().cloned());
     args(flags)
 }

@@ -189,7 +189,7 @@ impl E2e {
     pub async fn start_in_pods(name: &str, groups: &[HostGroup], values: &[&str]) -> Result<Self> {
         let logs = fresh_logs(name)?;
         let layout = tempfile::tempdir()?;
-        crate::kubelet::build_image(layout.path()).context("cargo xtask image")?;
+        crate::binaries::build_image(layout.path()).context("cargo xtask image")?;
         let mut node = Node::prepare(&logs).await.context("preparing the node")?;
         let pushed = node.push_image(layout.path(), "labpods/labpods")?;
         let (repository, digest) = pushed

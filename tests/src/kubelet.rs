@@ -369,7 +369,9 @@ impl Node {
 
     /// Starts the kubelet as Node [`NODE_NAME`] with `token` (a token-file user
     /// `system:node:<NODE_NAME>` in group `system:nodes`, so that the Node authorizer governs
-    /// it) and waits until its Node is Ready.
+    /// it) and waits until its Node is Ready. Its InternalIP is the bridge's address, where
+    /// it serves clients with a certificate of the control plane's CA only: the apiserver,
+    /// for `kubectl logs` and `exec`.
     pub async fn join(&mut self, plane: &ControlPlane, client: &Client, token: &str) -> Result<()> {
         let kubeconfig = self.dir.join("kubelet.kubeconfig.yaml");
         crate::kubeconfig::write_kubeconfig(
@@ -379,10 +381,14 @@ impl Node {
             &format!("system:node:{NODE_NAME}"),
             token,
         )?;
+        let client_ca = self.dir.join("kubelet-client-ca.crt");
+        std::fs::copy(plane.ca_cert(), &client_ca)
+            .with_context(|| format!("copying {}", plane.ca_cert().display()))?;
         let config = self.dir.join("kubelet.yaml");
+        let address = self.network.gateway;
         write(
             &config,
-            &kubelet_config(&self.dir, &self.cgroup, free_port()?),
+            &kubelet_config(&self.dir, &self.cgroup, address, free_port()?, &client_ca),
         )?;
         let args: Vec<OsString> = [
             format!("--config={}", config.display()),
@@ -390,6 +396,8 @@ impl Node {
             format!("--root-dir={}", self.dir.join("kubelet").display()),
             format!("--cert-dir={}", self.dir.join("kubelet/pki").display()),
             format!("--hostname-override={NODE_NAME}"),
+            // Not loopback, which a kubelet refuses as its node IP.
+            format!("--node-ip={address}"),
             "--v=2".to_string(),
         ]
         .into_iter()
@@ -772,10 +780,18 @@ fn cni_config(dir: &Path, network: &NodeNetwork) -> String {
 }
 
 /// The kubelet: cgroup v1 allowed, cgroupfs under the node's cgroup root, containerd's
-/// socket, its files beneath `dir`, serving on loopback only, no eviction thresholds a
-/// busy CI disk could cross.
-fn kubelet_config(dir: &Path, cgroup: &str, port: u16) -> String {
+/// socket, its files beneath `dir`, serving on `address` (the bridge's, its node IP) to
+/// clients with a certificate of `client_ca` only, no eviction thresholds a busy CI disk
+/// could cross.
+fn kubelet_config(
+    dir: &Path,
+    cgroup: &str,
+    address: Ipv4Addr,
+    port: u16,
+    client_ca: &Path,
+) -> String {
     let dir = dir.display();
+    let client_ca = client_ca.display();
     format!(
         r#"apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -783,13 +799,14 @@ failCgroupV1: false
 cgroupDriver: cgroupfs
 cgroupRoot: /{cgroup}
 containerRuntimeEndpoint: unix://{dir}/containerd.sock
-address: 127.0.0.1
+address: {address}
 port: {port}
 readOnlyPort: 0
 healthzPort: 0
 authentication:
   anonymous: {{enabled: false}}
   webhook: {{enabled: false}}
+  x509: {{clientCAFile: {client_ca}}}
 authorization: {{mode: AlwaysAllow}}
 podLogsDir: {dir}/pod-logs
 volumePluginDir: {dir}/volume-plugins
@@ -816,32 +833,4 @@ fn find_dir(root: &Path, name: &str) -> Result<Option<PathBuf>> {
         }
     }
     Ok(None)
-}
-
-/// `cargo xtask image --out DIR`: the operator's image as an OCI layout in `out` (a release
-/// build of the labpods binary, cached by cargo after the first).
-pub fn build_image(out: &Path) -> Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let output = Command::new(cargo)
-        .args([
-            "run",
-            "--quiet",
-            "--package",
-            "xtask",
-            "--",
-            "image",
-            "--out",
-        ])
-        .arg(out)
-        .current_dir(crate::workspace_root())
-        .stdin(Stdio::null())
-        .output()
-        .context("running cargo xtask image")?;
-    ensure!(
-        output.status.success(),
-        "cargo xtask image failed ({}):\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(())
 }

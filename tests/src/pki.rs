@@ -1,7 +1,8 @@
 //! The control plane's certificates and keys, made fresh for each control plane.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
 };
 
 use crate::error::Result;
@@ -15,6 +16,10 @@ pub struct Pki {
     /// addresses asked for.
     pub serving_cert: String,
     pub serving_key: String,
+    /// The apiserver's client certificate for kubelets (`kubectl logs`, `exec`): a kubelet
+    /// trusts the CA for client certificates.
+    pub kubelet_client_cert: String,
+    pub kubelet_client_key: String,
     /// Signs service-account tokens (apiserver and the token controller).
     pub service_account_key: String,
     /// Verifies them: the apiserver does not read a public key out of a PKCS#8 private key.
@@ -46,11 +51,21 @@ impl Pki {
         let serving_key = KeyPair::generate()?;
         let serving_cert = serving_params.signed_by(&serving_key, &ca)?;
 
+        let mut kubelet_client_params = CertificateParams::new(Vec::<String>::new())?;
+        kubelet_client_params
+            .distinguished_name
+            .push(DnType::CommonName, "kube-apiserver-kubelet-client");
+        kubelet_client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let kubelet_client_key = KeyPair::generate()?;
+        let kubelet_client_cert = kubelet_client_params.signed_by(&kubelet_client_key, &ca)?;
+
         let service_account_key = KeyPair::generate()?;
         Ok(Self {
             ca_cert: ca.pem(),
             serving_cert: serving_cert.pem(),
             serving_key: serving_key.serialize_pem(),
+            kubelet_client_cert: kubelet_client_cert.pem(),
+            kubelet_client_key: kubelet_client_key.serialize_pem(),
             service_account_key: service_account_key.serialize_pem(),
             service_account_public_key: service_account_key.public_key_pem(),
         })

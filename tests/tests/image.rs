@@ -5,11 +5,11 @@
 //! is the chart's default image.
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Result, bail, ensure};
 use labpods_tests::helm::chart_dir;
 use labpods_tests::workspace_root;
 use serde_json::Value;
@@ -39,36 +39,6 @@ fn ok(output: Output, what: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
-/// `cargo xtask image --out DIR`: (reference, digest) it prints.
-fn build_image(out: &Path) -> Result<(String, String)> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let printed = ok(
-        Command::new(cargo)
-            .args([
-                "run",
-                "--quiet",
-                "--package",
-                "xtask",
-                "--",
-                "image",
-                "--out",
-            ])
-            .arg(out)
-            .current_dir(workspace_root())
-            .stderr(Stdio::inherit())
-            .output()?,
-        "cargo xtask image",
-    )?;
-    let field = |key: &str| {
-        printed
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .map(str::to_string)
-            .with_context(|| format!("no {key:?} line in {printed}"))
-    };
-    Ok((field("image ")?, field("digest ")?))
-}
-
 struct Registry(Child);
 
 impl Drop for Registry {
@@ -81,8 +51,8 @@ impl Drop for Registry {
 #[test]
 fn image_builds_reproducibly_and_runs_from_a_registry_on_loopback() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let (reference, digest) = build_image(&dir.path().join("a"))?;
-    let (_, again) = build_image(&dir.path().join("b"))?;
+    let (reference, digest) = labpods_tests::binaries::build_image(&dir.path().join("a"))?;
+    let (_, again) = labpods_tests::binaries::build_image(&dir.path().join("b"))?;
     assert_eq!(digest, again, "two builds of the same binary differ");
 
     // The chart's default image is what this builds.

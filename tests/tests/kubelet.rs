@@ -11,6 +11,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::ListParams;
+use labpods_tests::Kubectl;
 use labpods_tests::e2e::E2e;
 use labpods_tests::kubelet::NODE_NAME;
 use labpods_tests::sim::HostGroup;
@@ -112,6 +113,33 @@ async fn e2e_chart_deployment_runs_under_a_real_kubelet_and_books() -> Result<()
         );
         names.push(name);
     }
+
+    // The README's commands, verbatim: both pods listed Running, and the operator's log
+    // (through the kubelet: the apiserver as a client of the CA the kubelet trusts).
+    let kubectl = Kubectl::new(e2e.kubeconfig())?;
+    let listed = kubectl
+        .run(["get", "pods", "-n", "labpods-system"])
+        .await?
+        .ok()?;
+    for name in &names {
+        let line = listed
+            .lines()
+            .find(|line| line.split_whitespace().next() == Some(name.as_str()))
+            .with_context(|| format!("kubectl get pods does not list {name}:\n{listed}"))?;
+        let columns: Vec<&str> = line.split_whitespace().collect();
+        ensure!(
+            columns.get(1..3) == Some(&["1/1", "Running"][..]),
+            "kubectl get pods lists {name} as {line:?}:\n{listed}"
+        );
+    }
+    let log = kubectl
+        .run(["logs", "-n", "labpods-system", "deploy/labpods"])
+        .await?
+        .ok()?;
+    ensure!(
+        log.contains("labpods operator starting"),
+        "kubectl logs deploy/labpods printed no start of the operator:\n{log}"
+    );
 
     // One of them leads, under its pod's name (the identity is `<POD_NAME>_<random>`).
     let leader = e2e.wait_leader(None, Duration::from_secs(60)).await?;
