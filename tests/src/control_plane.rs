@@ -298,10 +298,8 @@ impl ControlPlane {
 }
 
 /// Keeps the `kubernetes` Service's IP on `lo` while an apiserver listens on it: waits for
-/// its owner to let go (or die), then for the apiserver to exit, then removes it. When the
-/// owner dies, etcd and the apiserver get SIGTERM at once, and an apiserver whose etcd is
-/// gone does not finish its shutdown: after 30 s it is killed (it alone listens on this
-/// run's address).
+/// its owner to let go (or die), then for the apiserver to exit (its supervisor kills it 15 s
+/// after SIGTERM; the wait is bounded at 30 s all the same), then removes it.
 const ADDRESS_KEEPER: &str = r#"
 address=$1
 cat >/dev/null
@@ -314,8 +312,6 @@ apiserver() {
 }
 end=$(($(date +%s) + 30))
 while [ -n "$(apiserver)" ] && [ "$(date +%s)" -lt "$end" ]; do sleep 0.5; done
-for pid in $(apiserver); do kill -KILL "$pid" 2>/dev/null; done
-sleep 0.5
 ip addr del "$address/32" dev lo
 "#;
 
