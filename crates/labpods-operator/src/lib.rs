@@ -1,5 +1,7 @@
-//! labpods operator: controllers for LabHost, PodRequest and Lease, the scheduler, and the
-//! provisioning state machine. The binary `labpods` (src/main.rs) is a thin layer over this.
+//! labpods operator: controllers for LabHost, PodRequest and Lease, and what connects them to
+//! the apiserver and the BMCs. What they decide is pure and lives apart: the scheduler in
+//! `labpods-scheduler`, the provisioning state machines and the LabHost and Lease plans in
+//! `labpods-core`. The binary `labpods` (src/main.rs) is a thin layer over this.
 
 pub mod cli;
 pub mod config;
@@ -11,11 +13,11 @@ pub mod http;
 pub mod images;
 pub mod leader;
 pub mod metrics;
-pub mod provisioning;
 pub mod scheduler;
 pub mod seed;
 pub mod signing;
 pub mod startup;
 pub mod telemetry;
-#[cfg(test)]
-mod test_support;
+
+/// The pure state machines, where the adapters name them.
+pub use labpods_core::provisioning;

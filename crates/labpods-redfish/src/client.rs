@@ -10,15 +10,16 @@ use tokio::sync::{Mutex, OnceCell};
 use tokio::time::Instant;
 use url::Url;
 
-use crate::bmc::{
-    Bmc, BootEnabled, BootMode, BootOverride, BootTarget, Disk, Inventory, MediaState, Medium,
-    PowerState, ResetKind,
-};
+use crate::bmc::Bmc;
 use crate::error::{Error, Result};
 use crate::model::{
     ComputerSystem, Drive, EthernetInterface, Manager, SimpleStorage, Status, Storage, VirtualMedia,
 };
 use crate::transport::Transport;
+use crate::vocabulary::{
+    BootEnabled, BootMode, BootOverride, BootTarget, Disk, Inventory, MediaState, Medium,
+    PowerState, ResetKind,
+};
 
 /// A virtual media device and its actions.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,8 +4,7 @@
 //! before it can reach status or Events.
 
 use crate::{
-    ResetKind,
-    bmc::PowerState,
+    PowerState, ResetKind,
     client::{choose_devices, choose_reset_type, last_segment},
     model::{
         Collection, ComputerSystem, Drive, ErrorBody, EthernetInterface, MAX_BMC_MESSAGE_CHARS,

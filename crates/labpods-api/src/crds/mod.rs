@@ -6,7 +6,7 @@ mod yaml;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
 };
-use kube::CustomResourceExt;
+use kube_core::CustomResourceExt;
 
 use crate::validation::rules::{Kind, RULES};
 use crate::{LabHost, Lease, PodRequest};

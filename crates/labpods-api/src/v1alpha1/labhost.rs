@@ -1,7 +1,7 @@
 //! LabHost: one physical server of the lab, driven through its Redfish BMC.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::CustomResource;
+use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +38,7 @@ pub const MAX_MEMORY_GIB: u32 = 65_536;
 #[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
+    crates(kube_core = "::kube_core"),
     group = "labpods.dev",
     version = "v1alpha1",
     kind = "LabHost",

@@ -1,7 +1,7 @@
 //! Lease: the operator's binding of a PodRequest to concrete hosts for a window.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::CustomResource;
+use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +22,7 @@ pub const MAX_LEASE_HOSTS: u32 = 1024;
 #[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
+    crates(kube_core = "::kube_core"),
     group = "labpods.dev",
     version = "v1alpha1",
     kind = "Lease",

@@ -8,7 +8,7 @@
 //! retention); host changes arrive through the watch.
 
 pub mod heal;
-pub mod plan;
+pub use labpods_core::lease_plan as plan;
 
 use std::{collections::HashSet, future::Future, sync::Arc, time::Instant};
 

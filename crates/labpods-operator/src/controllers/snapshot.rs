@@ -8,7 +8,6 @@
 use std::{collections::HashMap, ops::Deref, sync::Arc};
 
 use chrono::TimeDelta;
-use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time as KubeTime, jiff::Timestamp};
 use kube::{ResourceExt, core::DeserializeGuard};
 use labpods_api::v1alpha1::{LabHost, Lease, LeasePhase, PodRequest, PodRequestPhase};
 
@@ -89,10 +88,7 @@ pub fn policy(config: &Config) -> Policy {
     }
 }
 
-/// Converts a scheduler instant to the API's (second precision, as the apiserver stores).
-pub fn kube_time(t: Time) -> KubeTime {
-    KubeTime(Timestamp::from_second(t.timestamp()).unwrap_or(Timestamp::UNIX_EPOCH))
-}
+pub use labpods_core::from_api::kube_time;
 
 /// `namespace/name` of an object.
 pub fn key_of(obj: &impl ResourceExt) -> (String, String) {
@@ -190,16 +186,16 @@ mod tests {
     use labpods_api::v1alpha1::{AssignedHost, ClaimRef, HostState, PodRequestStatus};
 
     use super::*;
-    use crate::test_support;
+    use labpods_core::fixtures;
 
     fn at(s: &str) -> Time {
         s.parse().unwrap()
     }
 
     fn labhost(name: &str, claim: Option<&str>) -> LabHost {
-        let mut h = test_support::labhost(name, Some(HostState::Available));
+        let mut h = fixtures::labhost(name, Some(HostState::Available));
         h.spec.claim_ref = claim.map(|l| ClaimRef {
-            namespace: test_support::NAMESPACE.into(),
+            namespace: fixtures::NAMESPACE.into(),
             name: l.into(),
             uid: "u".into(),
             lease: l.into(),
@@ -209,7 +205,7 @@ mod tests {
 
     fn lease(name: &str, end: &str) -> Lease {
         let start = kube_time(at("2026-11-24T00:00:00Z"));
-        test_support::lease(name, "u", &["h1"], start, kube_time(at(end)))
+        fixtures::lease(name, "u", &["h1"], start, kube_time(at(end)))
     }
 
     #[test]
@@ -259,7 +255,7 @@ mod tests {
 
     #[test]
     fn only_scheduled_requests_hold_reservations() {
-        let mut pr = test_support::podrequest("pod", 1);
+        let mut pr = fixtures::podrequest("pod", 1);
         pr.status = Some(PodRequestStatus {
             phase: Some(PodRequestPhase::Scheduled),
             hosts: vec![AssignedHost {

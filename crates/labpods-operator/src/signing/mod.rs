@@ -37,6 +37,8 @@ use kube::ResourceExt;
 use labpods_api::v1alpha1::{ImageSpec, Lease, LeaseHost, LeaseSpec, RequestRef};
 use ring::hmac;
 
+pub use labpods_core::trust::Untrusted;
+
 use crate::controllers::scheduling::bind::ORIGINAL_END;
 
 /// The annotation carrying a Lease's signature.
@@ -57,28 +59,6 @@ pub enum Seal {
     /// Created by the operator, not sealed yet (a binding in progress, or interrupted by a
     /// crash): only to be sealed by the binder or rolled back.
     Provisional,
-}
-
-/// Why a Lease is not honoured. The messages are for users: they say what happened and what
-/// the operator does about it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Untrusted {
-    #[error("it carries no signature: the labpods operator did not write it")]
-    Unsigned,
-    #[error(
-        "its signature does not match its content: someone other than the labpods operator wrote or changed it"
-    )]
-    Mismatch,
-}
-
-impl Untrusted {
-    /// For condition reasons and metrics.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Self::Unsigned => "NotSignedByOperator",
-            Self::Mismatch => "ChangedByOthers",
-        }
-    }
 }
 
 /// Verdicts on the Leases of one pass over the lab, kept for the next: a Lease's seal is a

@@ -8,7 +8,7 @@
 pub mod bmc;
 mod lease_changes;
 pub mod phone_home;
-pub mod plan;
+pub use labpods_core::host_plan as plan;
 pub mod seed;
 pub mod status;
 mod steps;

@@ -241,14 +241,14 @@ mod tests {
     use labpods_api::v1alpha1::{ClaimRef, ProvisioningStep};
 
     use super::*;
-    use crate::test_support;
+    use labpods_core::fixtures;
 
     fn at(secs: i64) -> Time {
         Time(Timestamp::from_second(secs).unwrap())
     }
 
     fn host(status: LabHostStatus) -> LabHost {
-        let mut h = test_support::labhost("node-01", None);
+        let mut h = fixtures::labhost("node-01", None);
         h.spec.claim_ref = Some(ClaimRef {
             namespace: "team-a".into(),
             name: "ci-pod".into(),

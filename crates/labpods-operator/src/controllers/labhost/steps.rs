@@ -1,5 +1,5 @@
-//! Adapter between the pure provisioning/release state machines (`crate::provisioning`) and
-//! the hardware: observes what the stored step needs from the BMC, asks the step's handler,
+//! Adapter between the pure provisioning/release state machines (`labpods_core::provisioning`)
+//! and the hardware: observes what the stored step needs from the BMC, asks the step's handler,
 //! performs the action, and stores the next step in the status (the caller writes it), so a
 //! restarted operator resumes at the same step.
 

@@ -227,11 +227,11 @@ async fn rollback(
 mod tests {
     use super::*;
     use crate::scheduler::Assignment;
-    use crate::test_support;
+    use labpods_core::fixtures;
 
     #[test]
     fn lease_is_owned_by_the_request_and_remembers_its_first_end() {
-        let mut pr = test_support::podrequest("pod", 2);
+        let mut pr = fixtures::podrequest("pod", 2);
         pr.metadata.uid = Some("u1".into());
         let p = Placement {
             start: "2026-11-24T10:00:00Z".parse().unwrap(),
@@ -268,10 +268,7 @@ mod tests {
     fn precheck_refuses_hosts_the_cache_shows_taken() {
         use labpods_api::v1alpha1::HostState;
         let host = |name: &str, state: HostState| {
-            (
-                name.to_owned(),
-                test_support::labhost(name, Some(state)).into(),
-            )
+            (name.to_owned(), fixtures::labhost(name, Some(state)).into())
         };
         let hosts: LabHosts = [
             host("h1", HostState::Available),
@@ -279,7 +276,7 @@ mod tests {
         ]
         .into();
         let ours = ClaimRef {
-            namespace: test_support::NAMESPACE.into(),
+            namespace: fixtures::NAMESPACE.into(),
             name: "pod".into(),
             uid: "u1".into(),
             lease: "pod".into(),

@@ -49,17 +49,17 @@ mod tests {
     use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 
     use super::*;
-    use crate::test_support;
+    use labpods_core::fixtures;
 
     fn request(uid: &str) -> PodRequest {
-        let mut pr = test_support::podrequest("pod", 1);
+        let mut pr = fixtures::podrequest("pod", 1);
         pr.metadata.uid = Some(uid.into());
         pr
     }
 
     fn lease(request_uid: &str) -> Lease {
         let t = Time(Timestamp::UNIX_EPOCH);
-        test_support::lease("pod", request_uid, &["h1"], t.clone(), t)
+        fixtures::lease("pod", request_uid, &["h1"], t.clone(), t)
     }
 
     #[test]

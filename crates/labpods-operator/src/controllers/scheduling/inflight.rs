@@ -110,7 +110,7 @@ mod tests {
     use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 
     use super::*;
-    use crate::test_support;
+    use labpods_core::fixtures;
 
     fn key(name: &str) -> Key {
         ("team".into(), name.into())
@@ -118,7 +118,7 @@ mod tests {
 
     fn lease() -> Option<Arc<Lease>> {
         let (start, end) = (Timestamp::UNIX_EPOCH, Timestamp::MAX);
-        let lease = test_support::lease("a", "uid-a", &["h1"], Time(start), Time(end));
+        let lease = fixtures::lease("a", "uid-a", &["h1"], Time(start), Time(end));
         Some(Arc::new(lease))
     }
 

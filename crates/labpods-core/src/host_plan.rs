@@ -204,11 +204,11 @@ mod tests {
     use labpods_api::v1alpha1::{LeaseStatus, ProvisioningStep};
 
     use super::*;
-    use crate::test_support::{self, IMAGE};
+    use crate::fixtures::{self, IMAGE};
 
     fn claim() -> ClaimRef {
         ClaimRef {
-            namespace: test_support::NAMESPACE.into(),
+            namespace: fixtures::NAMESPACE.into(),
             name: "pod-1".into(),
             uid: "uid-1".into(),
             lease: "pod-1".into(),
@@ -217,7 +217,7 @@ mod tests {
 
     fn lease(phase: Option<LeasePhase>, hosts: &[&str]) -> Lease {
         let t = Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
-        let mut lease = test_support::lease("pod-1", "uid-1", hosts, t.clone(), t);
+        let mut lease = fixtures::lease("pod-1", "uid-1", hosts, t.clone(), t);
         lease.status = phase.map(|p| LeaseStatus {
             phase: Some(p),
             ..LeaseStatus::default()

@@ -1,6 +1,6 @@
 //! Adapters from the CRDs (`labpods_api::v1alpha1`) to the scheduler's own types.
 //!
-//! The caller (the PodRequest controller) builds one [`PlanInput`](super::PlanInput) per pass
+//! The caller (the PodRequest controller) builds one [`PlanInput`](labpods_scheduler::PlanInput) per pass
 //! from its caches:
 //! - hosts: every LabHost, with the end of the Lease its claimRef names;
 //! - reservations: the hosts of Leases that exist for requests still waiting to start;
@@ -8,13 +8,13 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time as KubeTime};
 use k8s_openapi::jiff::Timestamp;
-use kube::{Resource, ResourceExt};
+use kube_core::{Resource, ResourceExt};
 use labpods_api::v1alpha1::{HostState, LABEL_RACK, LabHost, Lease, PodRequest, RoleSpec};
 use labpods_api::validation::parse_duration;
 
 use chrono::{DateTime, TimeDelta};
 
-use super::{
+use labpods_scheduler::{
     Claim, Host, Length, Operator, Policy, Request, RequestKey, Requirement, Reservation, Role,
     Selector, Time,
 };
@@ -52,6 +52,11 @@ impl FromApiError {
 
 pub fn time(t: &KubeTime) -> Time {
     timestamp(t.0)
+}
+
+/// Converts a scheduler instant to the API's (second precision, as the apiserver stores).
+pub fn kube_time(t: Time) -> KubeTime {
+    KubeTime(Timestamp::from_second(t.timestamp()).unwrap_or(Timestamp::UNIX_EPOCH))
 }
 
 fn timestamp(t: Timestamp) -> Time {

@@ -11,7 +11,7 @@ use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::Time,
     jiff::{SignedDuration, Timestamp},
 };
-use kube::ResourceExt;
+use kube_core::ResourceExt;
 use labpods_api::{
     conditions::{
         BOOKING_FAILED, DEGRADED, EXPIRING_SOON, READY, find_condition, new_condition,
@@ -22,12 +22,12 @@ use labpods_api::{
 };
 
 use crate::{
-    controllers::claim::{HostCheck, check},
-    signing::Untrusted,
+    claim::{HostCheck, check},
+    trust::Untrusted,
 };
 
 /// Condition type on a Lease: False when the operator did not write it (see
-/// [`signing`](crate::signing)); absent on the Leases it wrote. Defined with the other
+/// [`trust`](crate::trust)); absent on the Leases it wrote. Defined with the other
 /// condition types, which the README's troubleshooting table must each explain.
 pub use labpods_api::conditions::AUTHENTIC;
 /// Reason of the Ready condition and of the Events of a refused Lease.
@@ -531,7 +531,7 @@ fn progress(host: &str, labhost: Option<&LabHost>) -> HostProgress {
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
-    use crate::test_support;
+    use crate::fixtures;
 
     const HOUR: Duration = Duration::from_secs(3600);
     const NOTICES: [Duration; 2] = [Duration::from_secs(24 * 3600), HOUR];
@@ -541,7 +541,7 @@ mod tests {
     }
 
     fn lease(phase: Option<LeasePhase>) -> Lease {
-        let mut l = test_support::lease(
+        let mut l = fixtures::lease(
             "pod",
             "u1",
             &["h1", "h2"],
@@ -556,7 +556,7 @@ mod tests {
     }
 
     fn host(name: &str, state: HostState, claimed: bool) -> LabHost {
-        let mut h = test_support::labhost(name, Some(state));
+        let mut h = fixtures::labhost(name, Some(state));
         h.spec.claim_ref = claimed.then(|| claim_of(&lease(None)));
         if let Some(status) = h.status.as_mut() {
             status.last_error = Some("BMC answered 500".into());
@@ -681,7 +681,7 @@ mod tests {
         let t = Time(at("2026-11-24T10:05:00Z"));
         let why = "spec.image.url http://x.invalid/a.iso cannot be used: unreachable";
         if let Some(s) = h2.status.as_mut() {
-            test_support::image_refused(&mut s.conditions, why, &t);
+            fixtures::image_refused(&mut s.conditions, why, &t);
         }
         let p = plan(&facts(&l, &[&h1, &h2], "2026-11-24T10:06:00Z"));
         assert_eq!(phase(&p), LeasePhase::Releasing);
