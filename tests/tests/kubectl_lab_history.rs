@@ -10,14 +10,14 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Api;
 use kube::api::{ListParams, PostParams};
+use labpods_api::v1alpha1::PodRequestPhase;
 use labpods_operator::history::shards::{self, Settings};
 use labpods_operator::history::store::KIND_LABEL;
 use labpods_operator::history::{self, Allocation, ConfigMapStore, Queue, SETTINGS_CONFIGMAP};
-use labpods_api::v1alpha1::PodRequestPhase;
 use labpods_tests::TestCluster;
 use labpods_tests::e2e::E2e;
-use labpods_tests::sim::HostGroup;
 use labpods_tests::helm::{Helm, NAMESPACE, chart_dir, find};
+use labpods_tests::sim::HostGroup;
 
 fn record(booking: &str, host: &str, released: Timestamp) -> Allocation {
     Allocation::sample(booking, host, released)
