@@ -344,7 +344,7 @@ async fn kubectl_lab_book_status_extend_release_and_their_errors() -> Result<()>
             "-n",
             n,
             "--role",
-            "jumphost=1",
+            "jumphost=1:x86-small",
             "--role",
             "node=2",
             "--lab",
@@ -366,6 +366,12 @@ async fn kubectl_lab_book_status_extend_release_and_their_errors() -> Result<()>
     let api: Api<PodRequest> = Api::namespaced(client.clone(), n);
     let pr = api.get("ci-pod").await?;
     assert_eq!(pr.spec.host_count(), 3);
+    let profiles: Vec<Option<&str>> = pr.spec.roles.iter().map(|r| r.profile.as_deref()).collect();
+    assert_eq!(
+        profiles,
+        [Some("x86-small"), None],
+        "--role jumphost=1:x86-small"
+    );
     assert_eq!(pr.spec.duration.as_deref(), Some("1d"));
 
     let again = lab(
