@@ -344,7 +344,7 @@ async fn kubectl_lab_book_status_extend_release_and_their_errors() -> Result<()>
             "-n",
             n,
             "--role",
-            "jumphost=1",
+            "jumphost=1:x86-small",
             "--role",
             "node=2",
             "--lab",
@@ -366,6 +366,12 @@ async fn kubectl_lab_book_status_extend_release_and_their_errors() -> Result<()>
     let api: Api<PodRequest> = Api::namespaced(client.clone(), n);
     let pr = api.get("ci-pod").await?;
     assert_eq!(pr.spec.host_count(), 3);
+    let profiles: Vec<Option<&str>> = pr.spec.roles.iter().map(|r| r.profile.as_deref()).collect();
+    assert_eq!(
+        profiles,
+        [Some("x86-small"), None],
+        "--role jumphost=1:x86-small"
+    );
     assert_eq!(pr.spec.duration.as_deref(), Some("1d"));
 
     let again = lab(
@@ -400,9 +406,62 @@ async fn kubectl_lab_book_status_extend_release_and_their_errors() -> Result<()>
         status.starts_with(&format!("PodRequest {n}/ci-pod: Pending")),
         "{status}"
     );
+    // In the scheduler's order: by creation, not by name. A request created a second later
+    // (creation times are to the second) and named to sort first stands behind.
+    let position = |status: &str| -> Result<usize> {
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("Queue: position "))
+            .with_context(|| format!("a waiting request shows its place:\n{status}"))?;
+        anyhow::ensure!(
+            line.contains(" waiting (first come, first served); "),
+            "says what the order is:\n{line}"
+        );
+        let number = line["Queue: position ".len()..]
+            .split_whitespace()
+            .next()
+            .unwrap_or_default();
+        Ok(number.parse()?)
+    };
+    position(&status)?;
+    let created = pr
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .context("no creationTimestamp")?
+        .0
+        .as_second();
+    while Timestamp::now().as_second() <= created {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    lab(
+        kubeconfig,
+        &[
+            "book",
+            "aa-later",
+            "-n",
+            n,
+            "--role",
+            "node=1",
+            "--lab",
+            "no-such-lab",
+            "--image",
+            "http://i.test/a.iso",
+            "--for",
+            "1h",
+        ],
+    )
+    .await?
+    .ok()?;
+    let later = lab(kubeconfig, &["status", "aa-later", "-n", n])
+        .await?
+        .ok()?;
+    let earlier = lab(kubeconfig, &["status", "ci-pod", "-n", n])
+        .await?
+        .ok()?;
     assert!(
-        status.contains("Queue: position "),
-        "a waiting request shows its place:\n{status}"
+        position(&later)? > position(&earlier)?,
+        "created later, queued later:\n{earlier}\n{later}"
     );
     assert!(status.contains("Hosts: none assigned yet"), "{status}");
     let json: Value = serde_json::from_str(

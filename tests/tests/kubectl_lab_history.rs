@@ -1,17 +1,23 @@
 //! The allocation history's ConfigMap store on the real apiserver: segments written by the
-//! operator's writer, merged and compacted by its housekeeping, read back each record once.
+//! operator's writer, merged and compacted by its housekeeping, read back each record once;
+//! and a booking's record written by an operator restarted while it ran.
 //! (Bound and rollover at 10,000 hosts x 400 days: `cargo xtask bench history`.)
 
-use anyhow::Result;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Api;
 use kube::api::{ListParams, PostParams};
+use labpods_api::v1alpha1::PodRequestPhase;
 use labpods_operator::history::shards::{self, Settings};
 use labpods_operator::history::store::KIND_LABEL;
 use labpods_operator::history::{self, Allocation, ConfigMapStore, Queue, SETTINGS_CONFIGMAP};
 use labpods_tests::TestCluster;
+use labpods_tests::e2e::E2e;
 use labpods_tests::helm::{Helm, NAMESPACE, chart_dir, find};
+use labpods_tests::sim::HostGroup;
 
 fn record(booking: &str, host: &str, released: Timestamp) -> Allocation {
     Allocation::sample(booking, host, released)
@@ -133,5 +139,55 @@ async fn the_charts_history_retention_is_what_the_operators_housekeeping_keeps()
     let read = shards::read(&store, day0 - SignedDuration::from_hours(24), now).await?;
     assert_eq!(read.allocations.len(), 3, "{read:?}");
     assert_eq!(read.usage.iter().map(|u| u.allocations).sum::<u64>(), 2);
+    Ok(())
+}
+
+/// A booking Ready before the operator restarts and released after: its record, written by
+/// the new replica, which never saw it become Ready, still has its provisioning time (read
+/// from the Lease's status.readyAt, not from the old replica's memory).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_history_keeps_the_provisioning_time_across_an_operator_restart() -> Result<()> {
+    let mut e2e = E2e::start("e2e-history-restart", &[HostGroup::new("small", 1)]).await?;
+    e2e.book("pod", vec![e2e.role("node", 1, None)], "1h")
+        .await?;
+    e2e.wait_phase("pod", PodRequestPhase::Ready, Duration::from_secs(180))
+        .await?;
+    let lease = e2e.lease("pod").await?.context("no Lease")?;
+    let ready_at = lease
+        .status
+        .and_then(|s| s.ready_at)
+        .context("a Ready Lease without status.readyAt")?
+        .0;
+    let provisioning = u64::try_from(ready_at.duration_since(lease.spec.start.0).as_secs())?;
+
+    e2e.operator("a")?.stop();
+    e2e.start_operator("b")?;
+    e2e.release("pod").await?;
+
+    let store = ConfigMapStore::new(e2e.client(), e2e.operator_namespace());
+    let day = SignedDuration::from_hours(24);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let records = loop {
+        let now = Timestamp::now();
+        let read = shards::read(&store, now - day, now + day).await?;
+        if !read.allocations.is_empty() {
+            break read.allocations;
+        }
+        if std::time::Instant::now() > deadline {
+            bail!(
+                "the booking never reached the history\n{}",
+                e2e.diagnostics().await
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].request, "pod");
+    assert_eq!(
+        records[0].provisioning_seconds,
+        Some(provisioning),
+        "from the start to status.readyAt: {records:?}"
+    );
+    e2e.shutdown().await?;
     Ok(())
 }

@@ -37,6 +37,10 @@ Examples:
   kubectl lab book ci-pod --role jumphost=1 --role node=3 --profile x86-large \\
       --image https://images.example/debian-12.iso --ssh-key ~/.ssh/id_ed25519.pub --for 3d --wait
 
+  # a small jumphost and 3 large nodes, each role its own profile
+  kubectl lab book ci-pod --role jumphost=1:x86-small --role node=3:x86-large \\
+      --image https://images.example/debian-12.iso --for 3d
+
   # 2 nodes of lab-a from Monday 09:00 UTC for 12 hours, the image's digest checked
   kubectl lab book perf-run -n team-a --role node=2 --lab lab-a \\
       --image https://images.example/os.iso --checksum sha256:<hex> \\
@@ -181,10 +185,11 @@ pub struct HostsArgs {
 pub struct BookArgs {
     /// Name of the booking (a PodRequest, and later its Lease, of this name).
     pub name: String,
-    /// A role and how many hosts it needs, e.g. `--role jumphost=1 --role node=3`.
-    #[arg(long = "role", value_name = "NAME=COUNT", required = true)]
+    /// A role and how many hosts it needs, e.g. `--role jumphost=1 --role node=3`; with
+    /// `:PROFILE` only hosts of that profile for this role, e.g. `--role node=3:x86-large`.
+    #[arg(long = "role", value_name = "NAME=COUNT[:PROFILE]", required = true)]
     pub roles: Vec<String>,
-    /// Only hosts of this profile (every role).
+    /// Only hosts of this profile (every role without a profile of its own).
     #[arg(long)]
     pub profile: Option<String>,
     /// Only hosts of this lab (label labpods.dev/lab, every role).

@@ -255,6 +255,10 @@ pub fn plan(f: &Facts<'_>) -> Plan {
             })
             .collect(),
         host_count: u32::try_from(lease.spec.hosts.len()).ok(),
+        // The first Ready, kept (a Lease Ready before the field existed: since it entered Ready).
+        ready_at: current.ready_at.clone().or_else(|| {
+            (phase == LeasePhase::Ready).then(|| phase_since(lease, &current, phase, &now))
+        }),
         released_at: (phase == LeasePhase::Released)
             .then(|| current.released_at.clone().unwrap_or_else(|| now.clone())),
         observed_generation: lease.metadata.generation,
@@ -441,6 +445,7 @@ pub fn refused(lease: &Lease, why: &Untrusted, claimed: bool, now: Timestamp) ->
         last_phase_transition_time: Some(phase_since(lease, &current, phase, &now)),
         hosts: Vec::new(),
         host_count: None,
+        ready_at: current.ready_at.clone(),
         released_at: (phase == LeasePhase::Released)
             .then(|| current.released_at.clone().unwrap_or_else(|| now.clone())),
         observed_generation: generation,
@@ -663,6 +668,8 @@ mod tests {
         let ready = plan(&facts(&l, &[&h1, &h2], "2026-11-24T10:50:00Z"));
         assert_eq!(phase(&ready), LeasePhase::Ready);
         assert_eq!(since(&ready), at("2026-11-24T10:50:00Z"));
+        let ready_at = |p: &Plan| p.status.ready_at.clone().map(|t| t.0);
+        assert_eq!(ready_at(&ready), Some(at("2026-11-24T10:50:00Z")));
         assert_eq!(
             ready.ready_after,
             Some(Duration::from_secs(50 * 60)),
@@ -671,6 +678,7 @@ mod tests {
         l.status = Some(ready.status);
         let again = plan(&facts(&l, &[&h1, &h2], "2026-11-24T11:00:00Z"));
         assert_eq!(again.ready_after, None, "counted once");
+        assert_eq!(ready_at(&again), Some(at("2026-11-24T10:50:00Z")), "kept");
     }
 
     #[test]

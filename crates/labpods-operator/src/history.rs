@@ -15,9 +15,10 @@
 //! hosts for 400 days (BENCHMARKS.md).
 //!
 //! **Off the release path.** The Lease controller calls [`observe`] on every reconcile: it
-//! is synchronous and does no IO. It notes when a Lease became Ready (provisioning time),
-//! which hosts failed, which were replaced by spares (ending `Healed`), and on Released it
-//! queues one [`Allocation`] per host. A background task flushes the queue every
+//! is synchronous and does no IO. It notes which hosts failed and which were replaced by
+//! spares (ending `Healed`), and on Released it queues one [`Allocation`] per host. The
+//! provisioning time comes from the Lease's `status.readyAt`, written with the status that
+//! made it Ready, so a restarted operator records it too. A background task flushes the queue every
 //! [`FLUSH_INTERVAL`] while this replica leads, retrying failed writes with exponential
 //! backoff; a release never waits for it. A Released Lease is offered again on every
 //! reconcile until it is collected (a restarted operator re-offers it), and readers drop
@@ -62,7 +63,6 @@ const MAX_TRACKED: usize = 50_000;
 #[derive(Debug, Clone, Default)]
 struct Tracked {
     hosts: Vec<LeaseHost>,
-    ready_at: Option<Timestamp>,
     failed: BTreeSet<String>,
     recorded: bool,
     seen: u64,
@@ -136,7 +136,12 @@ impl Tracker {
     ) -> Vec<Allocation> {
         self.tick += 1;
         let uid = lease.uid().unwrap_or_else(|| lease.name_any());
-        let before = lease.status.as_ref().and_then(|s| s.phase);
+        // Durable, unlike this memory: a restarted operator reads them back from the status.
+        let ready_at = after
+            .ready_at
+            .as_ref()
+            .or(lease.status.as_ref().and_then(|s| s.ready_at.as_ref()))
+            .map(|t| t.0);
         let t = self.leases.entry(uid).or_insert_with(|| Tracked {
             hosts: lease.spec.hosts.clone(),
             ..Tracked::default()
@@ -156,20 +161,15 @@ impl Tracker {
                 gone,
                 now,
                 Ending::Healed,
-                t.ready_at,
+                ready_at,
             ));
         }
         t.hosts = lease.spec.hosts.clone();
-        for p in &after.hosts {
+        let written = lease.status.iter().flat_map(|s| &s.hosts);
+        for p in written.chain(&after.hosts) {
             if p.state == Some(HostState::Error) {
                 t.failed.insert(p.host.clone());
             }
-        }
-        if after.phase == Some(LeasePhase::Ready)
-            && before != Some(LeasePhase::Ready)
-            && t.ready_at.is_none()
-        {
-            t.ready_at = Some(now);
         }
         if let (Some(LeasePhase::Released), Some(released_at)) = (after.phase, &after.released_at)
             && !t.recorded
@@ -191,7 +191,7 @@ impl Tracker {
                     h,
                     released_at,
                     ending,
-                    t.ready_at,
+                    ready_at,
                 ));
             }
         }

@@ -1,9 +1,9 @@
 //! `cargo xtask demo [--exit-when-ready]`: the README's first command. A local control plane
 //! with the CRDs, a simulated lab of 8 BMCs (`labpods-sim`, ports 9101-9108 as in
 //! examples/lab), the operator (`labpods run`), and the example booking `team-a/ci-pod`
-//! (1 jumphost + 3 nodes) with your SSH key, followed until Ready and until every host
-//! reported its address and host key (the simulated hosts read their seeds and phone home as
-//! cloud-init would); then the pod's descriptor and what to try next, and everything keeps
+//! (1 jumphost + 3 nodes) made with `kubectl lab book` and your SSH key, followed until
+//! Ready and until every host reported its address and host key (the simulated hosts read
+//! their seeds and phone home as cloud-init would); then the pod's descriptor and what to try next, and everything keeps
 //! running until Ctrl-C, which tears it all down.
 
 use std::collections::BTreeMap;
@@ -25,6 +25,9 @@ use crate::workspace_root;
 const USAGE: &str = "usage: cargo xtask demo [--exit-when-ready]";
 const NAMESPACE: &str = "team-a";
 const POD: &str = "ci-pod";
+/// The image and purpose of examples/podrequests/pod-now.yaml.
+const IMAGE: &str = "http://127.0.0.1:8080/images/ubuntu-24.04-live-server-amd64.iso";
+const PURPOSE: &str = "CI for the release branch";
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
 /// Ports the operator serves on (8080 is the example image server's).
 const METRICS_ADDRESS: &str = "127.0.0.1:9180";
@@ -115,28 +118,49 @@ pub fn run(args: &[String]) -> Result<()> {
         "-TERM",
     )?;
 
-    let key = ssh_key(&dir)?;
-    say(&format!(
-        "booking a pod: examples/podrequests/pod-now.yaml (1 jumphost + 3 nodes) with {}",
-        key.as_ref().map_or_else(
-            || "no SSH key (none found, and no ssh-keygen)".to_owned(),
-            |(path, _)| if path.starts_with(&dir) {
-                format!("a demo SSH key made for it ({})", path.display())
-            } else {
-                format!("your SSH key {}", path.display())
-            }
-        )
-    ));
-    let podrequests = root.join("examples/podrequests");
-    let booking = dir.join("pod-now.yaml");
-    write_booking(&podrequests.join("pod-now.yaml"), &booking, key.as_ref())?;
+    let key = ssh_key(&dir);
+    say("the team's namespace: kubectl apply -f examples/podrequests/00-namespace.yaml");
     kubectl.run(&[
         "apply",
         "-f",
-        &podrequests.join("00-namespace.yaml").display().to_string(),
-        "-f",
-        &booking.display().to_string(),
+        &root
+            .join("examples/podrequests/00-namespace.yaml")
+            .display()
+            .to_string(),
     ])?;
+    // examples/podrequests/pod-now.yaml as a user books it: the same roles, profiles, image,
+    // length and purpose (its arch selector adds nothing here: every example host is x86_64).
+    let mut book = vec![
+        "lab",
+        "book",
+        POD,
+        "-n",
+        NAMESPACE,
+        "--role",
+        "jumphost=1:x86-small",
+        "--role",
+        "node=3:x86-large",
+        "--image",
+        IMAGE,
+        "--for",
+        "3d",
+        "--purpose",
+        PURPOSE,
+    ];
+    let key_path = key.as_ref().map(|path| path.display().to_string());
+    if let Some(path) = &key_path {
+        book.extend(["--ssh-key", path.as_str()]);
+    }
+    say(&format!(
+        "booking a pod (1 jumphost + 3 nodes, as examples/podrequests/pod-now.yaml) with {}",
+        match &key {
+            None => "no SSH key (none found, and no ssh-keygen)",
+            Some(path) if path.starts_with(&dir) => "a demo SSH key made for it",
+            Some(_) => "your SSH key",
+        }
+    ));
+    say(&format!("kubectl {}", shell_words(&book)));
+    print!("{}", kubectl.output(&book)?);
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -295,16 +319,17 @@ fn key_summary(key: &str) -> String {
     format!("{kind} …{tail}")
 }
 
-/// The user's SSH public key (`~/.ssh/id_ed25519.pub`, `id_ecdsa.pub`, `id_rsa.pub`), or a
-/// demo key made in `dir` with ssh-keygen; None when there is neither.
-fn ssh_key(dir: &Path) -> Result<Option<(PathBuf, String)>> {
+/// The user's SSH public key file (`~/.ssh/id_ed25519.pub`, `id_ecdsa.pub`, `id_rsa.pub`,
+/// the first with a key in it), or a demo key made in `dir` with ssh-keygen; None when there
+/// is neither.
+fn ssh_key(dir: &Path) -> Option<PathBuf> {
     let home = std::env::var_os("HOME").map(PathBuf::from);
     for name in ["id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub"] {
         if let Some(path) = home.as_ref().map(|h| h.join(".ssh").join(name))
             && let Ok(text) = std::fs::read_to_string(&path)
-            && let Some(line) = text.lines().find(|l| !l.trim().is_empty())
+            && text.lines().any(|l| !l.trim().is_empty())
         {
-            return Ok(Some((path, line.trim().to_owned())));
+            return Some(path);
         }
     }
     let private = dir.join("id_ed25519");
@@ -313,32 +338,8 @@ fn ssh_key(dir: &Path) -> Result<Option<(PathBuf, String)>> {
         .arg(&private)
         .stdin(Stdio::null())
         .status();
-    if !made.is_ok_and(|s| s.success()) {
-        return Ok(None);
-    }
-    let public = dir.join("id_ed25519.pub");
-    let line = std::fs::read_to_string(&public)
-        .with_context(|| format!("reading {}", public.display()))?;
-    Ok(Some((public, line.trim().to_owned())))
-}
-
-/// The example booking with `key` in `spec.access.sshAuthorizedKeys`, written to `out`.
-fn write_booking(example: &Path, out: &Path, key: Option<&(PathBuf, String)>) -> Result<()> {
-    let text = std::fs::read_to_string(example)
-        .with_context(|| format!("reading {}", example.display()))?;
-    let mut manifest: serde_yaml::Value =
-        serde_yaml::from_str(&text).with_context(|| format!("parsing {}", example.display()))?;
-    if let Some((_, key)) = key {
-        let spec = manifest
-            .get_mut("spec")
-            .and_then(serde_yaml::Value::as_mapping_mut)
-            .with_context(|| format!("{} has no spec", example.display()))?;
-        let access: serde_yaml::Value =
-            serde_yaml::from_str(&format!("sshAuthorizedKeys: [{key:?}]"))?;
-        spec.insert("access".into(), access);
-    }
-    std::fs::write(out, serde_yaml::to_string(&manifest)?)
-        .with_context(|| format!("writing {}", out.display()))
+    made.is_ok_and(|s| s.success())
+        .then(|| dir.join("id_ed25519.pub"))
 }
 
 /// `Provisioning (InsertMedia), power On, claimed by team-a/ci-pod`.
@@ -391,6 +392,20 @@ Logs: {dir}/operator.log, {dir}/labpods-sim.log",
         bin = bin.display(),
         dir = dir.display(),
     );
+}
+
+/// `args` as a shell reads them back: an argument with a space in quotes.
+fn shell_words(args: &[&str]) -> String {
+    args.iter()
+        .map(|a| {
+            if a.contains(' ') {
+                format!("{a:?}")
+            } else {
+                (*a).to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn say(what: &str) {

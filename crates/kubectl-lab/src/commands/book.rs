@@ -40,26 +40,36 @@ const STEPS: [ProvisioningStep; 9] = [
 ];
 const BAR: usize = 18;
 
-/// `jumphost=1` -> (`jumphost`, 1).
-pub fn parse_role(text: &str) -> Result<(String, u32)> {
+/// `jumphost=1` -> (`jumphost`, 1, None); `node=3:x86-large` -> (`node`, 3, `x86-large`).
+pub fn parse_role(text: &str) -> Result<(String, u32, Option<String>)> {
     let usage = || {
         Error::Usage(format!(
-            "--role {text:?}: expected NAME=COUNT with a lower-case name and 1 to 64 hosts, e.g. --role node=3"
+            "--role {text:?}: expected NAME=COUNT[:PROFILE] with lower-case names and 1 to 64 hosts, e.g. --role node=3 or --role node=3:x86-large"
         ))
     };
-    let (name, count) = text.split_once('=').ok_or_else(usage)?;
+    // Role and profile names are DNS labels, as the CRD's schema has them.
+    let label_ok = |name: &str| {
+        !name.is_empty()
+            && name.len() <= 63
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !name.starts_with('-')
+            && !name.ends_with('-')
+    };
+    let (name, rest) = text.split_once('=').ok_or_else(usage)?;
+    let (count, profile) = match rest.split_once(':') {
+        Some((count, profile)) => (count, Some(profile)),
+        None => (rest, None),
+    };
     let count: u32 = count.trim().parse().map_err(|_| usage())?;
-    let name_ok = !name.is_empty()
-        && name.len() <= 63
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !name.starts_with('-')
-        && !name.ends_with('-');
-    if !name_ok || !(1..=labpods_api::v1alpha1::MAX_ROLE_COUNT).contains(&count) {
+    if !label_ok(name)
+        || !profile.is_none_or(label_ok)
+        || !(1..=labpods_api::v1alpha1::MAX_ROLE_COUNT).contains(&count)
+    {
         return Err(usage());
     }
-    Ok((name.to_string(), count))
+    Ok((name.to_string(), count, profile.map(str::to_owned)))
 }
 
 /// The public keys of the `--ssh-key` files, each line with the file it came from (blank
@@ -122,12 +132,12 @@ fn access(keys: &[(String, String)]) -> Result<Option<AccessSpec>> {
 pub fn request(args: &BookArgs, keys: &[(String, String)], now: Timestamp) -> Result<PodRequest> {
     let mut roles = Vec::new();
     for text in &args.roles {
-        let (name, count) = parse_role(text)?;
+        let (name, count, profile) = parse_role(text)?;
         if roles.iter().any(|r: &RoleSpec| r.name == name) {
             return Err(Error::Usage(format!("--role {name} is given twice")));
         }
         let mut role = RoleSpec::new(name, count);
-        if let Some(profile) = &args.profile {
+        if let Some(profile) = profile.as_ref().or(args.profile.as_ref()) {
             role = role.with_profile(profile);
         }
         if let Some(lab) = &args.lab {
@@ -606,7 +616,7 @@ mod tests {
             "book",
             "ci-pod",
             "--role",
-            "jumphost=1",
+            "jumphost=1:x86-small",
             "--role",
             "node=3",
             "--profile",
@@ -627,6 +637,11 @@ mod tests {
         assert_eq!(pr.spec.host_count(), 4);
         assert_eq!(pr.spec.roles[1].name, "node");
         assert_eq!(pr.spec.roles[1].profile.as_deref(), Some("x86-large"));
+        assert_eq!(
+            pr.spec.roles[0].profile.as_deref(),
+            Some("x86-small"),
+            "a role's own profile before --profile"
+        );
         let labels = pr.spec.roles[0]
             .selector
             .as_ref()
@@ -645,7 +660,15 @@ mod tests {
 
     #[test]
     fn bad_roles_and_lengths_are_usage_errors_that_say_what_is_expected() {
-        for bad in ["node", "node=0", "node=65", "Node=1", "node=x"] {
+        for bad in [
+            "node",
+            "node=0",
+            "node=65",
+            "Node=1",
+            "node=x",
+            "node=1:",
+            "node=1:X86",
+        ] {
             let e = parse_role(bad).unwrap_err();
             assert_eq!(e.exit_code(), 2);
             assert!(e.to_string().contains("expected NAME=COUNT"), "{e}");

@@ -88,7 +88,9 @@ pub async fn run(session: &Session, name: &str, out: &mut dyn Write) -> Result<(
     let lease = session.lease(name).await?;
     let status = pr.status.clone().unwrap_or_default();
     let queue = if is_waiting(&pr) {
-        // First come, first served within what the user can see.
+        // The scheduler's planning order (labpods-scheduler plan.rs `order`; the operator
+        // sets no fairness window): creation time, then namespace and name. Waiting requests
+        // carry no start of their own to sort by: the operator persists no estimate for them.
         let mut waiting: Vec<PodRequest> = session
             .all_podrequests()
             .await?
@@ -224,7 +226,7 @@ fn print(
         );
         writeln!(
             out,
-            "Queue: position {} of {} waiting; {estimate}",
+            "Queue: position {} of {} waiting (first come, first served); {estimate}",
             q.position, q.waiting
         )?;
     }

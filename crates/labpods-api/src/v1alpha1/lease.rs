@@ -131,6 +131,11 @@ pub struct LeaseStatus {
     /// column cannot count a list).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_count: Option<u32>,
+    /// When every host first ran the image (the Lease first became Ready); kept through
+    /// the later phases, so the allocation history's provisioning time survives an operator
+    /// restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_at: Option<Time>,
     /// When every host was back in the pool.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub released_at: Option<Time>,

@@ -70,9 +70,11 @@ fn fixtures() -> (Lease, PodRequest, Vec<LabHost>) {
     )
 }
 
+/// As the Lease controller writes it: `readyAt` from the first Ready (10:05) on.
 fn status(phase: LeasePhase, released: Option<&str>, error_host: Option<&str>) -> LeaseStatus {
     LeaseStatus {
         phase: Some(phase),
+        ready_at: (phase != LeasePhase::Provisioning).then(|| Time(at("2026-11-24T10:05:00Z"))),
         hosts: error_host
             .map(|h| HostProgress {
                 host: h.into(),
@@ -178,7 +180,8 @@ fn a_lease_yields_one_record_per_host_with_how_it_ended_and_its_times() {
         at("2026-11-24T13:00:05Z"),
     );
     assert!(again.is_empty());
-    // A restarted operator offers it again (no memory): the same ids, which readers dedupe.
+    // A restarted operator offers it again (no memory): the same ids, which readers dedupe,
+    // and the provisioning time read back from status.readyAt.
     let restarted = Tracker::default().observe(
         &lease,
         Some(&pr),
@@ -191,9 +194,26 @@ fn a_lease_yields_one_record_per_host_with_how_it_ended_and_its_times() {
         ["lease-uid/h2", "lease-uid/h3"]
     );
     assert_eq!(restarted[1].ending, Ending::ReleasedEarly);
+    assert_eq!(restarted[1].provisioning_seconds, Some(300));
+    // Restarted while Degraded: the failed host is in the last status written.
+    lease.status = Some(status(LeasePhase::Degraded, None, Some("h2")));
+    let restarted = Tracker::default().observe(
+        &lease,
+        Some(&pr),
+        &hosts,
+        &status(LeasePhase::Released, Some("2026-11-24T13:00:00Z"), None),
+        at("2026-11-24T13:00:00Z"),
+    );
+    let endings: Vec<(&str, Ending, Option<u64>)> = restarted
+        .iter()
+        .map(|r| (r.host.as_str(), r.ending, r.provisioning_seconds))
+        .collect();
     assert_eq!(
-        restarted[1].provisioning_seconds, None,
-        "the Ready instant was not seen"
+        endings,
+        [
+            ("h2", Ending::Failed, Some(300)),
+            ("h3", Ending::ReleasedEarly, Some(300))
+        ]
     );
 }
 
