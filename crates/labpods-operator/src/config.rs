@@ -6,8 +6,14 @@
 
 use std::{collections::BTreeMap, net::SocketAddr, path::Path, time::Duration};
 
+use labpods_core::provisioning::{RetryPolicy, Timeouts};
 use serde::Deserialize;
 use url::Url;
+
+/// A default of the state machines (`labpods-core`) as configuration: one source for both.
+fn std_duration(d: chrono::TimeDelta) -> Duration {
+    d.to_std().unwrap_or_default()
+}
 
 /// Errors while loading or validating the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -108,9 +114,9 @@ impl Default for PollingConfig {
         Self {
             idle_interval: Duration::from_secs(60),
             idle_jitter: 0.2,
-            busy_interval: Duration::from_secs(5),
-            error_backoff_base: Duration::from_secs(5),
-            error_backoff_max: Duration::from_secs(300),
+            busy_interval: std_duration(Timeouts::default().poll),
+            error_backoff_base: std_duration(RetryPolicy::default().backoff_base),
+            error_backoff_max: std_duration(RetryPolicy::default().backoff_max),
         }
     }
 }
@@ -150,12 +156,13 @@ pub struct ProvisioningConfig {
 
 impl Default for ProvisioningConfig {
     fn default() -> Self {
+        let timeouts = Timeouts::default();
         Self {
-            timeout: Duration::from_secs(30 * 60),
-            graceful_shutdown_timeout: Duration::from_secs(120),
-            forced_power_off_timeout: Duration::from_secs(120),
-            wipe_timeout: Duration::from_secs(2 * 3600),
-            max_attempts: 5,
+            timeout: std_duration(timeouts.boot),
+            graceful_shutdown_timeout: std_duration(timeouts.graceful_off),
+            forced_power_off_timeout: std_duration(timeouts.forced_off),
+            wipe_timeout: std_duration(timeouts.wipe),
+            max_attempts: RetryPolicy::default().max_failures,
             max_consecutive_failures: 5,
             boot_fallback: Duration::from_secs(600),
             boot_fallback_by_profile: BTreeMap::new(),

@@ -14,12 +14,13 @@ pub struct RetryPolicy {
     pub backoff_max: TimeDelta,
 }
 
+/// The operator's documented defaults (its configuration's defaults are these).
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
             max_failures: 5,
-            backoff_base: TimeDelta::seconds(15),
-            backoff_max: TimeDelta::minutes(10),
+            backoff_base: TimeDelta::seconds(5),
+            backoff_max: TimeDelta::minutes(5),
         }
     }
 }

@@ -57,14 +57,16 @@ pub struct Timeouts {
     pub poll: TimeDelta,
 }
 
+/// The operator's documented defaults (its configuration's defaults are these), so the
+/// tests run the state machines as production does.
 impl Default for Timeouts {
     fn default() -> Self {
         Self {
-            graceful_off: TimeDelta::minutes(5),
+            graceful_off: TimeDelta::minutes(2),
             forced_off: TimeDelta::minutes(2),
             boot: TimeDelta::minutes(30),
             wipe: TimeDelta::hours(2),
-            poll: TimeDelta::seconds(10),
+            poll: TimeDelta::seconds(5),
         }
     }
 }

@@ -362,19 +362,19 @@ fn waiting_steps_wait_with_a_reason_until_their_deadline() {
             "wait off",
             Case::new(Step::WaitPoweredOff, observed(On)).after(min(1), 1),
             "waiting for a graceful power off (BMC reports On)",
-            TimeDelta::seconds(10),
+            TimeDelta::seconds(5),
         ),
         (
             "close to the deadline",
-            Case::new(Step::WaitPoweredOff, observed(On)).after(min(5) - TimeDelta::seconds(3), 1),
+            Case::new(Step::WaitPoweredOff, observed(On)).after(min(2) - TimeDelta::seconds(3), 1),
             "waiting for a graceful power off (BMC reports On)",
             TimeDelta::seconds(3),
         ),
         (
             "forced",
-            Case::new(Step::WaitPoweredOff, observed(On)).after(min(6), 2),
+            Case::new(Step::WaitPoweredOff, observed(On)).after(min(3), 2),
             "waiting for a forced power off (BMC reports On)",
-            TimeDelta::seconds(10),
+            TimeDelta::seconds(5),
         ),
         (
             "boot progress",
@@ -384,13 +384,13 @@ fn waiting_steps_wait_with_a_reason_until_their_deadline() {
             )
             .after(min(3), 1),
             "waiting for BootProgress OSRunning (BMC reports OSBootStarted)",
-            TimeDelta::seconds(10),
+            TimeDelta::seconds(5),
         ),
         (
             "phone home",
             Case::new(Step::WaitBooted, observed(On)).after(min(3), 1),
             "waiting for the phone-home callback",
-            TimeDelta::seconds(10),
+            TimeDelta::seconds(5),
         ),
         (
             "wipe",
@@ -398,7 +398,7 @@ fn waiting_steps_wait_with_a_reason_until_their_deadline() {
                 .release(Some(WIPE))
                 .after(min(3), 1),
             "waiting for the wipe to finish (BMC reports On)",
-            TimeDelta::seconds(10),
+            TimeDelta::seconds(5),
         ),
         (
             "wipe after phone-home force",
@@ -406,7 +406,7 @@ fn waiting_steps_wait_with_a_reason_until_their_deadline() {
                 .release(Some(WIPE))
                 .after(min(3), 2),
             "waiting for the wipe to finish (BMC reports On)",
-            TimeDelta::seconds(10),
+            TimeDelta::seconds(5),
         ),
     ];
     for (name, case, reason, recheck) in cases {
@@ -427,20 +427,20 @@ fn power_off_is_forced_after_the_graceful_timeout_then_fails() {
     let on = || observed(PowerState::On);
     assert!(matches!(
         Case::new(Step::WaitPoweredOff, on())
-            .after(min(5) - TimeDelta::seconds(1), 1)
+            .after(min(2) - TimeDelta::seconds(1), 1)
             .run(),
         Outcome::Wait { .. }
     ));
     assert_eq!(
-        Case::new(Step::WaitPoweredOff, on()).after(min(5), 1).run(),
+        Case::new(Step::WaitPoweredOff, on()).after(min(2), 1).run(),
         act(reset(ResetKind::ForceOff), Step::WaitPoweredOff)
     );
     assert!(matches!(
-        Case::new(Step::WaitPoweredOff, on()).after(min(6), 2).run(),
+        Case::new(Step::WaitPoweredOff, on()).after(min(3), 2).run(),
         Outcome::Wait { .. }
     ));
     assert_eq!(
-        Case::new(Step::WaitPoweredOff, on()).after(min(7), 2).run(),
+        Case::new(Step::WaitPoweredOff, on()).after(min(4), 2).run(),
         Outcome::Failed {
             reason: "power is still On after a graceful and then a forced power off".into()
         }
@@ -619,7 +619,7 @@ fn failures_retry_with_doubling_backoff_then_give_up() {
     };
     assert_eq!(
         got[..4],
-        [retry(15, 1), retry(30, 2), retry(60, 3), retry(120, 4)]
+        [retry(5, 1), retry(10, 2), retry(20, 3), retry(40, 4)]
     );
     assert_eq!(
         got[4],
@@ -637,7 +637,7 @@ fn failures_retry_with_doubling_backoff_then_give_up() {
         after_failure(Operation::Release, Step::InsertMedia, 40, "409", &capped),
         AfterFailure::Retry {
             step: Step::InsertMedia,
-            after: TimeDelta::minutes(10),
+            after: TimeDelta::minutes(5),
             failures: 41
         }
     );
