@@ -6,6 +6,8 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use kube::{Api, api::DeleteParams};
+use labpods_api::v1alpha1::PodRequest;
 use labpods_tests::e2e::E2e;
 use labpods_tests::sim::HostGroup;
 
@@ -167,6 +169,50 @@ async fn e2e_kubectl_lab_session() -> Result<()> {
         3_600,
         "the Lease ends an hour later"
     );
+
+    // Every host is held: a second booking waits, and status says when it would start (the
+    // operator's estimate: once pod's Lease ends and its hosts are back).
+    lab(
+        &e2e,
+        &[
+            "book", "next", "-n", &ns, "--role", "node=1", "--lab", LAB, "--image", &image,
+            "--for", "1h",
+        ],
+    )
+    .await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let queued = loop {
+        let status = lab(&e2e, &["status", "next", "-n", &ns]).await?;
+        if status.contains("estimated start ") || tokio::time::Instant::now() > deadline {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let line = queued
+        .lines()
+        .find(|l| l.starts_with("Queue: "))
+        .with_context(|| format!("a waiting request shows its place:\n{queued}"))?;
+    assert!(
+        line.starts_with(
+            "Queue: position 1 of 1 waiting (first come, first served); estimated start "
+        ),
+        "{line}"
+    );
+    let estimate = e2e
+        .podrequest("next")
+        .await?
+        .and_then(|p| p.status)
+        .and_then(|s| s.estimated_start)
+        .context("no status.estimatedStart")?
+        .0;
+    assert!(
+        estimate.as_second() >= after.as_second() - 60
+            && estimate.as_second() <= after.as_second() + 3_600,
+        "estimated {estimate}, pod's Lease ends {after}"
+    );
+    Api::<PodRequest>::namespaced(e2e.client(), &ns)
+        .delete("next", &DeleteParams::default())
+        .await?;
 
     let calendar = lab(&e2e, &["calendar", "--lab", LAB, "--days", "2"]).await?;
     assert!(

@@ -16,6 +16,7 @@ use labpods_api::{
     },
 };
 
+use chrono::DateTime;
 use labpods_scheduler::{Decision, Placement};
 
 use crate::from_api::kube_time;
@@ -136,9 +137,18 @@ pub fn desired(pr: &PodRequest, standing: Standing<'_>, now: &KubeTime) -> PodRe
                 set(&mut conditions, SCHEDULED, true, "Reserved", &message);
                 status.message = Some(message);
             }
-            Decision::Wait { message, .. } => {
+            Decision::Wait {
+                message,
+                earliest_start,
+            } => {
                 status.phase = Some(PodRequestPhase::Pending);
                 status.message = Some(message.clone());
+                // To the minute, like the message: the estimate moves with the lab, and this
+                // way it changes only when the message does (no write of its own).
+                status.estimated_start = earliest_start.map(|t| {
+                    let minute = t.timestamp() - t.timestamp().rem_euclid(60);
+                    kube_time(DateTime::from_timestamp(minute, 0).unwrap_or(t))
+                });
                 set(&mut conditions, SCHEDULED, false, "Waiting", message);
             }
             Decision::Unsatisfiable { message } => {
@@ -415,10 +425,15 @@ mod tests {
         let mut pr = request();
         let wait = Decision::Wait {
             message: "waiting for 2 hosts; 1 free now; earliest start 2026-11-26T10:00Z".into(),
-            earliest_start: None,
+            earliest_start: Some(at("2026-11-26T10:00:42Z")),
         };
         let first = desired(&pr, Standing::Decided(&wait), &now(100));
         assert_eq!(first.phase, Some(PodRequestPhase::Pending));
+        assert_eq!(
+            first.estimated_start.as_ref().map(|t| t.0.to_string()),
+            Some("2026-11-26T10:00:00Z".into()),
+            "the message's estimate, to the minute"
+        );
         assert_eq!(
             first.message.as_deref(),
             Some("waiting for 2 hosts; 1 free now; earliest start 2026-11-26T10:00Z")
@@ -434,6 +449,23 @@ mod tests {
             desired(&pr, Standing::Decided(&wait), &now(500)),
             first,
             "a later pass writes nothing"
+        );
+        let moved = Decision::Wait {
+            message: "waiting for 2 hosts; 1 free now; earliest start 2026-11-26T10:00Z".into(),
+            earliest_start: Some(at("2026-11-26T10:00:07Z")),
+        };
+        assert_eq!(
+            desired(&pr, Standing::Decided(&moved), &now(600)),
+            first,
+            "an estimate that moves within the minute writes nothing either"
+        );
+        let unknown = Decision::Wait {
+            message: "waiting for 2 hosts in maintenance".into(),
+            earliest_start: None,
+        };
+        assert_eq!(
+            desired(&pr, Standing::Decided(&unknown), &now(700)).estimated_start,
+            None
         );
     }
 

@@ -111,7 +111,12 @@ pub async fn run(session: &Session, name: &str, out: &mut dyn Write) -> Result<(
         Some(Queue {
             position,
             waiting: waiting.len().max(position),
-            estimated_start: status.scheduled_start.as_ref().map(|t| output::time(t.0)),
+            // The scheduler's estimate while it waits; the hosts' start once it binds.
+            estimated_start: status
+                .estimated_start
+                .as_ref()
+                .or(status.scheduled_start.as_ref())
+                .map(|t| output::time(t.0)),
         })
     } else {
         None

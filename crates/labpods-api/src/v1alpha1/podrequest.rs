@@ -198,6 +198,11 @@ pub struct PodRequestStatus {
     /// When the hosts are taken back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduled_end: Option<Time>,
+    /// While the request waits: when the scheduler would start it if the lab does not
+    /// change, to the minute (the estimate in `message`). Absent when no start can be
+    /// estimated (the hosts it needs are in maintenance).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_start: Option<Time>,
     /// For humans: why the request waits and when it will likely start, or what it is doing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
