@@ -6,7 +6,7 @@
 //! - [`find_spare`]: a replacement for a failed host.
 //!
 //! The types are the scheduler's own (`model.rs`). This crate depends on chrono alone, so
-//! that the compiler, not review, keeps it free of IO: the operator's `scheduler::from_api`
+//! that the compiler, not review, keeps it free of IO: `labpods-core`'s `from_api`
 //! adapts the CRDs to these types, and `labpods-scheduler-sim` replays synthetic workloads
 //! against [`plan`] (the simulation behind `kubectl lab forecast` and
 //! `cargo xtask bench scheduler`).
