@@ -652,6 +652,16 @@ async fn e2e_bmc_failing_mid_provisioning_gets_a_spare() -> Result<()> {
         !hosts.contains(&broken),
         "{broken} failed but is still in the booking: {hosts:?}"
     );
+    // The Lease's status names the host swapped out, for the history and for users.
+    let lease = e2e.lease("spare").await?.context("Lease spare is gone")?;
+    let replaced: Vec<(String, String)> = lease
+        .status
+        .map(|s| s.replaced)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| (r.host, r.role))
+        .collect();
+    assert_eq!(replaced, [(broken.clone(), "node".to_owned())]);
     // Out of the booking, the host is released; its dead BMC makes that release give up,
     // and the host ends quarantined in Error (it may still hold the tenant's OS), with a
     // reason. It may still be Releasing when the pod turns Ready.

@@ -5,7 +5,7 @@
 //! Ready (every host Provisioned) or Degraded (a host failed, no spare) -> Releasing (the end
 //! came, or the request was deleted) -> Released (no host claims the Lease any more).
 
-use std::time::Duration;
+use std::{collections::BTreeSet, time::Duration};
 
 use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::Time,
@@ -17,7 +17,10 @@ use labpods_api::{
         BOOKING_FAILED, DEGRADED, EXPIRING_SOON, READY, find_condition, new_condition,
         remove_condition, set_condition,
     },
-    v1alpha1::{ClaimRef, HostProgress, HostState, LabHost, Lease, LeasePhase, LeaseStatus},
+    v1alpha1::{
+        ClaimRef, HostProgress, HostState, LabHost, Lease, LeaseHost, LeasePhase, LeaseStatus,
+        MAX_LEASE_HOSTS, ReplacedHost,
+    },
     validation::format_duration,
 };
 
@@ -249,9 +252,17 @@ pub fn plan(f: &Facts<'_>) -> Plan {
             .spec
             .hosts
             .iter()
-            .map(|l| match listed(&l.host) {
-                Some(h) if foreign(&h) => held_elsewhere(&l.host),
-                h => progress(&l.host, h.copied()),
+            .map(|l| {
+                let mut p = match listed(&l.host) {
+                    Some(h) if foreign(&h) => held_elsewhere(l),
+                    h => progress(l, h.copied()),
+                };
+                let before = current.hosts.iter().find(|b| b.host == l.host);
+                // Sticky, and set in the write that first shows the Error: no write of its own.
+                p.failed_at = before
+                    .and_then(|b| b.failed_at.clone())
+                    .or_else(|| (p.state == Some(HostState::Error)).then(|| now.clone()));
+                p
             })
             .collect(),
         host_count: u32::try_from(lease.spec.hosts.len()).ok(),
@@ -261,6 +272,7 @@ pub fn plan(f: &Facts<'_>) -> Plan {
         }),
         released_at: (phase == LeasePhase::Released)
             .then(|| current.released_at.clone().unwrap_or_else(|| now.clone())),
+        replaced: replaced(lease, &current, &now),
         observed_generation: lease.metadata.generation,
         conditions: current.conditions.clone(),
     };
@@ -448,6 +460,7 @@ pub fn refused(lease: &Lease, why: &Untrusted, claimed: bool, now: Timestamp) ->
         ready_at: current.ready_at.clone(),
         released_at: (phase == LeasePhase::Released)
             .then(|| current.released_at.clone().unwrap_or_else(|| now.clone())),
+        replaced: Vec::new(),
         observed_generation: generation,
         conditions,
     }
@@ -506,17 +519,57 @@ fn unserved_why(hosts: &[HostProgress], unhealed: &[(String, String)]) -> String
     )
 }
 
+/// The hosts a spare replaced: those kept from before, and every host the last status showed
+/// that `spec.hosts` no longer lists (healing is the only thing that removes a host), which
+/// left at `now`. The status changes in that same write (its host list does), so this adds
+/// no write.
+fn replaced(lease: &Lease, current: &LeaseStatus, now: &Time) -> Vec<ReplacedHost> {
+    let listed = |host: &str| lease.spec.hosts.iter().any(|l| l.host == host);
+    let gone: Vec<&HostProgress> = current
+        .hosts
+        .iter()
+        .filter(|p| !listed(&p.host) && !current.replaced.iter().any(|r| r.host == p.host))
+        .collect();
+    // A status written before HostProgress had a role: the spare took over the slot, so its
+    // role is the replaced host's when every host swapped in shares one.
+    let arrived: BTreeSet<&str> = lease
+        .spec
+        .hosts
+        .iter()
+        .filter(|l| !current.hosts.iter().any(|p| p.host == l.host))
+        .map(|l| l.role.as_str())
+        .collect();
+    let only_arrived = (arrived.len() == 1)
+        .then(|| arrived.iter().next())
+        .flatten();
+    let mut replaced = current.replaced.clone();
+    replaced.extend(gone.into_iter().map(|p| ReplacedHost {
+        host: p.host.clone(),
+        role: match (p.role.as_str(), only_arrived) {
+            ("", Some(role)) => (*role).to_owned(),
+            (role, _) => role.to_owned(),
+        },
+        at: now.clone(),
+    }));
+    replaced.sort_by(|a, b| a.host.cmp(&b.host));
+    // The schema's bound: past it the apiserver would refuse every status write.
+    replaced.truncate(MAX_LEASE_HOSTS as usize);
+    replaced
+}
+
 /// A listed host that another Lease holds: no state or step of someone else's booking.
-fn held_elsewhere(host: &str) -> HostProgress {
+fn held_elsewhere(host: &LeaseHost) -> HostProgress {
     HostProgress {
-        host: host.to_owned(),
+        host: host.host.clone(),
+        role: host.role.clone(),
         state: None,
         step: None,
         message: Some("claimed by another booking; not part of this one".to_owned()),
+        failed_at: None,
     }
 }
 
-fn progress(host: &str, labhost: Option<&LabHost>) -> HostProgress {
+fn progress(host: &LeaseHost, labhost: Option<&LabHost>) -> HostProgress {
     let status = labhost.and_then(|h| h.status.as_ref());
     let state = status.and_then(|s| s.state);
     let message = match (labhost, state) {
@@ -525,10 +578,12 @@ fn progress(host: &str, labhost: Option<&LabHost>) -> HostProgress {
         _ => None,
     };
     HostProgress {
-        host: host.to_owned(),
+        host: host.host.clone(),
+        role: host.role.clone(),
         state,
         step: status.and_then(|s| s.provisioning.as_ref()).map(|p| p.step),
         message,
+        failed_at: None,
     }
 }
 
@@ -902,6 +957,97 @@ mod tests {
         assert_eq!(
             p.status.hosts[0].message.as_deref(),
             Some("BMC answered 500")
+        );
+    }
+
+    #[test]
+    fn a_host_a_spare_replaced_is_listed_once_with_its_role_and_when_it_left() {
+        let mut l = lease(Some(LeasePhase::Ready));
+        l.spec.hosts[0].role = "jumphost".into();
+        let (h1, h2) = (
+            host("h1", HostState::Error, true),
+            host("h2", HostState::Provisioned, true),
+        );
+        let failed = plan(&facts(&l, &[&h1, &h2], "2026-11-24T10:30:00Z"));
+        assert!(failed.status.replaced.is_empty());
+        let failed_at = |s: &LeaseStatus, h: &str| {
+            let p = s.hosts.iter().find(|p| p.host == h).unwrap();
+            p.failed_at.clone().map(|t| t.0)
+        };
+        assert_eq!(
+            failed_at(&failed.status, "h1"),
+            Some(at("2026-11-24T10:30:00Z"))
+        );
+        assert_eq!(failed.status.hosts[0].role, "jumphost");
+        l.status = Some(failed.status);
+        // Healing swapped the spare h3 in for h1 (it takes over the slot and its role).
+        l.spec.hosts = vec![
+            l.spec.hosts[1].clone(),
+            LeaseHost {
+                host: "h3".into(),
+                role: "jumphost".into(),
+                hostname: l.spec.hosts[0].hostname.clone(),
+            },
+        ];
+        let h3 = host("h3", HostState::Provisioning, true);
+        let swapped = plan(&facts(&l, &[&h2, &h3], "2026-11-24T10:31:00Z"));
+        let h1_left = [ReplacedHost {
+            host: "h1".into(),
+            role: "jumphost".into(),
+            at: Time(at("2026-11-24T10:31:00Z")),
+        }];
+        assert_eq!(swapped.status.replaced, h1_left);
+        l.status = Some(swapped.status.clone());
+        let unchanged = plan(&facts(&l, &[&h2, &h3], "2026-11-24T10:40:00Z"));
+        assert_eq!(unchanged.status, swapped.status, "nothing new to write");
+        let h3 = host("h3", HostState::Provisioned, true);
+        let ready = plan(&facts(&l, &[&h2, &h3], "2026-11-24T10:50:00Z"));
+        assert_eq!(phase(&ready), LeasePhase::Ready);
+        assert_eq!(ready.status.replaced, h1_left, "kept");
+        // A status written before hosts had a role: the role of the spare that took the slot.
+        let mut old = l.clone();
+        if let Some(s) = old.status.as_mut() {
+            s.replaced.clear();
+            let unroled = |name: &str, h: &LabHost| {
+                let host = LeaseHost {
+                    host: name.into(),
+                    ..LeaseHost::default()
+                };
+                progress(&host, Some(h))
+            };
+            s.hosts = vec![unroled("h1", &h1), unroled("h2", &h2)];
+        }
+        let upgraded = plan(&facts(&old, &[&h2, &h3], "2026-11-24T10:50:00Z"));
+        assert_eq!(upgraded.status.replaced[0].role, "jumphost");
+    }
+
+    #[test]
+    fn a_failure_stays_on_the_host_after_it_recovers() {
+        let mut l = lease(Some(LeasePhase::Ready));
+        let (h1, h2) = (
+            host("h1", HostState::Provisioned, true),
+            host("h2", HostState::Error, true),
+        );
+        let failed = plan(&facts(&l, &[&h1, &h2], "2026-11-24T10:30:00Z"));
+        l.status = Some(failed.status);
+        let h2 = host("h2", HostState::Provisioned, true);
+        let recovered = plan(&facts(&l, &[&h1, &h2], "2026-11-24T10:45:00Z"));
+        let failed_at: Vec<_> = recovered
+            .status
+            .hosts
+            .iter()
+            .map(|p| (p.host.as_str(), p.state, p.failed_at.clone().map(|t| t.0)))
+            .collect();
+        assert_eq!(
+            failed_at,
+            [
+                ("h1", Some(HostState::Provisioned), None),
+                (
+                    "h2",
+                    Some(HostState::Provisioned),
+                    Some(at("2026-11-24T10:30:00Z"))
+                )
+            ]
         );
     }
 

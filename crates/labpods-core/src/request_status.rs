@@ -406,6 +406,7 @@ mod tests {
                 .enumerate()
                 .map(|(i, h)| HostProgress {
                     host: (*h).into(),
+                    role: String::new(),
                     state: Some(if i < provisioned {
                         HostState::Provisioned
                     } else {
@@ -413,6 +414,7 @@ mod tests {
                     }),
                     step: None,
                     message: None,
+                    failed_at: None,
                 })
                 .collect(),
             ..LeaseStatus::default()

@@ -15,10 +15,12 @@
 //! hosts for 400 days (BENCHMARKS.md).
 //!
 //! **Off the release path.** The Lease controller calls [`observe`] on every reconcile: it
-//! is synchronous and does no IO. It notes which hosts failed and which were replaced by
-//! spares (ending `Healed`), and on Released it queues one [`Allocation`] per host. The
-//! provisioning time comes from the Lease's `status.readyAt`, written with the status that
-//! made it Ready, so a restarted operator records it too. A background task flushes the queue every
+//! is synchronous and does no IO. It queues a host a spare replaced (ending `Healed`) when the
+//! status lists it in `status.replaced`, and on Released one [`Allocation`] per host (ending
+//! `Failed` for a host with `status.hosts[].failedAt`). Those facts and the provisioning time
+//! (`status.readyAt`) are in the Lease's status, written by the Lease plan without a write
+//! of their own, so a restarted operator records them too; at Released it also queues the
+//! replaced hosts it did not see leave. A background task flushes the queue every
 //! [`FLUSH_INTERVAL`] while this replica leads, retrying failed writes with exponential
 //! backoff; a release never waits for it. A Released Lease is offered again on every
 //! reconcile until it is collected (a restarted operator re-offers it), and readers drop
@@ -59,11 +61,12 @@ const BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// them again); beyond this the oldest memories go and a re-offer is deduplicated by id.
 const MAX_TRACKED: usize = 50_000;
 
-/// What the history remembers of a live Lease between reconciles.
+/// What the history remembers of a live Lease between reconciles: only what it queued, so
+/// a reconcile loop does not queue it again (a restarted operator re-offers, readers dedupe).
 #[derive(Debug, Clone, Default)]
 struct Tracked {
-    hosts: Vec<LeaseHost>,
-    failed: BTreeSet<String>,
+    /// Replaced hosts whose `Healed` record was queued.
+    healed: BTreeSet<String>,
     recorded: bool,
     seen: u64,
 }
@@ -125,14 +128,13 @@ fn allocation(
 }
 
 impl Tracker {
-    /// Notes what `after` (the status about to be written) says of `lease` at `now`.
+    /// Notes what `after` (the status about to be written) says of `lease`.
     pub fn observe(
         &mut self,
         lease: &Lease,
         request: Option<&PodRequest>,
         labhosts: &[&LabHost],
         after: &LeaseStatus,
-        now: Timestamp,
     ) -> Vec<Allocation> {
         self.tick += 1;
         let uid = lease.uid().unwrap_or_else(|| lease.name_any());
@@ -142,42 +144,51 @@ impl Tracker {
             .as_ref()
             .or(lease.status.as_ref().and_then(|s| s.ready_at.as_ref()))
             .map(|t| t.0);
-        let t = self.leases.entry(uid).or_insert_with(|| Tracked {
-            hosts: lease.spec.hosts.clone(),
-            ..Tracked::default()
-        });
+        let t = self.leases.entry(uid).or_default();
         t.seen = self.tick;
+        let before = lease.status.as_ref();
+        let released = match (after.phase, &after.released_at) {
+            (Some(LeasePhase::Released), Some(at)) if !t.recorded => Some(at.0),
+            _ => None,
+        };
         let mut out = Vec::new();
-        // A host gone from a live Lease was replaced by a spare.
-        for gone in t
-            .hosts
-            .iter()
-            .filter(|h| !lease.spec.hosts.iter().any(|l| l.host == h.host))
-        {
-            out.push(allocation(
-                lease,
-                request,
-                labhosts,
-                gone,
-                now,
-                Ending::Healed,
-                ready_at,
-            ));
-        }
-        t.hosts = lease.spec.hosts.clone();
-        let written = lease.status.iter().flat_map(|s| &s.hosts);
-        for p in written.chain(&after.hosts) {
-            if p.state == Some(HostState::Error) {
-                t.failed.insert(p.host.clone());
+        // A host a spare replaced, from the durable list: queued in the status write that
+        // first lists it, or at Released by a restarted operator that did not see that write.
+        for r in &after.replaced {
+            let new = before.is_none_or(|s| !s.replaced.iter().any(|b| b.host == r.host));
+            if (new || released.is_some()) && t.healed.insert(r.host.clone()) {
+                let gone = LeaseHost {
+                    host: r.host.clone(),
+                    role: r.role.clone(),
+                    hostname: None,
+                };
+                out.push(allocation(
+                    lease,
+                    request,
+                    labhosts,
+                    &gone,
+                    r.at.0,
+                    Ending::Healed,
+                    ready_at,
+                ));
             }
         }
-        if let (Some(LeasePhase::Released), Some(released_at)) = (after.phase, &after.released_at)
-            && !t.recorded
-        {
+        if let Some(released_at) = released {
             t.recorded = true;
-            let released_at = released_at.0;
+            // `failedAt` is sticky in the status; a status written before it existed shows
+            // the state only.
+            let failed = |host: &str| {
+                before
+                    .into_iter()
+                    .flat_map(|s| &s.hosts)
+                    .chain(&after.hosts)
+                    .any(|p| {
+                        p.host == host
+                            && (p.failed_at.is_some() || p.state == Some(HostState::Error))
+                    })
+            };
             for h in &lease.spec.hosts {
-                let ending = if t.failed.contains(&h.host) {
+                let ending = if failed(&h.host) {
                     Ending::Failed
                 } else if released_at >= lease.spec.end.0 {
                     Ending::Expired
@@ -300,7 +311,7 @@ pub fn observe(
         tokio::spawn(run(ctx.clone(), writer));
     }
     let records = match writer.tracker.lock() {
-        Ok(mut t) => t.observe(lease, request, labhosts, after, ctx.clock.now()),
+        Ok(mut t) => t.observe(lease, request, labhosts, after),
         Err(_) => return,
     };
     if !records.is_empty() {

@@ -351,9 +351,11 @@ fn progress_lines(lease: Option<&Lease>, colour: bool) -> Vec<String> {
                 .cloned()
                 .unwrap_or(HostProgress {
                     host: h.host.clone(),
+                    role: String::new(),
                     state: None,
                     step: None,
                     message: None,
+                    failed_at: None,
                 });
             host_line(
                 &p,
@@ -813,9 +815,11 @@ node       node-2       -          lab-h2   not reported yet
     fn a_host_bar_fills_with_the_provisioning_steps() {
         let mut p = HostProgress {
             host: "h1".into(),
+            role: String::new(),
             state: Some(HostState::Provisioning),
             step: Some(ProvisioningStep::PowerOn),
             message: None,
+            failed_at: None,
         };
         let line = host_line(&p, "node", 2, false);
         assert!(line.contains("[############------] 6/9 PowerOn"), "{line}");

@@ -139,6 +139,14 @@ pub struct LeaseStatus {
     /// When every host was back in the pool.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub released_at: Option<Time>,
+    /// The hosts a spare replaced (failed, deleted from the lab, or taken by another
+    /// booking), sorted by host: which host was swapped out, for which role, and when it
+    /// left the Lease. Kept until the Lease is collected, so the allocation history records
+    /// a replaced host's part even after an operator restart.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_LEASE_HOSTS))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["host"]))]
+    pub replaced: Vec<ReplacedHost>,
     /// The metadata.generation this status was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
@@ -176,6 +184,11 @@ pub enum LeasePhase {
 pub struct HostProgress {
     /// Name of the LabHost.
     pub host: String,
+    /// The role it fills (from `spec.hosts`): kept here so a host a spare replaces is
+    /// listed in `replaced` with its role. Empty in a status written before this field.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 63))]
+    pub role: String,
     /// The host's lifecycle state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<HostState>,
@@ -185,6 +198,25 @@ pub struct HostProgress {
     /// For humans: what the host is doing or why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// When the host was first seen failed (state Error) during this booking; kept after it
+    /// recovers, so the allocation history records its part as Failed even after an
+    /// operator restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_at: Option<Time>,
+}
+
+/// A host a spare replaced in a lease.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplacedHost {
+    /// Name of the LabHost.
+    #[schemars(length(max = 253))]
+    pub host: String,
+    /// The role it filled, which the spare took over.
+    #[schemars(length(max = 63))]
+    pub role: String,
+    /// When it left the Lease (the operator's first status after the swap).
+    pub at: Time,
 }
 
 impl LeaseSpec {

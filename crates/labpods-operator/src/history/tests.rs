@@ -2,8 +2,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use labpods_api::v1alpha1::{
-    HostProgress, ImageSpec, LabHostSpec, LeaseSpec, PodRequestSpec, RequestRef, RoleSpec,
-    SecretReference,
+    HostProgress, ImageSpec, LabHostSpec, LeaseSpec, PodRequestSpec, ReplacedHost, RequestRef,
+    RoleSpec, SecretReference,
 };
 
 use super::shards::{Settings, dedupe, housekeeping, read};
@@ -78,9 +78,11 @@ fn status(phase: LeasePhase, released: Option<&str>, error_host: Option<&str>) -
         hosts: error_host
             .map(|h| HostProgress {
                 host: h.into(),
+                role: String::new(),
                 state: Some(HostState::Error),
                 step: None,
                 message: None,
+                failed_at: None,
             })
             .into_iter()
             .collect(),
@@ -94,61 +96,54 @@ fn a_lease_yields_one_record_per_host_with_how_it_ended_and_its_times() {
     let (mut lease, pr, labhosts) = fixtures();
     let hosts: Vec<&LabHost> = labhosts.iter().collect();
     let mut t = Tracker::default();
-    let mut step = |lease: &mut Lease, after: LeaseStatus, now: &str| {
-        let out = t.observe(lease, Some(&pr), &hosts, &after, at(now));
+    let mut step = |lease: &mut Lease, after: LeaseStatus| {
+        let out = t.observe(lease, Some(&pr), &hosts, &after);
         lease.status = Some(after);
         out
     };
-    assert!(
-        step(
-            &mut lease,
-            status(LeasePhase::Provisioning, None, None),
-            "2026-11-24T10:00:00Z"
-        )
-        .is_empty()
-    );
-    assert!(
-        step(
-            &mut lease,
-            status(LeasePhase::Ready, None, None),
-            "2026-11-24T10:05:00Z"
-        )
-        .is_empty()
-    );
+    assert!(step(&mut lease, status(LeasePhase::Provisioning, None, None)).is_empty());
+    assert!(step(&mut lease, status(LeasePhase::Ready, None, None)).is_empty());
     // h1 fails and a spare h3 replaces it; later h2 fails with no spare.
-    assert!(
-        step(
-            &mut lease,
-            status(LeasePhase::Degraded, None, Some("h1")),
-            "2026-11-24T11:00:00Z"
-        )
-        .is_empty()
-    );
+    assert!(step(&mut lease, status(LeasePhase::Degraded, None, Some("h1"))).is_empty());
     lease.spec.hosts = vec![host("h2", "node"), host("h3", "jumphost")];
+    let h1_replaced = |mut s: LeaseStatus| {
+        s.replaced = vec![ReplacedHost {
+            host: "h1".into(),
+            role: "jumphost".into(),
+            at: Time(at("2026-11-24T11:01:00Z")),
+        }];
+        s
+    };
     let healed = step(
         &mut lease,
-        status(LeasePhase::Ready, None, None),
-        "2026-11-24T11:01:00Z",
+        h1_replaced(status(LeasePhase::Ready, None, None)),
     );
     assert_eq!(healed.len(), 1);
     assert_eq!(
-        (healed[0].host.as_str(), healed[0].ending),
-        ("h1", Ending::Healed)
+        (
+            healed[0].id.as_str(),
+            healed[0].ending,
+            healed[0].role.as_str()
+        ),
+        ("lease-uid/h1", Ending::Healed, "jumphost")
     );
     assert_eq!(healed[0].released_at, at("2026-11-24T11:01:00Z"));
     assert!(
         step(
             &mut lease,
-            status(LeasePhase::Degraded, None, Some("h2")),
-            "2026-11-24T12:00:00Z"
+            h1_replaced(status(LeasePhase::Degraded, None, Some("h2")))
         )
-        .is_empty()
+        .is_empty(),
+        "h1 is queued once"
     );
-    let released = step(
-        &mut lease,
-        status(LeasePhase::Released, Some("2026-11-24T13:00:00Z"), None),
-        "2026-11-24T13:00:00Z",
-    );
+    let released_status = || {
+        h1_replaced(status(
+            LeasePhase::Released,
+            Some("2026-11-24T13:00:00Z"),
+            None,
+        ))
+    };
+    let released = step(&mut lease, released_status());
     assert_eq!(released.len(), 2);
     let h2 = &released[0];
     assert_eq!((h2.host.as_str(), h2.ending), ("h2", Ending::Failed));
@@ -172,48 +167,58 @@ fn a_lease_yields_one_record_per_host_with_how_it_ended_and_its_times() {
         "granted until 12:00, extended to 14:00"
     );
     // Reconciled again before it is collected: nothing new.
-    let again = t.observe(
-        &lease,
-        Some(&pr),
-        &hosts,
-        &status(LeasePhase::Released, Some("2026-11-24T13:00:00Z"), None),
-        at("2026-11-24T13:00:05Z"),
-    );
+    let again = t.observe(&lease, Some(&pr), &hosts, &released_status());
     assert!(again.is_empty());
     // A restarted operator offers it again (no memory): the same ids, which readers dedupe,
-    // and the provisioning time read back from status.readyAt.
-    let restarted = Tracker::default().observe(
-        &lease,
-        Some(&pr),
-        &hosts,
-        lease.status.as_ref().unwrap(),
-        at("2026-11-24T13:01:00Z"),
-    );
+    // the replaced host and the provisioning time read back from the status.
+    let restarted =
+        Tracker::default().observe(&lease, Some(&pr), &hosts, lease.status.as_ref().unwrap());
     assert_eq!(
         restarted.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
-        ["lease-uid/h2", "lease-uid/h3"]
+        ["lease-uid/h1", "lease-uid/h2", "lease-uid/h3"]
     );
-    assert_eq!(restarted[1].ending, Ending::ReleasedEarly);
-    assert_eq!(restarted[1].provisioning_seconds, Some(300));
-    // Restarted while Degraded: the failed host is in the last status written.
-    lease.status = Some(status(LeasePhase::Degraded, None, Some("h2")));
-    let restarted = Tracker::default().observe(
+    assert_eq!(restarted[0], healed[0], "as recorded before the restart");
+    assert_eq!(restarted[2].ending, Ending::ReleasedEarly);
+    assert_eq!(restarted[2].provisioning_seconds, Some(300));
+    // Restarted mid-booking, after the swap: nothing until Released, then the replaced host
+    // with the time it left, and the failed host from the last status written.
+    lease.status = Some(h1_replaced(status(LeasePhase::Degraded, None, Some("h2"))));
+    let mut t = Tracker::default();
+    let mid = t.observe(
         &lease,
         Some(&pr),
         &hosts,
-        &status(LeasePhase::Released, Some("2026-11-24T13:00:00Z"), None),
-        at("2026-11-24T13:00:00Z"),
+        &h1_replaced(status(LeasePhase::Degraded, None, Some("h2"))),
     );
-    let endings: Vec<(&str, Ending, Option<u64>)> = restarted
+    assert!(mid.is_empty(), "{mid:?}");
+    let restarted = t.observe(&lease, Some(&pr), &hosts, &released_status());
+    let endings: Vec<(&str, Ending, Timestamp)> = restarted
         .iter()
-        .map(|r| (r.host.as_str(), r.ending, r.provisioning_seconds))
+        .map(|r| (r.host.as_str(), r.ending, r.released_at))
         .collect();
     assert_eq!(
         endings,
         [
-            ("h2", Ending::Failed, Some(300)),
-            ("h3", Ending::ReleasedEarly, Some(300))
+            ("h1", Ending::Healed, at("2026-11-24T11:01:00Z")),
+            ("h2", Ending::Failed, at("2026-11-24T13:00:00Z")),
+            ("h3", Ending::ReleasedEarly, at("2026-11-24T13:00:00Z"))
         ]
+    );
+    // A failure that cleared before the restart: `failedAt` is kept in the status.
+    let mut recovered = released_status();
+    recovered.hosts = vec![HostProgress {
+        host: "h2".into(),
+        role: "node".into(),
+        state: Some(HostState::Available),
+        step: None,
+        message: None,
+        failed_at: Some(Time(at("2026-11-24T12:00:00Z"))),
+    }];
+    lease.status = Some(recovered.clone());
+    let restarted = Tracker::default().observe(&lease, Some(&pr), &hosts, &recovered);
+    assert_eq!(
+        restarted.iter().map(|r| r.ending).collect::<Vec<_>>(),
+        [Ending::Healed, Ending::Failed, Ending::ReleasedEarly]
     );
 }
 
