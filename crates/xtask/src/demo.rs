@@ -1,10 +1,10 @@
 //! `cargo xtask demo [--exit-when-ready]`: the README's first command. A local control plane
 //! with the CRDs, a simulated lab of 8 BMCs (`labpods-sim`, ports 9101-9108 as in
-//! examples/lab), the operator (`labpods run`), and the example booking `team-a/ci-pod`
-//! (1 jumphost + 3 nodes) made with `kubectl lab book` and your SSH key, followed until
-//! Ready and until every host reported its address and host key (the simulated hosts read
-//! their seeds and phone home as cloud-init would); then the pod's descriptor and what to try next, and everything keeps
-//! running until Ctrl-C, which tears it all down.
+//! examples/lab), the operator (`labpods run`), and the example booking `team-a/ci-pod` (1
+//! jumphost + 3 nodes) made with `kubectl lab book` and your SSH key, followed until Ready and
+//! until every host reported its address and host key (the simulated hosts read their seeds and
+//! phone home as cloud-init would); then the pod's descriptor and what to try next, and
+//! everything keeps running until Ctrl-C, which tears it all down.
 
 use std::collections::BTreeMap;
 use std::fs::File;
