@@ -312,12 +312,11 @@ pub fn sibling_operator_binary() -> Result<PathBuf> {
 
 fn build_operator() -> Result<PathBuf> {
     let root = workspace_root();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    let output = Command::new(&cargo)
+    let output = crate::binaries::cargo()
         .args(["build", "--quiet", "--package", PACKAGE, "--bins"])
         .current_dir(&root)
         .output()
-        .with_context(|| format!("running {cargo} build -p {PACKAGE}"))?;
+        .with_context(|| format!("running cargo build -p {PACKAGE}"))?;
     if !output.status.success() {
         bail!(
             "cargo build -p {PACKAGE} failed ({}):\n{}",

@@ -3,7 +3,7 @@
 //! runtime or an HTTP stack, so none of it can do IO. A dependency that would let it fails
 //! here, naming the chain that brought it in.
 
-use std::{path::Path, process::Command};
+use std::path::Path;
 
 /// Crates that do IO: a Kubernetes client or runtime, an async runtime, HTTP or TLS.
 const IO_CRATES: &[&str] = &[
@@ -23,8 +23,7 @@ const IO_CRATES: &[&str] = &[
 /// The crates `package` needs to build (normal dependencies, features as it asks them).
 fn dependencies(package: &str) -> Vec<String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
+    let out = labpods_tests::binaries::cargo()
         .args([
             "tree",
             "--offline",

@@ -9,7 +9,6 @@
 //!   ceil(hosts / concurrency) * calls_per_cycle * latency;
 //! - Redfish calls per reimage sequence, step by step, counted by the simulated BMC.
 
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -64,25 +63,7 @@ pub fn reran_in_release(what: &str, args: &[String]) -> Result<bool> {
     if !cfg!(debug_assertions) {
         return Ok(false);
     }
-    let mut command = Command::new(crate::testenv::cargo());
-    // What cargo set for this xtask (CARGO_PKG_NAME=xtask, ...): build scripts that track
-    // these (ring's) would see them changed from a build started in a shell, and the release
-    // build would be redone each time the two alternate.
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        if name.starts_with("CARGO_PKG_")
-            || [
-                "CARGO_MANIFEST_DIR",
-                "CARGO_MANIFEST_PATH",
-                "CARGO_CRATE_NAME",
-                "CARGO_BIN_NAME",
-                "CARGO_PRIMARY_PACKAGE",
-            ]
-            .contains(&name.as_ref())
-        {
-            command.env_remove(name.as_ref());
-        }
-    }
+    let mut command = crate::testenv::cargo();
     let status = command
         .args([
             "run",

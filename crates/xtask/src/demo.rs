@@ -196,7 +196,7 @@ pub fn run(args: &[String]) -> Result<()> {
 }
 
 fn build(root: &Path) -> Result<()> {
-    let status = Command::new(cargo())
+    let status = cargo()
         .args([
             "build",
             "-p",

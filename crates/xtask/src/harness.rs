@@ -26,7 +26,7 @@ pub fn run(
 ) -> Result<ExitStatus> {
     let root = workspace_root();
     let binaries = KubeBinaries::install(&root, "newest", ALL_COMPONENTS)?;
-    let mut build = Command::new(cargo());
+    let mut build = cargo();
     build.arg("build");
     if release {
         build.arg("--release");

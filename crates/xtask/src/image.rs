@@ -47,8 +47,7 @@ pub fn run(args: &[String]) -> Result<()> {
 
 /// `cargo build --release` of the labpods binary; its path.
 pub fn build_release(root: &Path) -> Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(&cargo)
+    let status = crate::testenv::cargo()
         .args([
             "build",
             "--release",

@@ -75,7 +75,7 @@ pub fn run(args: &[String]) -> Result<()> {
                 run.args.join(" ")
             ),
             || {
-                let mut nextest = Command::new(cargo());
+                let mut nextest = cargo();
                 nextest
                     .args(["nextest", "run", "--workspace"])
                     .args(&run.args)
@@ -247,7 +247,7 @@ fn python_venv(root: &Path) -> Result<Option<PathBuf>> {
 }
 
 fn ensure_nextest() -> Result<()> {
-    let installed = Command::new(cargo())
+    let installed = cargo()
         .args(["nextest", "--version"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -257,7 +257,7 @@ fn ensure_nextest() -> Result<()> {
         return Ok(());
     }
     eprintln!("    installing cargo-nextest from crates.io (a few minutes)");
-    let status = Command::new(cargo())
+    let status = cargo()
         // Without the self-updater: fewer crates to compile on a cold machine.
         .args([
             "install",

@@ -39,7 +39,7 @@ pub fn run(args: &[String]) -> Result<()> {
 
 /// Compiles labpods-testenv, with cargo's progress shown (a first build takes minutes).
 pub fn build_testenv(root: &Path) -> Result<()> {
-    let status = Command::new(cargo())
+    let status = cargo()
         .arg("build")
         .args(PACKAGE_AND_BIN)
         .current_dir(root)
@@ -142,7 +142,26 @@ impl Drop for SharedControlPlane {
     }
 }
 
-/// The cargo that runs us, as cargo itself recommends for nested invocations.
-pub fn cargo() -> String {
-    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string())
+/// The cargo that runs us, as cargo itself recommends for nested invocations, without what
+/// cargo set for this xtask (CARGO_MANIFEST_DIR, CARGO_PKG_NAME, ...): ring's build script
+/// tracks CARGO_MANIFEST_DIR, so a build started here and one started in a shell (or by a
+/// test: `labpods_tests::binaries::cargo` does the same) saw it differ and rebuilt ring and everything above it, each time they alternated.
+pub fn cargo() -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    for (name, _) in std::env::vars_os() {
+        let set_for_a_crate = name.to_str().is_some_and(|n| {
+            n.starts_with("CARGO_PKG_")
+                || n.starts_with("CARGO_MANIFEST_")
+                || [
+                    "CARGO_CRATE_NAME",
+                    "CARGO_BIN_NAME",
+                    "CARGO_PRIMARY_PACKAGE",
+                ]
+                .contains(&n)
+        });
+        if set_for_a_crate {
+            command.env_remove(name);
+        }
+    }
+    command
 }

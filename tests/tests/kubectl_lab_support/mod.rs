@@ -3,7 +3,6 @@
 //! a run of it as a user types it.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
 use anyhow::{Context, Result, bail, ensure};
@@ -40,8 +39,7 @@ pub fn plugin() -> Result<PathBuf> {
 
 fn build() -> Result<PathBuf> {
     let root = workspace_root();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    let output = Command::new(&cargo)
+    let output = labpods_tests::binaries::cargo()
         .args(["build", "--quiet", "--package", "kubectl-lab", "--bins"])
         .current_dir(&root)
         .output()
