@@ -125,36 +125,12 @@ fn is_executable(path: &Path) -> bool {
         .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
 }
 
-/// The cargo running the tests, without what cargo set for this test's crate
-/// (CARGO_MANIFEST_DIR, ...): ring's build script tracks CARGO_MANIFEST_DIR, and a build
-/// started here with it would rebuild ring and all above it for the next build started
-/// without it (xtask's `testenv::cargo` clears the same).
-pub fn cargo() -> Command {
-    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    for (name, _) in std::env::vars_os() {
-        let set_for_a_crate = name.to_str().is_some_and(|n| {
-            n.starts_with("CARGO_PKG_")
-                || n.starts_with("CARGO_MANIFEST_")
-                || [
-                    "CARGO_CRATE_NAME",
-                    "CARGO_BIN_NAME",
-                    "CARGO_PRIMARY_PACKAGE",
-                ]
-                .contains(&n)
-        });
-        if set_for_a_crate {
-            command.env_remove(name);
-        }
-    }
-    command
-}
-
 /// `cargo xtask image --out DIR`: the operator's image as an OCI layout in `out` (a release
 /// build of the labpods binary, cached by cargo after the first); the reference and the
 /// digest it printed.
 pub fn build_image(out: &Path) -> anyhow::Result<(String, String)> {
     use anyhow::Context;
-    let output = cargo()
+    let output = crate::nested_cargo::command()
         .args([
             "run",
             "--quiet",

@@ -35,6 +35,7 @@ mod kubectl;
 pub mod kubelet;
 pub mod leaks;
 mod namespace;
+pub mod nested_cargo;
 pub mod openssh;
 pub mod operator;
 pub mod pharos;

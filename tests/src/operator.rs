@@ -312,7 +312,7 @@ pub fn sibling_operator_binary() -> Result<PathBuf> {
 
 fn build_operator() -> Result<PathBuf> {
     let root = workspace_root();
-    let output = crate::binaries::cargo()
+    let output = crate::nested_cargo::command()
         .args(["build", "--quiet", "--package", PACKAGE, "--bins"])
         .current_dir(&root)
         .output()

@@ -23,7 +23,7 @@ const IO_CRATES: &[&str] = &[
 /// The crates `package` needs to build (normal dependencies, features as it asks them).
 fn dependencies(package: &str) -> Vec<String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = labpods_tests::binaries::cargo()
+    let out = labpods_tests::nested_cargo::command()
         .args([
             "tree",
             "--offline",

@@ -562,10 +562,8 @@ fn held_elsewhere(host: &LeaseHost) -> HostProgress {
     HostProgress {
         host: host.host.clone(),
         role: host.role.clone(),
-        state: None,
-        step: None,
         message: Some("claimed by another booking; not part of this one".to_owned()),
-        failed_at: None,
+        ..HostProgress::default()
     }
 }
 
@@ -583,7 +581,7 @@ fn progress(host: &LeaseHost, labhost: Option<&LabHost>) -> HostProgress {
         state,
         step: status.and_then(|s| s.provisioning.as_ref()).map(|p| p.step),
         message,
-        failed_at: None,
+        ..HostProgress::default()
     }
 }
 

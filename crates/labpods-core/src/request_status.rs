@@ -406,15 +406,12 @@ mod tests {
                 .enumerate()
                 .map(|(i, h)| HostProgress {
                     host: (*h).into(),
-                    role: String::new(),
                     state: Some(if i < provisioned {
                         HostState::Provisioned
                     } else {
                         HostState::Provisioning
                     }),
-                    step: None,
-                    message: None,
-                    failed_at: None,
+                    ..HostProgress::default()
                 })
                 .collect(),
             ..LeaseStatus::default()

@@ -28,19 +28,15 @@ mod transport;
 mod vocabulary;
 
 #[cfg(feature = "client")]
-pub use bmc::{Bmc, BmcConnector, BmcTarget};
-#[cfg(feature = "client")]
-pub use client::RedfishClient;
-#[cfg(feature = "client")]
-pub use connector::RedfishConnector;
-#[cfg(feature = "client")]
-pub use credentials::Credentials;
-#[cfg(feature = "client")]
-pub use error::{Error, Result};
-#[cfg(feature = "client")]
-pub use policy::ClientPolicy;
-#[cfg(feature = "client")]
-pub use tls::{Fingerprint, SettingNames, TlsOptions};
+pub use self::{
+    bmc::{Bmc, BmcConnector, BmcTarget},
+    client::RedfishClient,
+    connector::RedfishConnector,
+    credentials::Credentials,
+    error::{Error, Result},
+    policy::ClientPolicy,
+    tls::{Fingerprint, SettingNames, TlsOptions},
+};
 /// Re-exported so callers name endpoint and image URLs without depending on `url` themselves.
 #[cfg(feature = "client")]
 pub use url::Url;

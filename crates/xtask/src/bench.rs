@@ -63,8 +63,7 @@ pub fn reran_in_release(what: &str, args: &[String]) -> Result<bool> {
     if !cfg!(debug_assertions) {
         return Ok(false);
     }
-    let mut command = crate::testenv::cargo();
-    let status = command
+    let status = crate::testenv::cargo()
         .args([
             "run",
             "--release",

@@ -12,6 +12,8 @@ mod fuzz;
 mod harness;
 mod image;
 mod kube_binaries;
+#[path = "../../../tests/src/nested_cargo.rs"]
+mod nested_cargo;
 mod render;
 mod test;
 mod testenv;

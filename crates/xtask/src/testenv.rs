@@ -12,6 +12,9 @@ use anyhow::{Context, Result, bail};
 use crate::kube_binaries::{ALL_COMPONENTS, KubeBinaries};
 use crate::workspace_root;
 
+/// The cargo to run builds with (`tests/src/nested_cargo.rs`, shared with the test harness).
+pub use crate::nested_cargo::command as cargo;
+
 const PACKAGE_AND_BIN: [&str; 4] = ["--package", "labpods-tests", "--bin", "labpods-testenv"];
 
 /// Builds the control plane if needed, then becomes `labpods-testenv`, which prints
@@ -140,28 +143,4 @@ impl Drop for SharedControlPlane {
         self.lifeline = None;
         let _ = self.child.wait();
     }
-}
-
-/// The cargo that runs us, as cargo itself recommends for nested invocations, without what
-/// cargo set for this xtask (CARGO_MANIFEST_DIR, CARGO_PKG_NAME, ...): ring's build script
-/// tracks CARGO_MANIFEST_DIR, so a build started here and one started in a shell (or by a
-/// test: `labpods_tests::binaries::cargo` does the same) saw it differ and rebuilt ring and everything above it, each time they alternated.
-pub fn cargo() -> Command {
-    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    for (name, _) in std::env::vars_os() {
-        let set_for_a_crate = name.to_str().is_some_and(|n| {
-            n.starts_with("CARGO_PKG_")
-                || n.starts_with("CARGO_MANIFEST_")
-                || [
-                    "CARGO_CRATE_NAME",
-                    "CARGO_BIN_NAME",
-                    "CARGO_PRIMARY_PACKAGE",
-                ]
-                .contains(&n)
-        });
-        if set_for_a_crate {
-            command.env_remove(name);
-        }
-    }
-    command
 }

@@ -39,7 +39,7 @@ pub fn plugin() -> Result<PathBuf> {
 
 fn build() -> Result<PathBuf> {
     let root = workspace_root();
-    let output = labpods_tests::binaries::cargo()
+    let output = labpods_tests::nested_cargo::command()
         .args(["build", "--quiet", "--package", "kubectl-lab", "--bins"])
         .current_dir(&root)
         .output()

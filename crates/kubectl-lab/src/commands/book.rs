@@ -349,13 +349,9 @@ fn progress_lines(lease: Option<&Lease>, colour: bool) -> Vec<String> {
             let p = progress
                 .and_then(|ps| ps.iter().find(|p| p.host == h.host))
                 .cloned()
-                .unwrap_or(HostProgress {
+                .unwrap_or_else(|| HostProgress {
                     host: h.host.clone(),
-                    role: String::new(),
-                    state: None,
-                    step: None,
-                    message: None,
-                    failed_at: None,
+                    ..HostProgress::default()
                 });
             host_line(
                 &p,
@@ -815,11 +811,9 @@ node       node-2       -          lab-h2   not reported yet
     fn a_host_bar_fills_with_the_provisioning_steps() {
         let mut p = HostProgress {
             host: "h1".into(),
-            role: String::new(),
             state: Some(HostState::Provisioning),
             step: Some(ProvisioningStep::PowerOn),
-            message: None,
-            failed_at: None,
+            ..HostProgress::default()
         };
         let line = host_line(&p, "node", 2, false);
         assert!(line.contains("[############------] 6/9 PowerOn"), "{line}");

@@ -179,7 +179,7 @@ pub enum LeasePhase {
 }
 
 /// Progress of one host of a lease.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HostProgress {
     /// Name of the LabHost.

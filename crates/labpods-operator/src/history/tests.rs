@@ -78,11 +78,8 @@ fn status(phase: LeasePhase, released: Option<&str>, error_host: Option<&str>) -
         hosts: error_host
             .map(|h| HostProgress {
                 host: h.into(),
-                role: String::new(),
                 state: Some(HostState::Error),
-                step: None,
-                message: None,
-                failed_at: None,
+                ..HostProgress::default()
             })
             .into_iter()
             .collect(),
